@@ -1,0 +1,29 @@
+"""The test suite runs against real PostgreSQL and Redis (see README)."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = False
+SECRET_KEY = "test-secret-key-not-for-production"
+DATABASES = {
+    "default": env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres")
+}
+# Several suites may run at once on one machine: give each run its own test database
+# and cache namespace.
+_RUN = env("TEST_RUN_ID", default=str(os.getpid()))
+DATABASES["default"]["TEST"] = {"NAME": f"test_replybase_{_RUN}"}
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"rbtest{_RUN}",
+        "TIMEOUT": 300,
+    }
+}
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = REDIS_URL
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING["root"]["level"] = "WARNING"

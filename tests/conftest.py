@@ -1,0 +1,72 @@
+import pytest
+from django.core.cache import cache
+
+from tenants.models import Role
+from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.services_check import unreachable
+
+
+def pytest_sessionstart(session):
+    problems = unreachable()
+    if problems:
+        pytest.exit("Required services are down: " + "; ".join(problems), returncode=3)
+
+
+def clear_own_cache_keys() -> None:
+    """Delete this run's keys only: `cache.clear()` would FLUSHDB other runs' counters too."""
+    client = cache._cache.get_client(write=True)
+    prefix = cache.make_key("")
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Rate-limit counters and cached decisions must not leak between tests."""
+    clear_own_cache_keys()
+    yield
+
+
+@pytest.fixture
+def tenant(db):
+    return TenantFactory(name="Northwind", slug="northwind")
+
+
+@pytest.fixture
+def other_tenant(db):
+    return TenantFactory(name="Other Co", slug="other-co")
+
+
+def _member(tenant, role):
+    return MembershipFactory(tenant=tenant, role=role).user
+
+
+@pytest.fixture
+def owner(tenant):
+    return _member(tenant, Role.OWNER)
+
+
+@pytest.fixture
+def admin_user(tenant):
+    return _member(tenant, Role.ADMIN)
+
+
+@pytest.fixture
+def agent(tenant):
+    return _member(tenant, Role.AGENT)
+
+
+@pytest.fixture
+def viewer(tenant):
+    return _member(tenant, Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def bot(tenant):
+    return BotFactory(tenant=tenant, name="Helper")

@@ -1,0 +1,193 @@
+"""Role × page matrix and cross-tenant matrix for the dashboard pages built so far."""
+
+import pytest
+from django.urls import reverse
+
+from crm.models import Conversation
+from tenants.access import SESSION_TENANT_KEY
+from tenants.models import Membership, Role, Tenant
+from tests.factories import ConversationFactory, MembershipFactory, UserFactory
+
+
+@pytest.fixture
+def conversation(tenant):
+    return ConversationFactory(tenant=tenant)
+
+
+@pytest.fixture
+def colleague(tenant):
+    return MembershipFactory(tenant=tenant, role=Role.AGENT)
+
+
+def _requests(conversation, colleague):
+    """(name, method, url, data) for every dashboard action."""
+    return [
+        ("home", "get", reverse("dashboard:home"), None),
+        ("settings", "get", reverse("dashboard:settings"), None),
+        ("team", "get", reverse("dashboard:team"), None),
+        ("conversations", "get", reverse("crm:conversations"), None),
+        ("conversation", "get", reverse("crm:conversation", args=[conversation.pk]), None),
+        (
+            "settings_save",
+            "post",
+            reverse("dashboard:settings"),
+            {"name": "Renamed", "pii_retention_days": 30},
+        ),
+        ("invite", "post", reverse("dashboard:team"), {"email": "new@x.test", "role": "viewer"}),
+        (
+            "member_role",
+            "post",
+            reverse("dashboard:member_role", args=[colleague.pk]),
+            {"role": "viewer"},
+        ),
+        (
+            "conversation_status",
+            "post",
+            reverse("crm:conversation_status", args=[conversation.pk]),
+            {"status": "resolved"},
+        ),
+    ]
+
+
+WRITE_ROLE = {
+    "settings_save": Role.ADMIN,
+    "invite": Role.ADMIN,
+    "member_role": Role.ADMIN,
+    "conversation_status": Role.AGENT,
+}
+RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.AGENT, Role.ADMIN, Role.OWNER])
+def test_role_matrix(client, tenant, conversation, colleague, role):
+    user = MembershipFactory(tenant=tenant, role=role).user
+    client.force_login(user)
+    for name, method, url, data in _requests(conversation, colleague):
+        response = getattr(client, method)(url, data or {})
+        needed = WRITE_ROLE.get(name, Role.VIEWER)
+        if RANK[role] < RANK[needed]:
+            assert response.status_code == 403, (role, name)
+        elif method == "get":
+            assert response.status_code == 200, (role, name)
+        else:
+            assert response.status_code == 302, (role, name)
+
+
+@pytest.mark.django_db
+def test_viewer_write_changes_nothing(client, tenant, viewer, conversation):
+    client.force_login(viewer)
+    client.post(reverse("dashboard:settings"), {"name": "Hacked", "pii_retention_days": 1})
+    client.post(reverse("crm:conversation_status", args=[conversation.pk]), {"status": "resolved"})
+    tenant.refresh_from_db()
+    conversation.refresh_from_db()
+    assert tenant.name == "Northwind"
+    assert conversation.status == "open"
+
+
+@pytest.mark.django_db
+def test_agent_can_work_conversations_but_not_settings(client, tenant, agent, conversation):
+    client.force_login(agent)
+    client.post(reverse("crm:conversation_status", args=[conversation.pk]), {"status": "resolved"})
+    conversation.refresh_from_db()
+    assert conversation.status == "resolved"
+    assert conversation.resolved_at is not None
+    assert (
+        client.post(
+            reverse("dashboard:settings"), {"name": "X", "pii_retention_days": 5}
+        ).status_code
+        == 403
+    )
+
+
+@pytest.mark.django_db
+def test_non_member_gets_404_everywhere(client, conversation, colleague):
+    client.force_login(UserFactory())
+    for name, method, url, data in _requests(conversation, colleague):
+        response = getattr(client, method)(url, data or {})
+        assert response.status_code == 404, name
+
+
+@pytest.mark.django_db
+def test_anonymous_is_sent_to_login(client, conversation, colleague):
+    for _name, method, url, data in _requests(conversation, colleague):
+        response = getattr(client, method)(url, data or {})
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_other_tenants_objects_are_404(client, tenant, other_tenant, owner):
+    foreign_conversation = ConversationFactory(tenant=other_tenant)
+    foreign_member = MembershipFactory(tenant=other_tenant, role=Role.AGENT)
+    client.force_login(owner)
+    urls = [
+        ("get", reverse("crm:conversation", args=[foreign_conversation.pk]), {}),
+        (
+            "post",
+            reverse("crm:conversation_status", args=[foreign_conversation.pk]),
+            {"status": "resolved"},
+        ),
+        ("post", reverse("dashboard:member_role", args=[foreign_member.pk]), {"role": "viewer"}),
+        ("post", reverse("dashboard:member_remove", args=[foreign_member.pk]), {}),
+    ]
+    for method, url, data in urls:
+        assert getattr(client, method)(url, data).status_code == 404, url
+    foreign_conversation.refresh_from_db()
+    assert foreign_conversation.status == "open"
+    assert Membership.objects.get(pk=foreign_member.pk).role == Role.AGENT
+
+
+@pytest.mark.django_db
+def test_conversation_list_shows_only_own_tenant(client, tenant, other_tenant, viewer):
+    mine = ConversationFactory(tenant=tenant)
+    theirs = ConversationFactory(tenant=other_tenant)
+    client.force_login(viewer)
+    page = client.get(reverse("crm:conversations"))
+    ids = [c.pk for c in page.context["page"]]
+    assert ids == [mine.pk]
+    assert theirs.pk not in ids
+
+
+@pytest.mark.django_db
+def test_tenant_switcher(client, tenant, other_tenant):
+    user = UserFactory()
+    MembershipFactory(user=user, tenant=tenant, role=Role.VIEWER)
+    MembershipFactory(user=user, tenant=other_tenant, role=Role.ADMIN)
+    stranger = Tenant.objects.create(name="Stranger", slug="stranger")
+    client.force_login(user)
+    # no choice yet: the first workspace by name
+    assert client.get(reverse("dashboard:home")).context["current_tenant"] == tenant
+    response = client.post(reverse("dashboard:switch"), {"tenant_id": other_tenant.pk})
+    assert response.status_code == 302
+    assert client.session[SESSION_TENANT_KEY] == other_tenant.pk
+    home = client.get(reverse("dashboard:home"))
+    assert home.context["current_tenant"] == other_tenant
+    assert home.context["current_membership"].role == Role.ADMIN
+    # switching to a tenant one is not a member of is a 404 and changes nothing
+    assert client.post(reverse("dashboard:switch"), {"tenant_id": stranger.pk}).status_code == 404
+    assert client.post(reverse("dashboard:switch"), {"tenant_id": "abc"}).status_code == 404
+    assert client.session[SESSION_TENANT_KEY] == other_tenant.pk
+
+
+@pytest.mark.django_db
+def test_settings_form_rejects_bad_input(client, tenant, admin_user):
+    client.force_login(admin_user)
+    response = client.post(reverse("dashboard:settings"), {"name": "", "pii_retention_days": 0})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "name" in errors
+    assert "pii_retention_days" in errors
+    tenant.refresh_from_db()
+    assert tenant.name == "Northwind"
+
+
+@pytest.mark.django_db
+def test_login_page_and_login(client, owner):
+    assert client.get(reverse("login")).status_code == 200
+    response = client.post(
+        reverse("login"), {"username": owner.username, "password": "correct-horse-battery"}
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("dashboard:home")).status_code == 200
+    assert Conversation.objects.count() == 0
