@@ -64,6 +64,10 @@ class Conversation(TenantOwnedModel):
     last_message_at = models.DateTimeField(null=True, blank=True, db_index=True)
     handed_off_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Set while an AI reply is being computed; the engine clears it when it answers.
+    pending_reply_since = models.DateTimeField(null=True, blank=True)
+    # Small per-conversation state of the flow engine (e.g. waiting for an email address).
+    bot_state = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
