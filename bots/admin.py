@@ -1,6 +1,26 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
 
-from bots.models import Bot
+from bots.models import Bot, FlowRule, KnowledgeArticle
+
+
+class FlowRuleInline(admin.TabularInline):
+    model = FlowRule
+    extra = 0
+    ordering = ["position", "id"]
+    fields = [
+        "position",
+        "name",
+        "trigger",
+        "pattern",
+        "action",
+        "reply_text",
+        "quick_replies",
+        "follow_up_text",
+        "active",
+    ]
 
 
 @admin.register(Bot)
@@ -16,3 +36,39 @@ class BotAdmin(admin.ModelAdmin):
     list_filter = ["tenant", "engine"]
     search_fields = ["name", "tenant__name"]
     list_select_related = ["tenant"]
+    inlines = [FlowRuleInline]
+
+
+@admin.register(FlowRule)
+class FlowRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "bot", "tenant", "position", "trigger", "pattern", "action", "active"]
+    list_filter = ["tenant", "trigger", "action", "active"]
+    list_editable = ["position", "active"]
+    search_fields = ["name", "pattern", "reply_text", "bot__name", "tenant__name"]
+    list_select_related = ["bot", "tenant"]
+    ordering = ["tenant__name", "bot__name", "position", "id"]
+    # The tenant always follows the bot (set in FlowRule.clean/save), so it is only shown.
+    readonly_fields = ["tenant"]
+    autocomplete_fields = ["bot"]
+
+
+@admin.register(KnowledgeArticle)
+class KnowledgeArticleAdmin(admin.ModelAdmin):
+    list_display = ["title", "tenant", "published", "tag_list", "updated_at"]
+    list_filter = ["tenant", "published"]
+    search_fields = ["title", "body", "tenant__name"]
+    list_select_related = ["tenant"]
+    actions = ["publish", "unpublish"]
+
+    @admin.display(description="tags")
+    def tag_list(self, article: KnowledgeArticle) -> str:
+        return ", ".join(article.tags or [])
+
+    # Bulk updates bump updated_at so the cached retrieval indexes notice the change.
+    @admin.action(description="Publish selected articles")
+    def publish(self, request: HttpRequest, queryset: QuerySet[KnowledgeArticle]) -> None:
+        queryset.update(published=True, updated_at=timezone.now())
+
+    @admin.action(description="Unpublish selected articles")
+    def unpublish(self, request: HttpRequest, queryset: QuerySet[KnowledgeArticle]) -> None:
+        queryset.update(published=False, updated_at=timezone.now())

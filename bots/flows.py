@@ -1,0 +1,146 @@
+"""Pure flow-matching logic: which rule fires for a visitor message (no database access).
+
+Rules are duck-typed (anything with `trigger`, `pattern` and `active`), so this module is
+shared by the model validation, the services and the tests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Protocol, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+# Triggers and actions, spelled as in bots.models (which imports this module lazily).
+GREETING, KEYWORD, REGEX, BUTTON = "greeting", "keyword", "regex", "button"
+
+# Visitor text looked at by keyword and regex triggers. A tenant's regex runs on every
+# message; capping the input bounds the cost of a badly written pattern.
+MAX_MATCH_CHARS = 2000
+MAX_QUICK_REPLIES = 10
+MAX_BUTTON_CHARS = 80
+
+# Words that make up a bare salutation ("hi there!", "good morning"). A first message
+# that is only this gets the greeting; one that asks something also goes on to be answered.
+_SALUTATION_WORDS = frozenset(
+    (
+        *("hi", "hii", "hiii", "hello", "hallo", "helo", "hey", "heya", "hiya", "howdy"),
+        *("yo", "sup", "hola", "bonjour", "ciao", "greetings", "good", "morning"),
+        *("afternoon", "evening", "day", "there", "all", "team", "folks", "everyone"),
+        *("anyone", "guys", "ok", "okay", "thanks", "thank", "you", "cheers"),
+    )
+)
+_EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\]{},;:\"']+@[^\s<>()\[\]{},;:\"']+")
+
+
+class RuleLike(Protocol):
+    trigger: str
+    pattern: str
+    active: bool
+
+
+Rule = TypeVar("Rule", bound=RuleLike)
+
+
+def keywords(pattern: str) -> list[str]:
+    """ "refund, money back" -> ["refund", "money back"] (blank items dropped)."""
+    return [" ".join(k.split()) for k in (pattern or "").split(",") if k.strip()]
+
+
+@lru_cache(maxsize=1024)
+def _keyword_regex(keyword: str) -> re.Pattern[str]:
+    # Lookarounds instead of \b so that keywords starting or ending with a symbol
+    # ("c++", "#help") still match on word boundaries; inner spaces match any whitespace.
+    body = r"\s+".join(re.escape(word) for word in keyword.split())
+    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def pattern_problem(trigger: str, pattern: str) -> str | None:
+    """A clear message when `pattern` does not suit `trigger`, else None."""
+    pattern = pattern or ""
+    if trigger == KEYWORD and not keywords(pattern):
+        return "Enter one or more keywords, separated by commas."
+    if trigger == REGEX:
+        if not pattern.strip():
+            return "Enter a regular expression."
+        try:
+            compiled = _compiled(pattern)
+        except re.error as exc:
+            return f"This regular expression does not compile: {exc}."
+        if compiled.search(""):
+            return "This regular expression matches an empty message, so it would match everything."
+    if trigger == BUTTON and not pattern.strip():
+        return "Enter the button value this rule answers."
+    return None
+
+
+def quick_replies_problem(quick_replies: object) -> str | None:
+    """Quick replies must be a short list of {"label": str, "value": str}."""
+    if not isinstance(quick_replies, list):
+        return 'Quick replies must be a list like [{"label": "Orders", "value": "orders"}].'
+    if len(quick_replies) > MAX_QUICK_REPLIES:
+        return f"At most {MAX_QUICK_REPLIES} quick replies."
+    for number, item in enumerate(quick_replies, start=1):
+        if not isinstance(item, dict) or set(item) != {"label", "value"}:
+            return f'Quick reply {number} must have exactly "label" and "value".'
+        for key in ("label", "value"):
+            value = item[key]
+            if not isinstance(value, str) or not value.strip():
+                return f"Quick reply {number}: {key} must be a non-empty text."
+            if len(value) > MAX_BUTTON_CHARS:
+                return f"Quick reply {number}: {key} is longer than {MAX_BUTTON_CHARS} characters."
+    return None
+
+
+def rule_matches(rule: RuleLike, text: str, *, first_message: bool) -> bool:
+    """Does `rule` fire for the visitor message `text`?"""
+    if not rule.active:
+        return False
+    if rule.trigger == GREETING:
+        return first_message
+    if rule.trigger == BUTTON:
+        return bool(rule.pattern.strip()) and text.strip() == rule.pattern.strip()
+    text = text[:MAX_MATCH_CHARS]
+    if rule.trigger == KEYWORD:
+        return any(_keyword_regex(k).search(text) for k in keywords(rule.pattern))
+    if rule.trigger == REGEX:
+        if pattern_problem(REGEX, rule.pattern):
+            return False  # saved before validation (e.g. through the shell): never crash
+        return _compiled(rule.pattern).search(text) is not None
+    return False
+
+
+def first_match(
+    rules: Iterable[Rule], text: str, *, first_message: bool, skip: Sequence[str] = ()
+) -> Rule | None:
+    """The first rule (in the given order) that fires, ignoring triggers in `skip`."""
+    for rule in rules:
+        if rule.trigger not in skip and rule_matches(rule, text, first_message=first_message):
+            return rule
+    return None
+
+
+def is_salutation(text: str) -> bool:
+    """True for a message that only greets ("Hi there!", "good morning") or is empty."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return all(word in _SALUTATION_WORDS for word in words)
+
+
+def find_email(text: str) -> str | None:
+    """The first valid email address in `text`, or None."""
+    for candidate in _EMAIL_CANDIDATE.findall(text or ""):
+        candidate = candidate.strip(".!?")
+        try:
+            validate_email(candidate)
+        except ValidationError:
+            continue
+        return candidate
+    return None
