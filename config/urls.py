@@ -2,16 +2,21 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
 
 from core import views as core_views
+from webchat import views as webchat_views
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("api/webchat/v1/", include("webchat.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("demo/", webchat_views.demo_page, name="demo"),
     path("dashboard/", include("tenants.urls")),
     path("conversations/", include("crm.urls")),
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),

@@ -3,7 +3,9 @@ from django.core.cache import cache
 
 from tenants.models import Role
 from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.factories.webchat import WebChatSiteFactory
 from tests.services_check import unreachable
+from tests.widget_client import WidgetClient
 
 
 def pytest_sessionstart(session):
@@ -70,3 +72,13 @@ def outsider(db):
 @pytest.fixture
 def bot(tenant):
     return BotFactory(tenant=tenant, name="Helper")
+
+
+@pytest.fixture
+def site(tenant, bot):
+    return WebChatSiteFactory(tenant=tenant, bot=bot, name="Main shop")
+
+
+@pytest.fixture
+def widget_client(client, site):
+    return WidgetClient(client, site.site_key)

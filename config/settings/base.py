@@ -153,7 +153,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "webchat-rollups": {"task": "webchat.tasks.refresh_rollups", "schedule": 300.0},
+    "webchat-retention": {"task": "webchat.tasks.purge_visitor_data", "schedule": 3600.0},
+}
 
 # --- Logging: structlog JSON lines on stdout, carrying request_id and tenant_id. -------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -178,3 +181,39 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # --- Product settings ------------------------------------------------------------------
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+
+# --- Webchat public API --------------------------------------------------------------
+WEBCHAT_CHALLENGE_TTL = env.int("WEBCHAT_CHALLENGE_TTL", default=120)
+WEBCHAT_SESSION_TTL = env.int("WEBCHAT_SESSION_TTL", default=2 * 3600)
+# A returning visitor may resume with a session token up to this old (signature still checked).
+WEBCHAT_RESUME_MAX_AGE = env.int("WEBCHAT_RESUME_MAX_AGE", default=30 * 24 * 3600)
+# A bare "*" in a site's allowed domains: refused in production.
+WEBCHAT_ALLOW_ANY_ORIGIN = env.bool("WEBCHAT_ALLOW_ANY_ORIGIN", default=True)
+WEBCHAT_MAX_BODY_BYTES = 32 * 1024
+WEBCHAT_CONFIG_CACHE_SECONDS = env.int("WEBCHAT_CONFIG_CACHE_SECONDS", default=30)
+# Rate limits (django-ratelimit syntax) per route and per key: ip, site, session.
+WEBCHAT_RATE_LIMITS = {
+    "config": {"ip": env("WEBCHAT_RL_CONFIG_IP", default="60/m"), "site": env("WEBCHAT_RL_CONFIG_SITE", default="6000/m")},
+    "init": {"ip": env("WEBCHAT_RL_INIT_IP", default="20/m"), "site": env("WEBCHAT_RL_INIT_SITE", default="3000/m")},
+    "messages_post": {
+        "ip": env("WEBCHAT_RL_MESSAGES_IP", default="60/m"),
+        "site": env("WEBCHAT_RL_MESSAGES_SITE", default="6000/m"),
+        "session": env("WEBCHAT_RL_MESSAGES_SESSION", default="20/m"),
+    },
+    "messages_get": {
+        "ip": env("WEBCHAT_RL_POLL_IP", default="240/m"),
+        "site": env("WEBCHAT_RL_POLL_SITE", default="60000/m"),
+        "session": env("WEBCHAT_RL_POLL_SESSION", default="90/m"),
+    },
+    "events": {
+        "ip": env("WEBCHAT_RL_EVENTS_IP", default="60/m"),
+        "site": env("WEBCHAT_RL_EVENTS_SITE", default="10000/m"),
+        "session": env("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
+    },
+}
+# Client IPs: REMOTE_ADDR, or the first X-Forwarded-For hop behind a trusted proxy.
+WEBCHAT_TRUST_X_FORWARDED_FOR = env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", default=False)
+
+# --- Rollout -------------------------------------------------------------------------
+# How long a webchat allow/deny decision is cached: a kill takes effect within this time.
+ROLLOUT_DECISION_TTL = env.int("ROLLOUT_DECISION_TTL", default=5)

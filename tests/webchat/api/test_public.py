@@ -1,0 +1,490 @@
+import json
+import time
+
+import pytest
+from django.test import override_settings
+
+from crm.models import Contact, Conversation, ConversationStatus, Message
+from tenants.models import Tenant
+from tests.conftest import clear_own_cache_keys
+from tests.factories import BotFactory
+from tests.factories.webchat import IDENTITY_SECRET, WebChatSiteFactory
+from tests.widget_client import API, WidgetClient
+from webchat.models import EventType, WebChatEvent, WebChatSession
+from webchat.tokens import identity_hash
+
+pytestmark = pytest.mark.django_db
+
+ORIGIN = "https://shop.example.com"
+
+
+def error_of(response) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return response.status_code, body["error"]["code"]
+
+
+# --- config ---------------------------------------------------------------------------
+
+
+class TestConfig:
+    def test_safe_only_payload(self, widget_client, site):
+        response = widget_client.config()
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"site", "challenge", "challenge_expires_at", "pow"}
+        assert body["site"] == {
+            "title": site.title,
+            "color": site.color,
+            "position": "right",
+            "welcome_message": site.welcome_message,
+            "launcher_text": "",
+            "require_consent": False,
+            "telemetry": True,
+            "locale": "en",
+        }
+        assert body["pow"] is None
+        text = response.content.decode()
+        for secret in (site.identity_secret, "example.org", site.tenant.slug, "tenant"):
+            assert secret not in text.replace(body["challenge"], "")
+        assert response["Cache-Control"] == "no-store"
+
+    def test_pow_is_announced(self, client, tenant):
+        site = WebChatSiteFactory(tenant=tenant, pow_difficulty=8)
+        body = WidgetClient(client, site.site_key).config().json()
+        assert body["pow"]["algorithm"] == "SHA-256"
+        assert body["pow"]["difficulty"] == 8
+        assert len(body["pow"]["salt"]) >= 16
+
+    def test_unknown_and_missing_site_key(self, widget_client):
+        assert error_of(widget_client.config(site_key="wk_nope")) == (404, "unknown_site")
+        response = widget_client.client.get(API + "config", HTTP_ORIGIN=ORIGIN)
+        assert error_of(response) == (400, "invalid_request")
+        assert "site_key" in response.json()["error"]["message"]
+
+    def test_inactive_site_is_unknown(self, widget_client, site):
+        site.active = False
+        site.save()
+        assert error_of(widget_client.config()) == (404, "unknown_site")
+
+    def test_disallowed_origin_is_refused_and_recorded(self, widget_client, site):
+        response = widget_client.config(origin="https://evil.test")
+        assert error_of(response) == (403, "origin_not_allowed")
+        event = WebChatEvent.objects.get(site=site, type=EventType.ORIGIN_DENIED)
+        assert event.payload == {"origin": "https://evil.test", "route": "config"}
+        assert event.tenant_id == site.tenant_id
+
+    def test_missing_origin_is_refused(self, widget_client):
+        assert error_of(widget_client.config(origin="")) == (403, "origin_not_allowed")
+
+    def test_referer_fallback(self, widget_client):
+        response = widget_client.client.get(
+            API + "config", {"site_key": widget_client.site_key}, HTTP_REFERER="https://a.example.org/page?x=1"
+        )
+        assert response.status_code == 200
+        bad = widget_client.client.get(
+            API + "config", {"site_key": widget_client.site_key}, HTTP_REFERER="https://evil.test/"
+        )
+        assert error_of(bad) == (403, "origin_not_allowed")
+
+    def test_tenant_disabled(self, widget_client, tenant):
+        Tenant.objects.filter(pk=tenant.pk).update(webchat_enabled=False)
+        assert error_of(widget_client.config()) == (403, "webchat_disabled")
+
+    def test_cors_headers_only_for_allowed_origins(self, widget_client):
+        allowed = widget_client.config()
+        assert allowed["Access-Control-Allow-Origin"] == ORIGIN
+        denied = widget_client.config(origin="https://evil.test")
+        assert "Access-Control-Allow-Origin" not in denied
+
+    @pytest.mark.parametrize("route", ["config", "init", "messages", "events"])
+    def test_preflight(self, client, site, route):
+        response = client.options(
+            API + route,
+            HTTP_ORIGIN=ORIGIN,
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+        )
+        assert response.status_code == 200
+        assert response["Access-Control-Allow-Origin"] == ORIGIN
+        assert "authorization" in response["Access-Control-Allow-Headers"]
+        evil = client.options(
+            API + route, HTTP_ORIGIN="https://evil.test", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+        )
+        assert "Access-Control-Allow-Origin" not in evil
+
+    def test_config_is_served_from_cache(self, widget_client, django_assert_max_num_queries):
+        widget_client.config()
+        with django_assert_max_num_queries(0):
+            assert widget_client.config().status_code == 200
+
+    def test_site_change_is_seen_at_once(self, widget_client, site):
+        widget_client.config()
+        site.title = "New title"
+        site.save()
+        assert widget_client.config().json()["site"]["title"] == "New title"
+
+
+# --- init -------------------------------------------------------------------------------
+
+
+class TestInit:
+    def test_creates_visitor_session_and_conversation(self, widget_client, site):
+        response = widget_client.init(
+            page={
+                "url": "https://shop.example.com/boots",
+                "referrer": "https://google.com/",
+                "locale": "de-DE",
+                "utm": {"source": "newsletter", "campaign": "autumn"},
+            }
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) >= {"session_token", "expires_at", "visitor_id", "conversation_id", "messages", "resumed"}
+        assert body["resumed"] is False
+        assert body["messages"] == []
+        conversation = Conversation.objects.get(pk=body["conversation_id"])
+        assert conversation.tenant_id == site.tenant_id
+        assert conversation.channel == "web"
+        assert conversation.channel_id is None
+        assert conversation.bot_id == site.bot_id
+        session = WebChatSession.objects.get(conversation=conversation)
+        assert session.visitor_id == body["visitor_id"]
+        assert session.origin == ORIGIN
+        assert session.page_url == "https://shop.example.com/boots"
+        assert session.referrer == "https://google.com/"
+        assert session.locale == "de-DE"
+        assert session.utm == {"source": "newsletter", "campaign": "autumn"}
+        assert len(session.ip_hash) == 16
+        assert "127.0.0.1" not in session.ip_hash
+
+    def test_resume_with_session_token_keeps_the_conversation(self, widget_client):
+        first = widget_client.init().json()
+        widget_client.send("hello there")
+        again = widget_client.init(session_token=first["session_token"], visitor_id=first["visitor_id"]).json()
+        assert again["resumed"] is True
+        assert again["conversation_id"] == first["conversation_id"]
+        assert again["visitor_id"] == first["visitor_id"]
+        assert again["messages"][0]["text"] == "hello there"
+        assert Conversation.objects.count() == 1
+        assert WebChatSession.objects.count() == 1
+
+    def test_resume_with_visitor_id(self, client, site):
+        first = WidgetClient(client, site.site_key)
+        first_body = first.init().json()
+        second = WidgetClient(client, site.site_key)
+        body = second.init(visitor_id=first_body["visitor_id"], conversation_id=first_body["conversation_id"]).json()
+        assert body["resumed"] is True
+        assert body["conversation_id"] == first_body["conversation_id"]
+
+    def test_resolved_conversation_starts_a_new_one(self, widget_client):
+        first = widget_client.init().json()
+        Conversation.objects.filter(pk=first["conversation_id"]).update(status=ConversationStatus.RESOLVED)
+        again = widget_client.init(session_token=first["session_token"]).json()
+        assert again["resumed"] is False
+        assert again["conversation_id"] != first["conversation_id"]
+        assert again["visitor_id"] == first["visitor_id"]
+
+    def test_replayed_challenge_is_refused(self, widget_client):
+        challenge = widget_client.config().json()["challenge"]
+        assert widget_client.init(challenge=challenge).status_code == 200
+        assert error_of(widget_client.init(challenge=challenge)) == (403, "challenge_invalid")
+        assert Conversation.objects.count() == 1
+
+    def test_forged_challenge_is_refused(self, widget_client, site):
+        assert error_of(widget_client.init(challenge="abc:def")) == (403, "challenge_invalid")
+        assert WebChatEvent.objects.filter(site=site, type=EventType.CHALLENGE_INVALID).count() == 1
+
+    def test_challenge_from_another_origin_is_refused(self, widget_client):
+        challenge = widget_client.config(origin="https://a.example.org").json()["challenge"]
+        assert error_of(widget_client.init(challenge=challenge)) == (403, "challenge_invalid")
+
+    def test_pow_required_when_set(self, client, tenant):
+        from webchat.tokens import pow_solve
+
+        site = WebChatSiteFactory(tenant=tenant, pow_difficulty=8)
+        widget = WidgetClient(client, site.site_key)
+        config = widget.config().json()
+        assert error_of(widget.init(challenge=config["challenge"])) == (403, "challenge_invalid")
+        config = widget.config().json()
+        solution = pow_solve(config["pow"]["salt"], 8)
+        assert widget.init(challenge=config["challenge"], pow_solution=solution).status_code == 200
+
+    def test_someone_elses_conversation_is_not_found(self, client, site, tenant, other_tenant):
+        mine = WidgetClient(client, site.site_key)
+        mine_body = mine.init().json()
+        stranger = WidgetClient(client, site.site_key)
+        response = stranger.init(visitor_id="x" * 32, conversation_id=mine_body["conversation_id"])
+        assert error_of(response) == (404, "conversation_not_found")
+        # another tenant's site cannot resume it either, even with the real visitor id
+        foreign_site = WebChatSiteFactory(tenant=other_tenant)
+        foreign = WidgetClient(client, foreign_site.site_key)
+        response = foreign.init(visitor_id=mine_body["visitor_id"], conversation_id=mine_body["conversation_id"])
+        assert error_of(response) == (404, "conversation_not_found")
+        response = foreign.init(session_token=mine_body["session_token"])
+        assert error_of(response) == (401, "token_invalid")
+
+    def test_identity_verification_links_a_contact(self, widget_client, site):
+        user_hash = identity_hash(IDENTITY_SECRET, "user-42")
+        body = widget_client.init(user_id="user-42", user_hash=user_hash).json()
+        conversation = Conversation.objects.get(pk=body["conversation_id"])
+        assert conversation.contact.external_id == "user-42"
+        assert conversation.contact.tenant_id == site.tenant_id
+
+    def test_identity_with_wrong_hash_is_refused(self, widget_client):
+        response = widget_client.init(user_id="user-42", user_hash=identity_hash("guess", "user-42"))
+        assert error_of(response) == (403, "identity_invalid")
+        assert not Contact.objects.exists()
+        assert error_of(widget_client.init(user_id="user-42")) == (400, "invalid_request")
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"site_key": 5, "challenge": []},
+            {"site_key": "x", "challenge": "y", "conversation_id": "abc"},
+            {"site_key": "x", "challenge": "y", "page": "nope"},
+            {"site_key": "x", "challenge": "y", "pow_solution": -1},
+        ],
+    )
+    def test_validation(self, widget_client, body):
+        assert error_of(widget_client.post("init", body, auth=False)) == (400, "invalid_request")
+
+    def test_bad_visitor_id_is_refused(self, widget_client):
+        response = widget_client.init(visitor_id="<script>")
+        assert error_of(response) == (400, "invalid_request")
+
+    def test_not_json_and_too_large(self, widget_client):
+        client = widget_client.client
+        not_json = client.post(API + "init", data="{nope", content_type="application/json", HTTP_ORIGIN=ORIGIN)
+        assert error_of(not_json) == (400, "invalid_request")
+        big = {"site_key": "x", "challenge": "y", "page": {"url": "a" * 40_000}}
+        response = client.post(API + "init", data=json.dumps(big), content_type="application/json", HTTP_ORIGIN=ORIGIN)
+        assert error_of(response) == (413, "payload_too_large")
+        form = client.post(API + "init", data={"a": "b"}, HTTP_ORIGIN=ORIGIN)
+        assert error_of(form) == (415, "invalid_request")
+
+    def test_init_query_count(self, widget_client, django_assert_max_num_queries):
+        widget_client.config()
+        with django_assert_max_num_queries(8):
+            assert widget_client.init().status_code == 200
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+class TestMessages:
+    def test_message_is_stored_with_transcript(self, widget_client, site):
+        widget_client.init()
+        response = widget_client.send("  Hello\x00 there\x07  ", client_message_id="cm-1")
+        assert response.status_code == 201
+        body = response.json()
+        message = body["message"]
+        assert message["text"] == "Hello there"
+        assert message["direction"] == "inbound"
+        assert message["sender"] == "visitor"
+        assert message["conversation_id"] == widget_client.conversation_id
+        stored = Message.objects.get(pk=message["id"])
+        assert stored.client_message_id == "cm-1"
+        assert stored.tenant_id == site.tenant_id
+        # the bot answered (the AI task runs after commit, eagerly in tests)
+        outbound = Message.objects.filter(conversation_id=widget_client.conversation_id, direction="outbound")
+        assert outbound.count() >= 1
+        polled = widget_client.poll(message["id"]).json()
+        assert polled["pending_reply"] is False
+        assert [m["id"] for m in polled["messages"]] == list(outbound.values_list("id", flat=True))
+        assert all(m["sender"] == "bot" and m["direction"] == "outbound" for m in polled["messages"])
+        assert all(r["sender"] == "bot" for r in body["replies"])
+
+    def test_retry_is_idempotent(self, widget_client):
+        widget_client.init()
+        first = widget_client.send("once only", client_message_id="same-id")
+        second = widget_client.send("once only", client_message_id="same-id")
+        assert first.status_code == 201
+        assert second.status_code == 200
+        assert second.json()["message"] == first.json()["message"]
+        assert Message.objects.filter(client_message_id="same-id").count() == 1
+        # the retry did not make the bot answer twice
+        assert [m["id"] for m in second.json()["replies"]] == list(
+            Message.objects.filter(direction="outbound").values_list("id", flat=True)
+        )
+
+    def test_poll_after_cursor(self, widget_client):
+        widget_client.init()
+        sent = widget_client.send("first").json()
+        everything = widget_client.poll(0).json()
+        ids = [m["id"] for m in everything["messages"]]
+        assert ids[0] == sent["message"]["id"]
+        assert ids == sorted(ids)
+        newer = widget_client.poll(ids[-1]).json()
+        assert newer == {"messages": [], "pending_reply": False}
+        response = widget_client.client.get(
+            API + "messages", {"after": "abc"}, **widget_client._headers()
+        )
+        assert error_of(response) == (400, "invalid_request")
+
+    @pytest.mark.parametrize(
+        ("body", "fragment"),
+        [
+            ({"text": "", "client_message_id": "a"}, "text"),
+            ({"text": "   \x00 ", "client_message_id": "a"}, "Write a message"),
+            ({"text": "x" * 4001, "client_message_id": "a"}, "4000"),
+            ({"text": "hi"}, "client_message_id"),
+            ({"text": "hi", "client_message_id": "bad id!"}, "client_message_id"),
+            ({"text": ["hi"], "client_message_id": "a"}, "text"),
+        ],
+    )
+    def test_validation(self, widget_client, body, fragment):
+        widget_client.init()
+        response = widget_client.post("messages", body)
+        assert error_of(response) == (400, "invalid_request")
+        assert fragment in response.json()["error"]["message"]
+        assert not Message.objects.exists()
+
+    def test_text_of_exactly_4000_chars_is_accepted(self, widget_client):
+        widget_client.init()
+        assert widget_client.send("y" * 4000).status_code == 201
+
+    def test_token_guards(self, widget_client, site):
+        widget_client.init()
+        assert error_of(widget_client.send("x", token="")) == (401, "token_invalid")
+        assert error_of(widget_client.send("x", token="garbage")) == (401, "token_invalid")
+        tampered = widget_client.token[:-2] + ("A" if widget_client.token[-2] != "A" else "B") + widget_client.token[-1]
+        assert error_of(widget_client.send("x", token=tampered)) == (401, "token_invalid")
+        assert not Message.objects.exists()
+
+    def test_expired_token(self, widget_client, site):
+        widget_client.init()
+        time.sleep(1.2)
+        with override_settings(WEBCHAT_SESSION_TTL=1):
+            assert error_of(widget_client.send("late")) == (401, "token_expired")
+            assert error_of(widget_client.poll()) == (401, "token_expired")
+        assert not Message.objects.exists()
+        assert WebChatEvent.objects.filter(site=site, type=EventType.TOKEN_INVALID).exists()
+
+    def test_token_bound_to_origin(self, widget_client, site):
+        widget_client.init()
+        # another origin the site allows is still not the origin the token was issued to
+        response = widget_client.send("x", origin="https://a.example.org")
+        assert error_of(response) == (401, "token_invalid")
+        # an origin the site does not allow at all
+        assert error_of(widget_client.send("x", origin="https://evil.test")) == (403, "origin_not_allowed")
+        assert not Message.objects.exists()
+
+    def test_token_of_a_deactivated_site(self, widget_client, site):
+        widget_client.init()
+        site.active = False
+        site.save()
+        assert error_of(widget_client.send("x")) == (401, "token_invalid")
+
+    def test_disabled_tenant_stops_existing_sessions(self, widget_client, tenant):
+        widget_client.init()
+        Tenant.objects.filter(pk=tenant.pk).update(webchat_enabled=False)
+        clear_own_cache_keys()  # the cached decision would otherwise hold for its TTL
+        assert error_of(widget_client.send("x")) == (403, "webchat_disabled")
+        assert error_of(widget_client.poll()) == (403, "webchat_disabled")
+        assert error_of(widget_client.events([{"type": "widget_loaded"}])) == (403, "webchat_disabled")
+
+    def test_message_query_count(self, widget_client, django_assert_max_num_queries):
+        widget_client.init()
+        widget_client.send("warm up")
+        with django_assert_max_num_queries(25):
+            assert widget_client.send("what are your opening hours").status_code == 201
+        with django_assert_max_num_queries(4):
+            assert widget_client.poll().status_code == 200
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+class TestEvents:
+    def test_batch_with_rejects(self, widget_client, site):
+        widget_client.init()
+        response = widget_client.events(
+            [
+                {"type": "widget_loaded", "at": "2026-11-23T10:00:00Z"},
+                {"type": "launcher_opened", "data": {"width": 390}},
+                {"type": "not_a_type"},
+                "garbage",
+                {"type": "error", "data": {"blob": "x" * 5000}},
+            ]
+        )
+        assert response.status_code == 202
+        assert response.json() == {"accepted": 2, "rejected": 3}
+        events = WebChatEvent.objects.filter(site=site).order_by("id")
+        assert [e.type for e in events] == ["widget_loaded", "launcher_opened"]
+        assert events[1].payload["data"] == {"width": 390}
+        assert all(e.session_id is not None for e in events)
+
+    def test_before_init_with_site_key(self, widget_client, site):
+        response = widget_client.events([{"type": "widget_loaded"}], with_site_key=True)
+        assert response.status_code == 202
+        assert WebChatEvent.objects.get(site=site).session_id is None
+
+    def test_needs_token_or_site_key(self, widget_client):
+        assert error_of(widget_client.events([{"type": "widget_loaded"}])) == (401, "token_invalid")
+        assert error_of(widget_client.post("events", {"events": []}, auth=False)) == (400, "invalid_request")
+        too_many = [{"type": "widget_loaded"}] * 51
+        assert error_of(widget_client.events(too_many, with_site_key=True)) == (400, "invalid_request")
+
+    def test_telemetry_off_stores_nothing(self, widget_client, site):
+        site.telemetry_enabled = False
+        site.save()
+        response = widget_client.events([{"type": "widget_loaded"}], with_site_key=True)
+        assert response.json() == {"accepted": 0, "rejected": 1}
+        assert not WebChatEvent.objects.exists()
+
+
+# --- rate limits and schema --------------------------------------------------------------
+
+
+class TestRateLimits:
+    @pytest.fixture(autouse=True)
+    def _low_limits(self, settings):
+        settings.WEBCHAT_RATE_LIMITS = {
+            "config": {"ip": "3/m", "site": "1000/m"},
+            "init": {"ip": "100/m", "site": "1000/m"},
+            "messages_post": {"ip": "100/m", "site": "1000/m", "session": "2/m"},
+            "messages_get": {"ip": "100/m", "site": "1000/m", "session": "100/m"},
+            "events": {"ip": "100/m", "site": "1000/m", "session": "100/m"},
+        }
+
+    def test_config_per_ip(self, widget_client, site):
+        codes = [widget_client.config().status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        response = widget_client.config()
+        assert error_of(response) == (429, "rate_limited")
+        assert response["Retry-After"] == "60"
+        assert WebChatEvent.objects.filter(site=site, type=EventType.RATE_LIMITED).exists()
+
+    def test_messages_per_session(self, client, site):
+        first = WidgetClient(client, site.site_key)
+        first.init()
+        assert [first.send(f"m{i}").status_code for i in range(3)] == [201, 201, 429]
+        assert Message.objects.filter(direction="inbound").count() == 2
+        # another session of the same site is not affected
+        second = WidgetClient(client, site.site_key)
+        second.init()
+        assert second.send("hi").status_code == 201
+
+
+def test_openapi_schema_lists_the_routes(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    text = response.content.decode()
+    for route in ("/api/webchat/v1/config", "/api/webchat/v1/init", "/api/webchat/v1/messages", "/api/webchat/v1/events"):
+        assert route in text
+
+
+def test_another_tenants_bot_never_answers(client, other_tenant, tenant):
+    """A site is served by its own tenant's bot and data only."""
+    foreign_bot = BotFactory(tenant=other_tenant)
+    site = WebChatSiteFactory(tenant=tenant, bot=BotFactory(tenant=tenant))
+    widget = WidgetClient(client, site.site_key)
+    widget.init()
+    widget.send("hello")
+    conversation = Conversation.objects.get(pk=widget.conversation_id)
+    assert conversation.bot_id != foreign_bot.pk
+    assert set(Message.objects.values_list("tenant_id", flat=True)) == {tenant.pk}

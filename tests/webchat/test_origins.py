@@ -1,0 +1,90 @@
+import pytest
+
+from webchat.origins import InvalidRule, origin_allowed, origin_of_url, parse_rule, validate_rules
+
+RULES = ["shop.example.com", "*.example.org", "https://secure.example.net:8443", "localhost"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://shop.example.com", True),
+        ("http://shop.example.com:8080", True),
+        ("https://SHOP.Example.com", True),
+        ("https://evil-shop.example.com", False),
+        ("https://shop.example.com.evil.net", False),
+        ("https://example.com", False),
+        ("https://a.example.org", True),
+        ("https://deep.a.example.org", True),
+        ("https://example.org", False),  # the wildcard does not cover the apex
+        ("https://badexample.org", False),
+        ("https://secure.example.net:8443", True),
+        ("https://secure.example.net", False),  # port 443 is not 8443
+        ("http://secure.example.net:8443", False),  # scheme pinned to https
+        ("http://localhost:5173", True),
+        ("http://127.0.0.1:5173", False),
+        ("ftp://shop.example.com", False),
+        ("null", False),
+        ("", False),
+        (None, False),
+        ("https://", False),
+        ("not a url", False),
+        ("https://shop.example.com:99999", False),
+    ],
+)
+def test_origin_matching(origin, allowed):
+    assert origin_allowed(origin, RULES, allow_any=False) is allowed
+
+
+def test_bare_star_only_when_allowed():
+    assert origin_allowed("https://anything.test", ["*"], allow_any=True) is True
+    assert origin_allowed("https://anything.test", ["*"], allow_any=False) is False
+    with pytest.raises(InvalidRule, match="bare"):
+        validate_rules(["shop.example.com", "*"], allow_any=False)
+    assert validate_rules(["*"], allow_any=True) == ["*"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "https://shop.example.com/path",
+        "*.com",
+        "shop.*.example.com",
+        "ftp://example.com",
+        "example.com:0",
+        "example.com:abc",
+        "exa mple.com",
+        "user@example.com",
+    ],
+)
+def test_invalid_rules_are_refused_with_a_reason(bad):
+    with pytest.raises(InvalidRule) as caught:
+        validate_rules([bad], allow_any=False)
+    assert str(caught.value)
+
+
+def test_rules_are_normalized_and_deduplicated():
+    assert validate_rules([" Shop.Example.com ", "shop.example.com", "localhost:*"], allow_any=False) == [
+        "shop.example.com",
+        "localhost:*",
+    ]
+    assert parse_rule("localhost:*").port is None
+
+
+def test_stored_garbage_rule_never_allows():
+    assert origin_allowed("https://shop.example.com", ["https://shop.example.com/x"], allow_any=True) is False
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://shop.example.com/cart?x=1", "https://shop.example.com"),
+        ("http://localhost:8000/demo/", "http://localhost:8000"),
+        ("javascript:alert(1)", None),
+        ("", None),
+        ("https://[::1", None),
+    ],
+)
+def test_origin_of_referer(url, origin):
+    assert origin_of_url(url) == origin

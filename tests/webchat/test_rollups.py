@@ -1,0 +1,75 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from crm.models import Contact, Message
+from tests.factories import MessageFactory
+from webchat.models import EventType, WebChatEvent, WebChatHourlyRollup, WebChatSession
+from webchat.rollups import redact, rollups_refresh, visitor_data_purge
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rollup_counts_sessions_messages_events_and_incidents(widget_client, site):
+    widget_client.init()
+    widget_client.send("hello")
+    widget_client.send("what is your return policy")
+    widget_client.events([{"type": "widget_loaded"}, {"type": "error", "data": {"m": "x"}}])
+    widget_client.config(origin="https://evil.test")
+    rollups_refresh(since=timezone.now() - timedelta(hours=1))
+    row = WebChatHourlyRollup.objects.get(site=site)
+    assert row.tenant_id == site.tenant_id
+    assert row.sessions == 1
+    assert row.conversations == 1
+    assert row.messages_in == 2
+    outbound = Message.objects.filter(direction="outbound").count()
+    assert row.messages_out == outbound >= 2
+    assert row.widget_events == 2
+    assert row.error_events == 1
+    assert row.origin_denied == 1
+    # recomputing is idempotent
+    rollups_refresh(since=timezone.now() - timedelta(hours=1))
+    assert WebChatHourlyRollup.objects.get(site=site).messages_in == 2
+
+
+def test_rollup_with_no_data_writes_nothing():
+    assert rollups_refresh(since=timezone.now() - timedelta(hours=2)) == 0
+    assert not WebChatHourlyRollup.objects.exists()
+
+
+def test_redact():
+    assert redact("mail me at jo.doe+x@example.co.uk or +44 20 7946 0958 pls") == (
+        "mail me at [email] or [phone] pls"
+    )
+    assert redact("order 12345 please") == "order 12345 please"
+
+
+def test_purge_anonymizes_only_old_data_of_that_tenant(widget_client, site, tenant, other_tenant):
+    widget_client.init(page={"url": "https://shop.example.com/x", "referrer": "https://r.test/"})
+    widget_client.send("my email is jo@example.com")
+    widget_client.events([{"type": "widget_loaded"}])
+    session = WebChatSession.objects.get()
+    contact = Contact.objects.create(tenant=tenant, name="Jo", email="jo@example.com")
+    foreign = MessageFactory(conversation__tenant=other_tenant, text="call +1 555 123 4567 now")
+    # nothing is old enough yet
+    assert visitor_data_purge(tenant=tenant) == {"sessions": 0, "contacts": 0, "messages": 0, "events": 0}
+
+    later = timezone.now() + timedelta(days=tenant.pii_retention_days + 1)
+
+    counts = visitor_data_purge(tenant=tenant, now=later)
+    assert counts["sessions"] == 1
+    assert counts["contacts"] == 1
+    assert counts["messages"] >= 1
+    session.refresh_from_db()
+    assert (session.page_url, session.referrer, session.visitor_id, session.ip_hash) == ("", "", "", "")
+    assert session.anonymized_at is not None
+    contact.refresh_from_db()
+    assert (contact.name, contact.email) == ("", "")
+    inbound = Message.objects.get(tenant=tenant, direction="inbound")
+    assert inbound.text == "my email is [email]"
+    assert not WebChatEvent.objects.filter(tenant=tenant, type=EventType.WIDGET_LOADED).exists()
+    foreign.refresh_from_db()
+    assert foreign.text == "call +1 555 123 4567 now"
+    # running again changes nothing more
+    assert visitor_data_purge(tenant=tenant, now=later) == {"sessions": 0, "contacts": 0, "messages": 0, "events": 0}

@@ -1,0 +1,40 @@
+from django.contrib import admin
+
+from webchat.models import WebChatEvent, WebChatHourlyRollup, WebChatSession, WebChatSite
+
+
+@admin.register(WebChatSite)
+class WebChatSiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "site_key", "active", "is_canary", "bot", "pow_difficulty", "created_at"]
+    list_filter = ["tenant", "active", "is_canary", "require_consent", "telemetry_enabled"]
+    search_fields = ["name", "site_key", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant", "bot"]
+    readonly_fields = ["site_key", "previous_site_key", "previous_key_expires_at"]
+    raw_id_fields = ["bot"]
+
+
+@admin.register(WebChatSession)
+class WebChatSessionAdmin(admin.ModelAdmin):
+    list_display = ["id", "tenant", "site", "visitor_id", "conversation", "origin", "locale", "last_seen_at"]
+    list_filter = ["tenant", "site"]
+    search_fields = ["visitor_id", "origin", "page_url", "tenant__name"]
+    list_select_related = ["tenant", "site"]
+    raw_id_fields = ["conversation", "site"]
+
+
+@admin.register(WebChatEvent)
+class WebChatEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "tenant", "site", "type", "session", "created_at"]
+    list_filter = ["type", "tenant"]
+    search_fields = ["site__name", "tenant__name"]
+    list_select_related = ["tenant", "site"]
+    raw_id_fields = ["session", "site"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(WebChatHourlyRollup)
+class WebChatHourlyRollupAdmin(admin.ModelAdmin):
+    list_display = ["hour", "tenant", "site", "sessions", "messages_in", "messages_out", "error_events", "ai_fallback", "origin_denied", "rate_limited"]
+    list_filter = ["tenant", "site"]
+    list_select_related = ["tenant", "site"]
+    date_hierarchy = "hour"

@@ -1,0 +1,296 @@
+"""The public widget API (`/api/webchat/v1/`): thin views over webchat services.
+
+Every route: body size limit, site resolved from the site key (or the session token),
+strict Origin/Referer check against the site's allowed domains, the rollout decision,
+rate limits per IP/site/session; errors are {"error": {"code", "message"}}.
+"""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.exceptions import PayloadTooLarge, RateLimited
+from rollout.selectors import webchat_allowed
+from webchat import metrics, ratelimits, services
+from webchat.api import serializers as s
+from webchat.exceptions import (
+    ChallengeInvalid,
+    ConversationNotFound,
+    OriginNotAllowed,
+    TokenExpired,
+    TokenInvalid,
+    UnknownSite,
+    WebchatDisabled,
+)
+from webchat.models import EventType, WebChatSession
+from webchat.origins import origin_allowed, origin_of_url
+from webchat.selectors import SiteSnapshot, session_get, site_snapshot_for_id, site_snapshot_for_key
+from webchat.tokens import challenge_consume, challenge_issue, session_token_read
+
+ERROR_RESPONSES = {400: None, 401: None, 403: None, 404: None, 413: None, 429: None}
+
+
+class PublicApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+    route = ""
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if request.method == "POST":
+            declared = request.META.get("CONTENT_LENGTH") or "0"
+            too_big = not declared.isdigit() or int(declared) > settings.WEBCHAT_MAX_BODY_BYTES
+            if too_big or len(request._request.body) > settings.WEBCHAT_MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"Bodies are at most {settings.WEBCHAT_MAX_BODY_BYTES // 1024} KB.")
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    # --- shared checks ---------------------------------------------------------------
+
+    @staticmethod
+    def request_origin(request: Request) -> str:
+        """The Origin header, or failing that the origin of the Referer."""
+        origin = request.headers.get("Origin", "")
+        if origin and origin != "null":
+            return origin[:255]
+        return (origin_of_url(request.headers.get("Referer", "")) or "")[:255]
+
+    def site_for_key(self, site_key: str) -> SiteSnapshot:
+        site = site_snapshot_for_key(site_key=site_key)
+        if site is None:
+            raise UnknownSite()
+        return site
+
+    def check_site(self, request: Request, site: SiteSnapshot, *, session_id: int | None = None) -> str:
+        """Origin, rollout and rate limits for one site; returns the checked origin."""
+        origin = self.request_origin(request)
+        if not origin_allowed(origin, site.allowed_domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN):
+            metrics.ORIGIN_DENIED.labels(self.route).inc()
+            services.incident_record(
+                site=site,
+                type=EventType.ORIGIN_DENIED,
+                detail={"origin": origin or "(none)", "route": self.route},
+                session_id=session_id,
+            )
+            raise OriginNotAllowed()
+        decision = webchat_allowed(site)
+        if not decision.allowed:
+            metrics.DISABLED.labels(decision.reason).inc()
+            raise WebchatDisabled()
+        try:
+            ratelimits.enforce(request, route=self.route, site_id=site.id, session_id=session_id)
+        except RateLimited:
+            services.incident_record(
+                site=site,
+                type=EventType.RATE_LIMITED,
+                detail={"route": self.route, "ip_hash": ratelimits.ip_hash(ratelimits.client_ip(request))},
+                session_id=session_id,
+            )
+            raise
+        return origin
+
+    def authenticate(self, request: Request) -> tuple[SiteSnapshot, WebChatSession]:
+        """Resolve the Bearer session token to its site and session, checking everything."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            metrics.TOKEN_FAILURES.labels("missing").inc()
+            raise TokenInvalid("Send the session token as 'Authorization: Bearer <token>'.")
+        try:
+            claims = session_token_read(token.strip())
+        except (TokenInvalid, TokenExpired) as exc:
+            metrics.TOKEN_FAILURES.labels(exc.code).inc()
+            self._record_token_failure(request, token.strip(), exc.code)
+            raise
+        site = site_snapshot_for_id(site_id=claims.site_id)
+        if site is None:
+            metrics.TOKEN_FAILURES.labels("site_gone").inc()
+            raise TokenInvalid("This chat site is no longer active.")
+        origin = self.check_site(request, site, session_id=claims.session_id)
+        if origin != claims.origin:
+            metrics.TOKEN_FAILURES.labels("wrong_origin").inc()
+            services.incident_record(
+                site=site,
+                type=EventType.TOKEN_INVALID,
+                detail={"reason": "wrong_origin", "origin": origin, "route": self.route},
+            )
+            raise TokenInvalid("This session token was issued to another website.")
+        session = session_get(site_id=site.id, session_id=claims.session_id)
+        if session is None or session.visitor_id != claims.visitor_id:
+            raise TokenInvalid("This session no longer exists. Start a new session.")
+        if session.conversation_id != claims.conversation_id:
+            raise ConversationNotFound()
+        services.session_touch(session=session)
+        return site, session
+
+    def _record_token_failure(self, request: Request, token: str, reason: str) -> None:
+        """A refused token still names its site when its signature is good (just expired)."""
+        try:
+            claims = session_token_read(token, max_age=settings.WEBCHAT_RESUME_MAX_AGE)
+        except (TokenInvalid, TokenExpired):
+            return
+        site = site_snapshot_for_id(site_id=claims.site_id)
+        if site is not None:
+            services.incident_record(
+                site=site, type=EventType.TOKEN_INVALID, detail={"reason": reason, "route": self.route}
+            )
+
+
+def _serialize(serializer_class, instance) -> dict:
+    return serializer_class(instance).data
+
+
+class ConfigApi(PublicApi):
+    route = "config"
+
+    @extend_schema(
+        operation_id="webchat_config",
+        parameters=[OpenApiParameter("site_key", str, required=True)],
+        responses={200: s.ConfigOutputSerializer, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ConfigQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        site = self.site_for_key(query.validated_data["site_key"])
+        origin = self.check_site(request, site)
+        challenge = challenge_issue(site_id=site.id, origin=origin, pow_difficulty=site.pow_difficulty)
+        payload = {
+            "site": site.public,
+            "challenge": challenge.token,
+            "challenge_expires_at": challenge.expires_at,
+            "pow": challenge.pow,
+        }
+        return Response(_serialize(s.ConfigOutputSerializer, payload))
+
+
+class InitApi(PublicApi):
+    route = "init"
+
+    @extend_schema(
+        operation_id="webchat_init",
+        request=s.InitInputSerializer,
+        responses={200: s.InitOutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.InitInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        site = self.site_for_key(data["site_key"])
+        origin = self.check_site(request, site)
+        try:
+            challenge_consume(
+                token=data["challenge"], site_id=site.id, origin=origin, pow_solution=data.get("pow_solution")
+            )
+        except ChallengeInvalid as exc:
+            metrics.TOKEN_FAILURES.labels("challenge").inc()
+            services.incident_record(
+                site=site, type=EventType.CHALLENGE_INVALID, detail={"reason": exc.message[:200]}
+            )
+            raise
+        page = data.get("page") or {}
+        started = services.session_start(
+            site=site,
+            origin=origin,
+            visitor_id=data["visitor_id"],
+            session_token=data["session_token"],
+            conversation_id=data.get("conversation_id"),
+            user_id=data["user_id"],
+            user_hash=data["user_hash"],
+            page=services.PageInfo(
+                url=page.get("url", ""),
+                referrer=page.get("referrer", ""),
+                locale=page.get("locale", ""),
+                utm=dict(page.get("utm") or {}),
+            ),
+            user_agent=request.headers.get("User-Agent", ""),
+            ip_hash=ratelimits.ip_hash(ratelimits.client_ip(request)),
+        )
+        payload = {
+            "session_token": started.token,
+            "expires_at": started.expires_at,
+            "visitor_id": started.session.visitor_id,
+            "conversation_id": started.session.conversation_id,
+            "messages": started.messages,
+            "resumed": started.resumed,
+        }
+        return Response(_serialize(s.InitOutputSerializer, payload))
+
+
+class MessagesApi(PublicApi):
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        self.route = "messages_post" if request.method == "POST" else "messages_get"
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="webchat_messages_create",
+        request=s.MessageInputSerializer,
+        responses={201: s.MessageOutputSerializer, 200: s.MessageOutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response:
+        _site, session = self.authenticate(request)
+        body = s.MessageInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        received = services.message_receive(
+            session=session,
+            text=body.validated_data["text"],
+            client_message_id=body.validated_data["client_message_id"],
+        )
+        payload = {
+            "message": received.message,
+            "replies": received.replies,
+            "pending_reply": received.pending_reply,
+        }
+        return Response(
+            _serialize(s.MessageOutputSerializer, payload),
+            status=status.HTTP_201_CREATED if received.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        operation_id="webchat_messages_list",
+        parameters=[OpenApiParameter("after", int, required=False)],
+        responses={200: s.MessagesOutputSerializer, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        _site, session = self.authenticate(request)
+        query = s.MessagesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        messages, pending = services.messages_poll(session=session, after=query.validated_data["after"])
+        return Response(_serialize(s.MessagesOutputSerializer, {"messages": messages, "pending_reply": pending}))
+
+
+class EventsApi(PublicApi):
+    route = "events"
+
+    @extend_schema(
+        operation_id="webchat_events",
+        request=s.EventsInputSerializer,
+        responses={202: s.EventsOutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response:
+        body = s.EventsInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        session = None
+        if request.headers.get("Authorization"):
+            site, session = self.authenticate(request)
+        elif body.validated_data.get("site_key"):
+            site = self.site_for_key(body.validated_data["site_key"])
+            self.check_site(request, site)
+        else:
+            raise TokenInvalid("Send a session token, or the site_key before init.")
+        valid = []
+        for raw in body.validated_data["events"]:
+            event = s.EventSerializer(data=raw if isinstance(raw, dict) else {})
+            if event.is_valid() and len(str(event.validated_data.get("data") or {})) <= 2048:
+                valid.append({**event.validated_data, "at": str(event.validated_data.get("at") or "")})
+        accepted = services.events_record(site=site, session=session, events=valid) if site.telemetry else 0
+        rejected = len(body.validated_data["events"]) - accepted
+        return Response(
+            _serialize(s.EventsOutputSerializer, {"accepted": accepted, "rejected": rejected}),
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -1,0 +1,158 @@
+"""Public widget API shapes. Never reused for staff APIs (that would leak fields)."""
+
+import re
+
+from django.core.validators import ProhibitNullCharactersValidator
+from rest_framework import serializers
+
+from webchat.models import WIDGET_EVENT_TYPES
+
+# C0/C1 control characters except tab and newline, and Unicode bidi overrides.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+MAX_TEXT = 4000
+
+
+def clean_text(value: str) -> str:
+    return _CONTROL_RE.sub("", value).replace("\r\n", "\n").strip()
+
+
+class UtmSerializer(serializers.Serializer):
+    source = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    medium = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    campaign = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    term = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    content = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class PageSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    referrer = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True, default="")
+    utm = UtmSerializer(required=False)
+
+
+class ConfigQuerySerializer(serializers.Serializer):
+    site_key = serializers.CharField(max_length=64)
+
+
+class SiteConfigSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    color = serializers.CharField()
+    position = serializers.CharField()
+    welcome_message = serializers.CharField()
+    launcher_text = serializers.CharField()
+    require_consent = serializers.BooleanField()
+    telemetry = serializers.BooleanField()
+    locale = serializers.CharField()
+
+
+class PowSerializer(serializers.Serializer):
+    algorithm = serializers.CharField()
+    difficulty = serializers.IntegerField()
+    salt = serializers.CharField()
+
+
+class ConfigOutputSerializer(serializers.Serializer):
+    site = SiteConfigSerializer()
+    challenge = serializers.CharField()
+    challenge_expires_at = serializers.DateTimeField()
+    pow = PowSerializer(allow_null=True)
+
+
+class InitInputSerializer(serializers.Serializer):
+    site_key = serializers.CharField(max_length=64)
+    challenge = serializers.CharField(max_length=1024)
+    pow_solution = serializers.IntegerField(required=False, min_value=0, max_value=2**40)
+    visitor_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    session_token = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+    user_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    user_hash = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    page = PageSerializer(required=False)
+
+    def validate(self, attrs):
+        if bool(attrs.get("user_id")) != bool(attrs.get("user_hash")):
+            raise serializers.ValidationError("user_id and user_hash go together.")
+        return attrs
+
+
+class QuickReplySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    value = serializers.CharField()
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    conversation_id = serializers.IntegerField()
+    direction = serializers.CharField()
+    sender = serializers.CharField(source="sender_type")
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    quick_replies = serializers.SerializerMethodField()
+
+    def get_quick_replies(self, message) -> list[dict] | None:
+        replies = (message.metadata or {}).get("quick_replies")
+        if not replies:
+            return None
+        return [{"label": str(r.get("label", "")), "value": str(r.get("value", ""))} for r in replies]
+
+
+class InitOutputSerializer(serializers.Serializer):
+    session_token = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    visitor_id = serializers.CharField()
+    conversation_id = serializers.IntegerField()
+    messages = MessageSerializer(many=True)
+    resumed = serializers.BooleanField()
+
+
+class VisitorTextField(serializers.CharField):
+    """Text typed by a visitor: control characters (NUL included) are stripped, not refused."""
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, **kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
+class MessageInputSerializer(serializers.Serializer):
+    text = VisitorTextField(max_length=MAX_TEXT * 2)
+    client_message_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    def validate_text(self, value: str) -> str:
+        text = clean_text(value)
+        if not text:
+            raise serializers.ValidationError("Write a message first.")
+        if len(text) > MAX_TEXT:
+            raise serializers.ValidationError(f"Messages are at most {MAX_TEXT} characters.")
+        return text
+
+
+class MessageOutputSerializer(serializers.Serializer):
+    message = MessageSerializer()
+    replies = MessageSerializer(many=True)
+    pending_reply = serializers.BooleanField()
+
+
+class MessagesQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, min_value=0, max_value=2**62, default=0)
+
+
+class MessagesOutputSerializer(serializers.Serializer):
+    messages = MessageSerializer(many=True)
+    pending_reply = serializers.BooleanField()
+
+
+class EventSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=sorted(WIDGET_EVENT_TYPES))
+    at = serializers.DateTimeField(required=False)
+    data = serializers.DictField(required=False)
+
+
+class EventsInputSerializer(serializers.Serializer):
+    site_key = serializers.CharField(max_length=64, required=False)
+    events = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=50)
+
+
+class EventsOutputSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()

@@ -1,0 +1,134 @@
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from crm.models import Conversation, ConversationStatus, Message
+from webchat.models import WebChatSession, WebChatSite
+
+SITE_CACHE_PREFIX = "webchat:site:v1:"
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    """What the public API needs of a site, cached so `config` costs no database query."""
+
+    id: int
+    tenant_id: int
+    site_key: str
+    active: bool
+    allowed_domains: list[str]
+    pow_difficulty: int
+    telemetry: bool
+    public: dict = field(default_factory=dict)
+
+
+def _snapshot(site: WebChatSite) -> SiteSnapshot:
+    return SiteSnapshot(
+        id=site.pk,
+        tenant_id=site.tenant_id,
+        site_key=site.site_key,
+        active=site.active,
+        allowed_domains=list(site.allowed_domains or []),
+        pow_difficulty=site.pow_difficulty,
+        telemetry=site.telemetry_enabled,
+        public={
+            "title": site.title,
+            "color": site.color,
+            "position": site.position,
+            "welcome_message": site.welcome_message,
+            "launcher_text": site.launcher_text,
+            "require_consent": site.require_consent,
+            "telemetry": site.telemetry_enabled,
+            "locale": site.locale,
+        },
+    )
+
+
+def site_snapshot_for_key(*, site_key: str) -> SiteSnapshot | None:
+    """The active site for a public key (current key, or the previous one during its grace)."""
+    if not site_key or len(site_key) > 64:
+        return None
+    cache_key = SITE_CACHE_PREFIX + site_key
+    cached = cache.get(cache_key)
+    if cached is not None:
+        return SiteSnapshot(**cached) if cached else None
+    site = (
+        WebChatSite.objects.filter(active=True)
+        .filter(
+            Q(site_key=site_key)
+            | Q(previous_site_key=site_key, previous_key_expires_at__gt=timezone.now())
+        )
+        .first()
+    )
+    snapshot = _snapshot(site) if site else None
+    ttl = settings.WEBCHAT_CONFIG_CACHE_SECONDS
+    if site is not None and site.site_key != site_key and site.previous_key_expires_at:
+        remaining = (site.previous_key_expires_at - timezone.now()).total_seconds()
+        ttl = max(1, min(ttl, int(remaining)))
+    cache.set(cache_key, asdict(snapshot) if snapshot else {}, ttl)
+    return snapshot
+
+
+def site_snapshot_for_id(*, site_id: int) -> SiteSnapshot | None:
+    """The active site by id (for requests that carry a session token)."""
+    cache_key = f"{SITE_CACHE_PREFIX}id:{site_id}"
+    cached = cache.get(cache_key)
+    if cached is not None:
+        return SiteSnapshot(**cached) if cached else None
+    site = WebChatSite.objects.filter(pk=site_id, active=True).first()
+    snapshot = _snapshot(site) if site else None
+    cache.set(cache_key, asdict(snapshot) if snapshot else {}, settings.WEBCHAT_CONFIG_CACHE_SECONDS)
+    return snapshot
+
+
+def site_cache_forget(*, site_id: int, keys: list[str]) -> None:
+    names = [SITE_CACHE_PREFIX + key for key in keys if key]
+    cache.delete_many([*names, f"{SITE_CACHE_PREFIX}id:{site_id}"])
+
+
+def site_get(*, tenant_id: int, site_id: int) -> WebChatSite | None:
+    return WebChatSite.objects.filter(tenant_id=tenant_id, pk=site_id).first()
+
+
+def site_list(*, tenant) -> QuerySet[WebChatSite]:
+    return WebChatSite.objects.filter(tenant=tenant).select_related("bot").order_by("name")
+
+
+def session_get(*, site_id: int, session_id: int) -> WebChatSession | None:
+    return (
+        WebChatSession.objects.select_related("conversation")
+        .filter(site_id=site_id, pk=session_id)
+        .first()
+    )
+
+
+def session_find_for_resume(
+    *, site_id: int, visitor_id: str, conversation_id: int | None
+) -> WebChatSession | None:
+    """The visitor's latest session on this site (in the given conversation if named)."""
+    sessions = WebChatSession.objects.select_related("conversation").filter(
+        site_id=site_id, visitor_id=visitor_id
+    )
+    if conversation_id is not None:
+        sessions = sessions.filter(conversation_id=conversation_id)
+    else:
+        sessions = sessions.exclude(conversation__status=ConversationStatus.RESOLVED)
+    return sessions.order_by("-last_seen_at").first()
+
+
+def message_list_after(*, conversation: Conversation, after: int, limit: int = 100) -> list[Message]:
+    return list(
+        Message.objects.filter(
+            tenant_id=conversation.tenant_id, conversation_id=conversation.pk, id__gt=after
+        ).order_by("id")[:limit]
+    )
+
+
+def message_list_recent(*, conversation: Conversation, limit: int = 50) -> list[Message]:
+    recent = Message.objects.filter(
+        tenant_id=conversation.tenant_id, conversation_id=conversation.pk
+    ).order_by("-id")[:limit]
+    return list(reversed(recent))

@@ -1,0 +1,292 @@
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bots.services import inbound_handle, reply_overdue_resolve
+from core.exceptions import InvalidRequest
+from crm.models import Channel, Contact, Conversation, ConversationStatus, Direction, Message, SenderType
+from webchat import metrics
+from webchat.exceptions import ConversationNotFound, IdentityInvalid, TokenInvalid
+from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite, new_site_key
+from webchat.origins import InvalidRule, validate_rules
+from webchat.selectors import SiteSnapshot, session_find_for_resume, session_get, site_cache_forget
+from webchat.tokens import SessionClaims, identity_verify, session_token_issue, session_token_read
+
+VISITOR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+INCIDENTS_STORED_PER_MINUTE = 60
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+# --- Sites -----------------------------------------------------------------------------
+
+
+def site_domains_clean(domains: list[str]) -> list[str]:
+    try:
+        return validate_rules(domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN)
+    except InvalidRule as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def site_create(*, tenant, name: str, bot=None, allowed_domains: list[str] = (), **fields) -> WebChatSite:
+    site = WebChatSite(
+        tenant=tenant, name=name, bot=bot, allowed_domains=site_domains_clean(list(allowed_domains)), **fields
+    )
+    site.set_identity_secret(uuid.uuid4().hex + uuid.uuid4().hex)
+    site.full_clean()
+    site.save()
+    return site
+
+
+def site_key_rotate(*, site: WebChatSite, grace: timedelta) -> WebChatSite:
+    """Issue a new public key; the old one keeps working for `grace` so live pages don't break."""
+    old_key = site.site_key
+    site.previous_site_key = old_key
+    site.previous_key_expires_at = timezone.now() + grace
+    site.site_key = new_site_key()
+    site.save(update_fields=["site_key", "previous_site_key", "previous_key_expires_at", "updated_at"])
+    site_cache_forget(site_id=site.pk, keys=[old_key, site.site_key])
+    return site
+
+
+# --- Sessions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    url: str = ""
+    referrer: str = ""
+    locale: str = ""
+    utm: dict | None = None
+
+
+@dataclass
+class StartedSession:
+    session: WebChatSession
+    token: str
+    expires_at: object
+    resumed: bool
+    messages: list[Message]
+
+
+def _contact_for_identity(*, site: WebChatSite, user_id: str, user_hash: str) -> Contact:
+    if not identity_verify(site.identity_secret, user_id, user_hash):
+        raise IdentityInvalid()
+    contact, _ = Contact.objects.get_or_create(tenant_id=site.tenant_id, external_id=user_id)
+    return contact
+
+
+def _resumable_session(
+    *, site: SiteSnapshot, session_token: str, visitor_id: str, conversation_id: int | None
+) -> tuple[WebChatSession | None, str]:
+    """The session to resume (None: start a conversation) and the visitor id to keep."""
+    if session_token:
+        claims = session_token_read(session_token, max_age=settings.WEBCHAT_RESUME_MAX_AGE)
+        if claims.site_id != site.id:
+            raise TokenInvalid("That session token belongs to another site.")
+        session = session_get(site_id=site.id, session_id=claims.session_id)
+        if session is not None and session.conversation.status != ConversationStatus.RESOLVED:
+            return session, session.visitor_id
+        visitor_id, conversation_id = claims.visitor_id, None
+    if not visitor_id:
+        return None, ""
+    session = session_find_for_resume(site_id=site.id, visitor_id=visitor_id, conversation_id=conversation_id)
+    if session is None and conversation_id is not None:
+        raise ConversationNotFound()
+    if session is not None and session.conversation.status == ConversationStatus.RESOLVED:
+        return None, visitor_id
+    return session, visitor_id
+
+
+@transaction.atomic
+def session_start(
+    *,
+    site: SiteSnapshot,
+    origin: str,
+    visitor_id: str = "",
+    session_token: str = "",
+    conversation_id: int | None = None,
+    user_id: str = "",
+    user_hash: str = "",
+    page: PageInfo,
+    user_agent: str = "",
+    ip_hash: str = "",
+) -> StartedSession:
+    """Create or resume the visitor, session and conversation (the challenge is already consumed)."""
+    if visitor_id and not VISITOR_ID_RE.match(visitor_id):
+        raise InvalidRequest("visitor_id: use the id this API gave you.")
+    site_row = WebChatSite.objects.select_related("bot").get(pk=site.id)
+    contact = _contact_for_identity(site=site_row, user_id=user_id, user_hash=user_hash) if user_id else None
+    now = timezone.now()
+    expires = now + timedelta(seconds=settings.WEBCHAT_SESSION_TTL)
+    metadata = {
+        "origin": origin,
+        "page_url": page.url,
+        "referrer": page.referrer,
+        "locale": page.locale,
+        "utm": page.utm or {},
+        "user_agent": user_agent[:400],
+        "ip_hash": ip_hash,
+        "last_seen_at": now,
+        "expires_at": expires,
+    }
+    session, visitor_id = _resumable_session(
+        site=site, session_token=session_token, visitor_id=visitor_id, conversation_id=conversation_id
+    )
+    resumed = session is not None
+    if resumed:
+        for name, value in metadata.items():
+            setattr(session, name, value)
+        session.save(update_fields=[*metadata, "updated_at"])
+        conversation = session.conversation
+        if contact is not None and conversation.contact_id != contact.pk:
+            conversation.contact = contact
+            conversation.save(update_fields=["contact", "updated_at"])
+    else:
+        visitor = visitor_id or uuid.uuid4().hex
+        conversation = Conversation.objects.create(
+            tenant_id=site.tenant_id,
+            channel=Channel.WEB,
+            bot=site_row.bot,
+            contact=contact,
+            external_session_id=visitor,
+        )
+        session = WebChatSession.objects.create(
+            tenant_id=site.tenant_id, site_id=site.id, visitor_id=visitor, conversation=conversation, **metadata
+        )
+    token, expires_at = session_token_issue(
+        SessionClaims(
+            session_id=session.pk,
+            site_id=site.id,
+            visitor_id=session.visitor_id,
+            conversation_id=session.conversation_id,
+            origin=origin,
+        )
+    )
+    metrics.SESSIONS.labels(str(resumed).lower()).inc()
+    recent = Message.objects.filter(tenant_id=site.tenant_id, conversation_id=session.conversation_id)
+    messages = list(reversed(recent.order_by("-id")[:50]))
+    return StartedSession(session, token, expires_at, resumed, messages)
+
+
+def session_touch(*, session: WebChatSession) -> None:
+    """Keep last_seen_at roughly current without a write on every request."""
+    now = timezone.now()
+    if now - session.last_seen_at > LAST_SEEN_RESOLUTION:
+        WebChatSession.objects.filter(pk=session.pk).update(last_seen_at=now)
+        session.last_seen_at = now
+
+
+# --- Messages ----------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    message: Message
+    created: bool
+    replies: list[Message]
+    pending_reply: bool
+
+
+def _replies_after(message: Message) -> list[Message]:
+    return list(
+        Message.objects.filter(
+            tenant_id=message.tenant_id,
+            conversation_id=message.conversation_id,
+            id__gt=message.pk,
+            direction=Direction.OUTBOUND,
+        ).order_by("id")[:20]
+    )
+
+
+def _pending(conversation_id: int) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, pending_reply_since__isnull=False).exists()
+
+
+def message_receive(*, session: WebChatSession, text: str, client_message_id: str) -> Received:
+    """Store a visitor message once (idempotent on client_message_id) and let the bot answer."""
+    conversation = session.conversation
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    tenant_id=session.tenant_id,
+                    conversation=conversation,
+                    direction=Direction.INBOUND,
+                    sender_type=SenderType.VISITOR,
+                    text=text,
+                    client_message_id=client_message_id,
+                    metadata={"session_id": session.pk},
+                )
+        except IntegrityError:
+            message = None
+        if message is not None:
+            inbound_handle(message=message)
+    if message is None:
+        message = Message.objects.get(conversation=conversation, client_message_id=client_message_id)
+        return Received(message, False, _replies_after(message), _pending(conversation.pk))
+    metrics.MESSAGES.labels("inbound").inc()
+    replies = _replies_after(message)
+    if replies:
+        metrics.MESSAGES.labels("outbound").inc(len(replies))
+    return Received(message, True, replies, _pending(conversation.pk))
+
+
+def messages_poll(*, session: WebChatSession, after: int) -> tuple[list[Message], bool]:
+    """New messages since `after`; delivers an overdue AI reply's fallback first."""
+    conversation = session.conversation
+    if conversation.pending_reply_since is not None:
+        reply_overdue_resolve(conversation=conversation)
+        conversation.refresh_from_db(fields=["pending_reply_since"])
+    messages = list(
+        Message.objects.filter(
+            tenant_id=session.tenant_id, conversation_id=conversation.pk, id__gt=after
+        ).order_by("id")[:100]
+    )
+    return messages, conversation.pending_reply_since is not None
+
+
+# --- Events and incidents ------------------------------------------------------------------
+
+
+def events_record(*, site: SiteSnapshot, session: WebChatSession | None, events: list[dict]) -> int:
+    rows = [
+        WebChatEvent(
+            tenant_id=site.tenant_id,
+            site_id=site.id,
+            session=session,
+            type=event["type"],
+            payload={"at": event.get("at"), "data": event.get("data") or {}},
+        )
+        for event in events
+    ]
+    WebChatEvent.objects.bulk_create(rows)
+    for row in rows:
+        metrics.EVENTS.labels(row.type).inc()
+    return len(rows)
+
+
+def incident_record(
+    *, site: SiteSnapshot, type: EventType, detail: dict, session_id: int | None = None
+) -> None:
+    """Store a security incident (blocked origin, bad token, rate limit) for the dashboards.
+
+    Stored rows are capped per site and type per minute, so an attack cannot turn refusals
+    into unbounded writes; Prometheus counters count every refusal.
+    """
+    bucket = f"webchat:incidents:{site.id}:{type}:{int(timezone.now().timestamp() // 60)}"
+    cache.add(bucket, 0, 120)
+    try:
+        count = cache.incr(bucket)
+    except ValueError:
+        count = 1
+    if count > INCIDENTS_STORED_PER_MINUTE:
+        return
+    WebChatEvent.objects.create(
+        tenant_id=site.tenant_id, site_id=site.id, session_id=session_id, type=type, payload=detail
+    )

@@ -1,0 +1,51 @@
+"""Signals serve two things only: cache invalidation and the CORS allowlist."""
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from webchat.models import WebChatSite
+from webchat.origins import origin_allowed
+from webchat.selectors import site_cache_forget
+
+CORS_CACHE_PREFIX = "webchat:cors:v1:"
+CORS_GENERATION_KEY = CORS_CACHE_PREFIX + "generation"
+CORS_CACHE_SECONDS = 60
+
+
+def _cors_generation() -> int:
+    return cache.get_or_set(CORS_GENERATION_KEY, 1, None)
+
+
+@receiver([post_save, post_delete], sender=WebChatSite)
+def forget_site(sender, instance: WebChatSite, **kwargs) -> None:
+    site_cache_forget(site_id=instance.pk, keys=[instance.site_key, instance.previous_site_key])
+    # A new generation makes every cached CORS answer stale at once.
+    cache.add(CORS_GENERATION_KEY, 1, None)
+    cache.incr(CORS_GENERATION_KEY)
+
+
+def cors_origin_allowed(origin: str) -> bool:
+    """Does any active site allow this origin? django-cors-headers asks on every API request.
+
+    Only origins some site allows get CORS headers; each route then checks the origin
+    strictly against the one site the request is for.
+    """
+    key = f"{CORS_CACHE_PREFIX}{_cors_generation()}:{origin[:300]}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    allowed = False
+    rules = WebChatSite.objects.filter(active=True).values_list("allowed_domains", flat=True)
+    for site_rules in rules.iterator(chunk_size=2000):
+        if origin_allowed(origin, list(site_rules or []), allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN):
+            allowed = True
+            break
+    cache.set(key, allowed, CORS_CACHE_SECONDS)
+    return allowed
+
+
+def cors_check_request(sender, request, **kwargs) -> bool:
+    origin = request.headers.get("Origin")
+    return bool(origin) and request.path.startswith("/api/webchat/") and cors_origin_allowed(origin)

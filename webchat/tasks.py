@@ -1,0 +1,21 @@
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from tenants.models import Tenant
+from webchat.rollups import rollups_refresh, visitor_data_purge
+
+
+@shared_task(acks_late=True)
+def refresh_rollups(hours: int = 2) -> int:
+    return rollups_refresh(since=timezone.now() - timedelta(hours=hours))
+
+
+@shared_task(acks_late=True)
+def purge_visitor_data() -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for tenant in Tenant.objects.all().iterator():
+        for key, value in visitor_data_purge(tenant=tenant).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
