@@ -133,6 +133,8 @@ CORS_ALLOWED_ORIGINS: list[str] = []
 CORS_URLS_REGEX = r"^/api/webchat/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type"]
 CORS_PREFLIGHT_MAX_AGE = 600
+# The widget honours the server's Retry-After on 429s, so it must be able to read it.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # --- Rate limits (django-ratelimit): counters live in the shared cache. ---------------
 RATELIMIT_USE_CACHE = "default"

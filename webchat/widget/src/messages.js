@@ -1,0 +1,36 @@
+// The message list: server messages keyed by `id`, the visitor's unsent ones by `cid`
+// (their client_message_id). Unsent messages stay at the end.
+
+const time = (m) => Date.parse(m.created_at) || 0
+
+const sorted = (list) =>
+  list.sort((a, b) => (a.id == null) - (b.id == null) || time(a) - time(b))
+
+/** Adds the messages not seen yet. → {list, added}; `added` holds only new server messages. */
+export function merge(list, incoming) {
+  const out = list.slice()
+  const ids = new Set(out.map((m) => m.id))
+  const added = []
+  for (const m of incoming || []) {
+    if (!m || m.id == null || ids.has(m.id)) continue
+    ids.add(m.id)
+    const local = m.client_message_id && out.findIndex((x) => x.cid === m.client_message_id)
+    if (local >= 0) out[local] = { ...m, cid: out[local].cid }
+    else out.push(m), added.push(m)
+  }
+  return { list: sorted(out), added }
+}
+
+/** The server stored the visitor's message `cid` as `message`. */
+export function ack(list, cid, message) {
+  const local = list.find((m) => m.cid === cid)
+  // A poll may have delivered the stored message first: keep that one.
+  if (list.some((m) => m.id === message.id && m !== local)) return list.filter((m) => m !== local)
+  const acked = { ...message, cid }
+  return sorted(local ? list.map((m) => (m === local ? acked : m)) : [...list, acked])
+}
+
+/** Cursor for `GET messages?after=`: the newest stored message. */
+export function lastId(list) {
+  for (let i = list.length; i--; ) if (list[i].id != null) return list[i].id
+}

@@ -1,0 +1,43 @@
+// The visitor's session, kept in one localStorage key as JSON. When the site requires
+// consent nothing is written (and stale data is not trusted) until consent(true).
+
+export function createStore(key, requireConsent, storage) {
+  let data = {}
+  let allowed = !requireConsent
+  try {
+    const saved = JSON.parse(storage.getItem(key))
+    if (saved && (allowed || saved.consent)) (data = saved), (allowed = true)
+  } catch {
+    // no storage (sandboxed iframe, blocked cookies) or unreadable data: start fresh
+  }
+
+  const write = () => {
+    try {
+      if (allowed) storage.setItem(key, JSON.stringify(data))
+    } catch {
+      // quota or blocked storage: the session lives in memory only
+    }
+  }
+
+  return {
+    data,
+    set(patch) {
+      Object.assign(data, patch)
+      write()
+    },
+    consent(yes) {
+      allowed = yes
+      if (yes) {
+        data.consent = true
+        write()
+      } else {
+        delete data.consent
+        try {
+          storage.removeItem(key)
+        } catch {
+          // nothing stored
+        }
+      }
+    },
+  }
+}

@@ -1,0 +1,416 @@
+// ReplyBase widget: the panel, messaging, session, polling and telemetry. Loaded by loader.js,
+// which hands over what it already has in window.ReplyBase._c.
+
+import { request } from './api.js'
+import { addCss, h } from './dom.js'
+import { tokenize } from './links.js'
+import { ack, lastId, merge } from './messages.js'
+import { createOutbox, uuid } from './outbox.js'
+import { solvePow } from './pow.js'
+import { backoff, pollDelay } from './schedule.js'
+import { createStore } from './store.js'
+import { createTelemetry } from './telemetry.js'
+import css from './widget.css'
+
+const SENDER = { visitor: 'You', bot: 'Bot', agent: 'Agent', system: 'Notice' }
+const OFFLINE = "You're offline. Messages will be sent when you're back online."
+
+function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit, events }) {
+  const site = config.site
+  let storage
+  try {
+    storage = window.localStorage
+  } catch {
+    // storage blocked: memory only
+  }
+  const store = createStore('replybase:' + key, site.require_consent, storage)
+  const st = store.data // {visitor_id, session_token, conversation_id, seen, consent}
+
+  let msgs = []
+  let open = false
+  let pending = false
+  let inited = false // init ran on this page, so the session token is current
+  let dead = false
+  let unread = 0
+  let polling = false
+  let pollTimer
+  let pollFailures = 0
+  let initPromise
+  let identity = {}
+  let wake // ends the outbox's current backoff when the browser comes back online
+  let quickFor // the message whose quick replies are shown
+  const elements = new Map() // cid or id → bubble
+
+  // Events go with the session once init ran, else (or if the token went stale) with the site key.
+  const telemetry = createTelemetry(
+    site.telemetry,
+    async (events, keepalive) => {
+      if (inited) {
+        try {
+          return await call('POST', 'events', { events }, st.session_token, keepalive)
+        } catch (e) {
+          if (e.status !== 401) throw e
+        }
+      }
+      return call('POST', 'events', { site_key: key, events }, null, keepalive)
+    },
+    events,
+  )
+  const flushTimer = setInterval(() => telemetry.flush(), 5000)
+  addEventListener('pagehide', () => telemetry.flush(true))
+
+  // ---------- DOM ----------
+  const log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: 0 })
+  const welcome = site.welcome_message && bubble({ sender: 'bot', text: site.welcome_message })
+  if (welcome) log.append(welcome)
+  const typing = h('div', { class: 'typing', role: 'status', hidden: true }, 'typing…')
+  const quick = h('div', { class: 'qr', role: 'group', 'aria-label': 'Suggested replies' })
+  const error = h('p', { class: 'err', role: 'alert', hidden: true })
+  const input = h('textarea', {
+    rows: 1,
+    maxlength: 4000,
+    'aria-label': 'Message',
+    placeholder: 'Write a message…',
+    keydown: (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) submit(e)
+    },
+    input: grow,
+  })
+  const panel = h(
+    'div',
+    {
+      id: 'rb-panel',
+      class: 'panel',
+      role: 'dialog',
+      'aria-labelledby': 'rb-title',
+      hidden: true,
+    },
+    h(
+      'header',
+      {},
+      h('h2', { id: 'rb-title' }, site.title || 'Chat'),
+      h('button', { class: 'x', type: 'button', 'aria-label': 'Close chat', click: () => hide() }, '×'),
+    ),
+    log,
+    typing,
+    quick,
+    error,
+    h('form', { submit }, input, h('button', { class: 'send', type: 'submit' }, 'Send')),
+  )
+  addCss(root, css)
+  box.append(panel)
+  box.addEventListener('keydown', (e) => e.key === 'Escape' && hide())
+  launcher.setAttribute('aria-controls', 'rb-panel')
+
+  function bubble(m) {
+    const parts =
+      m.sender === 'visitor'
+        ? [m.text]
+        : tokenize(m.text).map((t) =>
+            typeof t === 'string' ? t : h('a', { href: t.href, target: '_blank', rel: 'noopener noreferrer' }, t.text),
+          )
+    return h('div', { class: 'm ' + m.sender }, h('span', { class: 'sr' }, (SENDER[m.sender] || '') + ': '), ...parts)
+  }
+
+  function grow() {
+    input.style.height = 'auto'
+    input.style.height = input.scrollHeight + input.offsetHeight - input.clientHeight + 'px'
+  }
+
+  // Brings the log in line with `msgs`, touching only what changed so screen readers
+  // announce new messages once.
+  function render() {
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60
+    const keys = new Set()
+    let prev = welcome
+    for (const m of msgs) {
+      const k = m.cid ?? m.id
+      keys.add(k)
+      let el = elements.get(k)
+      if (!el) elements.set(k, (el = bubble(m)))
+      const next = prev ? prev.nextSibling : log.firstChild
+      if (next !== el) log.insertBefore(el, next)
+      if (el.dataset.s !== m.state) m.state ? (el.dataset.s = m.state) : delete el.dataset.s
+      prev = el
+    }
+    for (const [k, el] of elements) if (!keys.has(k)) el.remove(), elements.delete(k)
+
+    const last = msgs[msgs.length - 1]
+    const options = (last && last.sender !== 'visitor' && last.quick_replies) || []
+    if (last !== quickFor) {
+      quickFor = last
+      quick.replaceChildren(
+        ...options.map((o) =>
+          h('button', { type: 'button', click: () => (send(o.value || o.label), input.focus()) }, o.label),
+        ),
+      )
+    }
+    typing.hidden = !pending
+    if (atBottom) log.scrollTop = log.scrollHeight
+  }
+
+  function add(incoming, quiet) {
+    const { list, added } = merge(msgs, incoming)
+    msgs = list
+    for (const m of added) {
+      if (m.sender !== 'visitor') {
+        telemetry.track('message_rendered', { id: m.id })
+        if (!open && !quiet) unread++
+      }
+      emit('message', m)
+    }
+    if (open) markSeen()
+    updateBadge()
+    render()
+  }
+
+  function markSeen() {
+    unread = 0
+    const seen = lastId(msgs)
+    if (seen != null && seen !== st.seen) store.set({ seen })
+  }
+
+  function updateBadge() {
+    badge.textContent = unread > 9 ? '9+' : unread || ''
+    badge.hidden = !unread
+    launcher.setAttribute('aria-label', (open ? 'Close chat' : 'Open chat') + (unread ? `, ${unread} unread` : ''))
+  }
+
+  function showError(text) {
+    error.textContent = text || ''
+    error.hidden = !text
+  }
+
+  // ---------- open / close ----------
+  function show() {
+    if (open || dead) return
+    open = true
+    panel.hidden = false
+    box.classList.add('open')
+    launcher.setAttribute('aria-expanded', 'true')
+    markSeen()
+    updateBadge()
+    fit()
+    input.focus()
+    telemetry.track('launcher_opened')
+    emit('open')
+    session().catch(() => {}) // init now for the history; a failure is reported by the poll that follows
+    schedule(0)
+  }
+
+  function hide() {
+    if (!open) return
+    const hadFocus = root.activeElement
+    open = false
+    panel.hidden = true
+    box.classList.remove('open')
+    launcher.setAttribute('aria-expanded', 'false')
+    updateBadge()
+    if (hadFocus) launcher.focus()
+    telemetry.track('launcher_closed')
+    emit('close')
+  }
+
+  // On phones the panel tracks the visual viewport, so the on-screen keyboard never covers the composer.
+  const viewport = window.visualViewport
+  function fit() {
+    if (!viewport) return
+    box.style.setProperty('--vh', viewport.height + 'px')
+    box.style.setProperty('--top', viewport.offsetTop + 'px')
+    if (open) log.scrollTop = log.scrollHeight
+  }
+  if (viewport) for (const type of ['resize', 'scroll']) viewport.addEventListener(type, fit)
+
+  function destroy() {
+    dead = true
+    clearTimeout(pollTimer)
+    clearInterval(flushTimer)
+    telemetry.queue.length = 0
+    root.host.remove()
+    for (const name of ['open', 'close', 'consent', 'identify']) R[name] = () => {}
+    emit('disabled')
+  }
+
+  // ---------- API ----------
+  async function call(method, path, body, token, keepalive) {
+    try {
+      return await request(api + path, { method, body, token, keepalive })
+    } catch (e) {
+      if (e.code === 'webchat_disabled') destroy()
+      throw e
+    }
+  }
+
+  const page = () => {
+    const params = new URLSearchParams(location.search)
+    const utm = {}
+    for (const k of ['source', 'medium', 'campaign', 'term', 'content']) utm[k] = params.get('utm_' + k) || undefined
+    return { url: location.href, referrer: document.referrer || undefined, locale: navigator.language, utm }
+  }
+
+  const session = () =>
+    inited ? Promise.resolve(st.session_token) : (initPromise ||= init().finally(() => (initPromise = null)))
+
+  async function init(attempt = 0) {
+    // Challenges are single-use and short-lived: fetch a fresh one when ours is spent or old.
+    if (!config.challenge || Date.now() - configAt > 60000) {
+      config = await call('GET', 'config?site_key=' + encodeURIComponent(key))
+      configAt = Date.now()
+    }
+    const body = {
+      site_key: key,
+      challenge: config.challenge,
+      visitor_id: st.visitor_id,
+      session_token: st.session_token,
+      conversation_id: st.conversation_id,
+      ...identity,
+      page: page(),
+    }
+    config.challenge = null
+    if (config.pow) body.pow_solution = await solvePow(config.pow)
+    let r
+    try {
+      r = await call('POST', 'init', body)
+    } catch (e) {
+      // A refused challenge, a stale token or a conversation that is gone: try again with a
+      // fresh challenge, forgetting the token, then the conversation (the visitor id stays).
+      if (attempt > 1 || dead || !(e.status >= 400 && e.status < 500 && e.status !== 429)) throw e
+      const gone = attempt || e.code === 'conversation_not_found'
+      store.set({ session_token: undefined, ...(gone && { conversation_id: undefined }) })
+      return init(attempt + 1)
+    }
+    const fresh = r.conversation_id !== st.conversation_id
+    if (fresh) msgs = []
+    store.set({
+      visitor_id: r.visitor_id,
+      session_token: r.session_token,
+      conversation_id: r.conversation_id,
+      ...(fresh && { seen: undefined }),
+    })
+    inited = true
+    add(r.messages, true)
+    return r.session_token
+  }
+
+  // Bearer call; `lazy` lets a closed widget poll with the stored token without running init.
+  // An expired or invalid token triggers one re-init and one retry.
+  async function authed(method, path, body, lazy) {
+    const token = (lazy && st.session_token) || (await session())
+    try {
+      return await call(method, path, body, token)
+    } catch (e) {
+      if (e.status !== 401 || dead) throw e
+      inited = false
+      store.set({ session_token: undefined })
+      return call(method, path, body, await session())
+    }
+  }
+
+  function report(e, ms) {
+    if (dead) return
+    telemetry.track('error', { code: e.code })
+    emit('error', { code: e.code, message: e.message })
+    showError(
+      e.status === 429
+        ? `Too many messages. Trying again in ${Math.ceil(ms / 1000)} s.`
+        : e.code === 'network'
+          ? navigator.onLine
+            ? 'Connection problem. Retrying…'
+            : OFFLINE
+          : e.message,
+    )
+  }
+
+  // ---------- polling ----------
+  function schedule(ms) {
+    clearTimeout(pollTimer)
+    if (!polling && !dead) pollTimer = setTimeout(poll, ms)
+  }
+
+  async function poll() {
+    if (dead || (!open && !st.session_token)) return
+    polling = true
+    let delay
+    try {
+      const after = lastId(msgs) ?? st.seen
+      const r = await authed('GET', 'messages' + (after != null ? '?after=' + encodeURIComponent(after) : ''), null, !open)
+      pending = !!r.pending_reply
+      add(r.messages)
+      pollFailures = 0
+      showError()
+    } catch (e) {
+      delay = e.retryAfter || backoff(pollFailures)
+      pollFailures++
+      report(e, delay)
+    }
+    polling = false
+    schedule(delay || pollDelay({ open, pending, hidden: document.hidden }))
+  }
+
+  // ---------- sending ----------
+  const outbox = createOutbox({
+    online: () => !dead && navigator.onLine,
+    wait: (ms) => new Promise((resolve) => setTimeout((wake = resolve), ms)),
+    async send(item) {
+      const r = await authed('POST', 'messages', { text: item.text, client_message_id: item.cid })
+      msgs = ack(msgs, item.cid, r.message)
+      pending = !!r.pending_reply
+      add(r.replies)
+      showError()
+      telemetry.track('message_sent')
+      schedule(pollDelay({ open, pending }))
+    },
+    onError(e, item, ms) {
+      if (!ms) {
+        const local = msgs.find((m) => m.cid === item.cid)
+        if (local) local.state = 'failed'
+        render()
+      }
+      report(e, ms)
+    },
+  })
+
+  function send(text) {
+    text = text.trim()
+    if (!text || dead) return
+    const cid = uuid()
+    msgs = [...msgs, { cid, text, sender: 'visitor', direction: 'inbound', state: 'sending' }]
+    render()
+    outbox.add(text, cid)
+    if (!navigator.onLine) showError(OFFLINE)
+  }
+
+  function submit(e) {
+    e.preventDefault()
+    send(input.value)
+    input.value = ''
+    grow()
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) telemetry.flush(true)
+    else if (open || st.session_token) schedule(500)
+  })
+  addEventListener('online', () => {
+    showError()
+    outbox.flush()
+    wake && wake()
+  })
+
+  // ---------- public API ----------
+  Object.assign(R, {
+    open: show,
+    close: hide,
+    consent: (yes) => store.consent(!!yes),
+    identify(user_id, user_hash) {
+      identity = { user_id: user_id == null ? undefined : String(user_id), user_hash }
+      inited = false // the next call re-inits as this user
+    },
+    _toggle: () => (open ? hide() : show()),
+  })
+  R.q.splice(0).forEach(([name, ...args]) => R[name] && R[name](...args))
+  schedule(1000) // a returning visitor's badge
+}
+
+const R = window.ReplyBase
+if (R && R._c && !R._toggle) mount(R, R._c)

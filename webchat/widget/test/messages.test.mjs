@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ack, lastId, merge } from '../src/messages.js'
+
+const msg = (id, sec, extra = {}) => ({
+  id,
+  direction: 'outbound',
+  sender: 'bot',
+  text: 'm' + id,
+  created_at: `2025-01-01T00:00:${String(sec).padStart(2, '0')}Z`,
+  ...extra,
+})
+
+test('merge de-duplicates by id and reports only new messages', () => {
+  const first = merge([], [msg(1, 1), msg(2, 2)])
+  assert.deepEqual(first.added.map((m) => m.id), [1, 2])
+  const second = merge(first.list, [msg(2, 2), msg(3, 3), msg(3, 3)])
+  assert.deepEqual(second.list.map((m) => m.id), [1, 2, 3])
+  assert.deepEqual(second.added.map((m) => m.id), [3])
+})
+
+test('merge orders by created_at and keeps unsent messages last', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const { list } = merge([msg(1, 1), local], [msg(3, 3), msg(2, 2)])
+  assert.deepEqual(list.map((m) => m.id ?? m.cid), [1, 2, 3, 'c1'])
+})
+
+test('merge ignores junk', () => {
+  const { list, added } = merge([], [null, { text: 'no id' }, msg(1, 1)])
+  assert.deepEqual(list.map((m) => m.id), [1])
+  assert.equal(added.length, 1)
+})
+
+test('a polled message carrying client_message_id replaces the local copy', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const { list, added } = merge([local], [msg(5, 5, { sender: 'visitor', client_message_id: 'c1' })])
+  assert.equal(list.length, 1)
+  assert.equal(list[0].id, 5)
+  assert.equal(list[0].cid, 'c1')
+  assert.equal(list[0].state, undefined)
+  assert.equal(added.length, 0)
+})
+
+test('ack swaps the local message for the stored one and keeps its key', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const list = ack([msg(1, 1), local], 'c1', msg(2, 2, { sender: 'visitor' }))
+  assert.deepEqual(list.map((m) => [m.id, m.cid, m.state]), [
+    [1, undefined, undefined],
+    [2, 'c1', undefined],
+  ])
+})
+
+test('ack drops the local copy when a poll already delivered the message', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const list = ack([msg(1, 1), msg(2, 2), local], 'c1', msg(2, 2))
+  assert.deepEqual(list.map((m) => m.id), [1, 2])
+})
+
+test('ack of a retried send (same message again) does not duplicate', () => {
+  let list = ack([{ cid: 'c1', text: 'hi', sender: 'visitor' }], 'c1', msg(2, 2))
+  list = ack(list, 'c1', msg(2, 2))
+  assert.deepEqual(list.map((m) => m.id), [2])
+})
+
+test('lastId is the newest stored message, skipping unsent ones', () => {
+  assert.equal(lastId([]), undefined)
+  assert.equal(lastId([msg(1, 1), msg(2, 2), { cid: 'x' }]), 2)
+})
