@@ -54,8 +54,10 @@ def test_session_token_signed_with_another_key_is_invalid():
         session_token_read(token)
 
 
-@pytest.mark.parametrize("junk", ["", "x" * 2000, "abc", "a:b:c", signing.dumps([1, 2], salt=SESSION_SALT)])
+@pytest.mark.parametrize("junk", ["", "x" * 2000, "abc", "a:b:c", "signed-list"])
 def test_session_token_junk_is_invalid(junk):
+    if junk == "signed-list":  # validly signed, but not a claims object
+        junk = signing.dumps([1, 2], salt=SESSION_SALT)
     with pytest.raises(TokenInvalid):
         session_token_read(junk)
 
