@@ -1,0 +1,1 @@
+"""`make bench`: public widget API throughput against a one-insert DRF baseline."""
