@@ -138,6 +138,9 @@ def find_email(text: str) -> str | None:
     """The first valid email address in `text`, or None."""
     for candidate in _EMAIL_CANDIDATE.findall(text or ""):
         candidate = candidate.strip(".!?")
+        # A reachable visitor address has a dotted domain (Django also allows "localhost").
+        if len(candidate) > 254 or "." not in candidate.rpartition("@")[2]:
+            continue
         try:
             validate_email(candidate)
         except ValidationError:

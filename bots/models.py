@@ -108,6 +108,10 @@ class FlowRule(TenantOwnedModel):
         if self.tenant_id is None and self.bot_id is not None:
             self.tenant_id = self.bot.tenant_id
 
+    def clean_fields(self, exclude=None) -> None:
+        self._tenant_from_bot()
+        super().clean_fields(exclude=exclude)
+
     def clean(self) -> None:
         from bots import flows  # flows is pure and must not import models
 

@@ -1,3 +1,4 @@
+from tests.factories.bots import FlowRuleFactory, KnowledgeArticleFactory
 from tests.factories.core import (
     BotFactory,
     ConversationFactory,
@@ -10,6 +11,8 @@ from tests.factories.core import (
 __all__ = [
     "BotFactory",
     "ConversationFactory",
+    "FlowRuleFactory",
+    "KnowledgeArticleFactory",
     "MembershipFactory",
     "MessageFactory",
     "TenantFactory",

@@ -1,0 +1,156 @@
+"""Pure matching rules (bots.flows) and FlowRule validation."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from bots import flows
+from bots.models import FlowAction, FlowRule, FlowTrigger
+from tests.factories import BotFactory
+from tests.factories.bots import FlowRuleFactory
+
+
+@dataclass
+class R:
+    trigger: str
+    pattern: str = ""
+    active: bool = True
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("refund", "I want a REFUND please", True),
+        ("refund", "Refund?", True),
+        ("refund", "refunds are slow", False),  # whole words only
+        ("refund", "nonrefundable", False),
+        ("ship", "shipping costs", False),
+        ("money back, refund", "can I get my Money   Back", True),  # phrases, any spacing/case
+        ("c++", "do you teach C++?", True),  # symbols at the edge still need a boundary
+        ("c++", "abc++", False),
+        ("pricing, , ", "what is your pricing", True),  # blank items ignored
+    ],
+)
+def test_keyword_matches_whole_words_any_case(pattern, text, expected):
+    assert flows.rule_matches(R("keyword", pattern), text, first_message=False) is expected
+
+
+def test_regex_matches_anywhere_any_case():
+    rule = R("regex", r"order\s*#?\d{5}")
+    assert flows.rule_matches(rule, "Where is ORDER #12345?", first_message=False)
+    assert not flows.rule_matches(rule, "where is my order", first_message=False)
+
+
+def test_broken_regex_saved_anyway_never_matches_or_crashes():
+    assert not flows.rule_matches(R("regex", "(unclosed"), "(unclosed", first_message=False)
+
+
+def test_button_matches_the_exact_value_only():
+    rule = R("button", "plan_pro")
+    assert flows.rule_matches(rule, "plan_pro", first_message=False)
+    assert flows.rule_matches(rule, "  plan_pro ", first_message=False)
+    assert not flows.rule_matches(rule, "I like plan_pro", first_message=False)
+    assert not flows.rule_matches(rule, "PLAN_PRO", first_message=False)
+
+
+def test_greeting_only_on_first_message():
+    assert flows.rule_matches(R("greeting"), "anything", first_message=True)
+    assert not flows.rule_matches(R("greeting"), "anything", first_message=False)
+
+
+def test_inactive_rules_never_match_and_order_decides():
+    rules = [R("keyword", "price", active=False), R("keyword", "price, cost"), R("regex", "price")]
+    assert flows.first_match(rules, "what price?", first_message=False) is rules[1]
+    assert flows.first_match(rules, "hello", first_message=False) is None
+    greeting_then_kw = [R("greeting"), R("keyword", "price")]
+    assert (
+        flows.first_match(greeting_then_kw, "price", first_message=True, skip=["greeting"])
+        is greeting_then_kw[1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Hi there!", True), ("good morning :)", True), ("", True), ("hi, where is my order?", False)],
+)
+def test_is_salutation(text, expected):
+    assert flows.is_salutation(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sure, it's Jane.Doe@Example.com.", "Jane.Doe@Example.com"),
+        ("<bob@example.org>", "bob@example.org"),
+        ("no email here", None),
+        ("me@localhost", None),
+        ("a@b@c.com", None),
+    ],
+)
+def test_find_email(text, expected):
+    assert flows.find_email(text) == expected
+
+
+# --- model validation --------------------------------------------------------------------
+
+
+def _rule(**kwargs) -> FlowRule:
+    defaults = {
+        "name": "r",
+        "trigger": FlowTrigger.KEYWORD,
+        "pattern": "price",
+        "action": FlowAction.REPLY,
+        "reply_text": "Hi",
+    }
+    return FlowRule(**{**defaults, **kwargs})
+
+
+@pytest.mark.django_db
+def test_invalid_regex_is_refused_with_a_clear_message(bot):
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern="(unclosed").full_clean()
+    assert "does not compile" in err.value.message_dict["pattern"][0]
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=".*").full_clean()
+    assert "matches an empty message" in err.value.message_dict["pattern"][0]
+
+
+@pytest.mark.django_db
+def test_keyword_button_and_quick_replies_validation(bot):
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, pattern=" , ").full_clean()
+    assert "comma" in err.value.message_dict["pattern"][0]
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, trigger=FlowTrigger.BUTTON, pattern="").full_clean()
+    assert "button value" in err.value.message_dict["pattern"][0]
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, action=FlowAction.QUICK_REPLIES, quick_replies=[{"label": "x"}]).full_clean()
+    assert "label" in err.value.message_dict["quick_replies"][0]
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, action=FlowAction.QUICK_REPLIES, quick_replies=[]).full_clean()
+    assert "at least one button" in err.value.message_dict["quick_replies"][0]
+    with pytest.raises(ValidationError) as err:
+        _rule(bot=bot, reply_text="").full_clean()
+    assert "reply_text" in err.value.message_dict
+    # Handoff and collect-email rules may leave the text empty (defaults apply).
+    _rule(bot=bot, action=FlowAction.HANDOFF, reply_text="").full_clean()
+
+
+@pytest.mark.django_db
+def test_tenant_follows_the_bot_and_cannot_differ(bot, other_tenant):
+    rule = _rule(bot=bot)
+    rule.full_clean()
+    rule.save()
+    assert rule.tenant_id == bot.tenant_id
+    mixed = _rule(bot=bot, tenant=other_tenant)
+    with pytest.raises(ValidationError) as err:
+        mixed.full_clean()
+    assert "another tenant" in err.value.message_dict["bot"][0]
+
+
+@pytest.mark.django_db
+def test_factory_rule_is_valid():
+    rule = FlowRuleFactory(bot=BotFactory())
+    rule.full_clean()
+    assert rule.tenant == rule.bot.tenant

@@ -1,0 +1,203 @@
+"""inbound_handle: flows first (stored replies + metadata), handoff, collect email."""
+
+import pytest
+
+from bots.models import FlowAction, FlowTrigger
+from bots.services import EMAIL_REASK, conversation_handoff
+from crm.models import Contact, ConversationStatus, Direction, SenderType
+from tests.bots.conftest import bot_replies
+from tests.factories import BotFactory, ConversationFactory
+from tests.factories.bots import FlowRuleFactory
+
+pytestmark = pytest.mark.django_db
+
+META_KEYS = {
+    "ai_outcome",
+    "confidence",
+    "article_ids",
+    "quick_replies",
+    "flow_rule_id",
+    "latency_ms",
+}
+
+
+def rule(bot, **kwargs):
+    return FlowRuleFactory(bot=bot, **kwargs)
+
+
+def test_keyword_reply_is_stored_with_flow_metadata(bot, conversation, say):
+    pricing = rule(bot, pattern="price, pricing", reply_text="Plans start at $9.")
+    _, result = say(conversation, "What's your PRICING?")
+    assert result.pending is False
+    [reply] = result.replies
+    assert reply.direction == Direction.OUTBOUND and reply.sender_type == SenderType.BOT
+    assert reply.text == "Plans start at $9."
+    assert set(reply.metadata) >= META_KEYS
+    assert reply.metadata["ai_outcome"] == "flow"
+    assert reply.metadata["flow_rule_id"] == pricing.pk
+    assert reply.metadata["quick_replies"] == []
+    assert reply.metadata["confidence"] is None
+    assert conversation.last_message_at == reply.created_at
+    assert conversation.pending_reply_since is None
+    assert bot_replies(conversation) == [reply]
+
+
+def test_rules_run_in_position_order_and_inactive_ones_are_skipped(bot, conversation, say):
+    rule(bot, position=0, pattern="price", reply_text="inactive", active=False)
+    second = rule(bot, position=5, trigger=FlowTrigger.REGEX, pattern=r"pric", reply_text="B")
+    rule(bot, position=1, pattern="price", reply_text="A")
+    _, result = say(conversation, "price?")
+    assert [r.text for r in result.replies] == ["A"]
+    second.position = 0
+    second.save()
+    _, result = say(conversation, "price?")
+    assert [r.text for r in result.replies] == ["B"]
+
+
+def test_rules_of_another_bot_or_tenant_never_fire(tenant, conversation, say):
+    same_tenant_other_bot = FlowRuleFactory(bot=BotFactory(tenant=tenant), pattern="price")
+    other_tenant_rule = FlowRuleFactory(pattern="price")
+    assert same_tenant_other_bot.bot_id != conversation.bot_id
+    assert other_tenant_rule.tenant_id != conversation.tenant_id
+    _, result = say(conversation, "price", commit=False)
+    assert result.replies == [] and result.pending is True
+
+
+def test_greeting_fires_on_the_first_visitor_message_only(bot, conversation, say):
+    rule(bot, trigger=FlowTrigger.GREETING, pattern="", reply_text="Welcome!")
+    _, first = say(conversation, "hello!")
+    assert [r.text for r in first.replies] == ["Welcome!"] and first.pending is False
+    _, second = say(conversation, "hello!", commit=False)
+    assert second.replies == [] and second.pending is True
+
+
+def test_greeting_to_a_real_question_also_answers_it(bot, conversation, say):
+    rule(bot, position=0, trigger=FlowTrigger.GREETING, pattern="", reply_text="Welcome!")
+    rule(bot, position=1, pattern="price", reply_text="Plans start at $9.")
+    _, result = say(conversation, "hi, what's the price?")
+    assert [r.text for r in result.replies] == ["Welcome!", "Plans start at $9."]
+    other = ConversationFactory(tenant=conversation.tenant, bot=bot)
+    _, result = say(other, "hi, do gift cards expire?", commit=False)
+    assert [r.text for r in result.replies] == ["Welcome!"]
+    assert result.pending is True  # the question itself goes on to the AI
+
+
+def test_button_value_and_quick_replies_action(bot, conversation, say):
+    buttons = [{"label": "Pro plan", "value": "plan_pro"}, {"label": "Team", "value": "plan_team"}]
+    menu = rule(
+        bot,
+        pattern="plans",
+        action=FlowAction.QUICK_REPLIES,
+        reply_text="Which plan?",
+        quick_replies=buttons,
+    )
+    pro = rule(bot, trigger=FlowTrigger.BUTTON, pattern="plan_pro", reply_text="Pro is $29.")
+    _, result = say(conversation, "tell me about plans")
+    [reply] = result.replies
+    assert reply.metadata["quick_replies"] == buttons
+    assert reply.metadata["flow_rule_id"] == menu.pk
+    _, result = say(conversation, "plan_pro")
+    assert [r.text for r in result.replies] == ["Pro is $29."]
+    assert result.replies[0].metadata["flow_rule_id"] == pro.pk
+
+
+def test_handoff_action_changes_status_and_stops_the_bot(bot, conversation, say):
+    human = rule(bot, pattern="complaint", action=FlowAction.HANDOFF, reply_text="")
+    _, result = say(conversation, "I have a complaint")
+    [reply] = result.replies
+    assert reply.text == bot.handoff_text
+    assert reply.metadata["ai_outcome"] == "handoff"
+    assert reply.metadata["flow_rule_id"] == human.pk
+    assert conversation.status == ConversationStatus.HANDOFF
+    assert conversation.handed_off_at is not None
+    assert conversation.bot_state["handoff_reason"] == f"flow_rule:{human.pk}"
+    # While handed off, humans answer: nothing from the bot, nothing pending.
+    _, later = say(conversation, "complaint again, and what's the price?")
+    assert later.replies == [] and later.pending is False
+    assert len(bot_replies(conversation)) == 1
+
+
+def test_visitor_asking_for_a_human_is_handed_off(bot, conversation, say):
+    _, result = say(conversation, "can I talk to a real person please")
+    [reply] = result.replies
+    assert reply.metadata["ai_outcome"] == "handoff" and reply.text == bot.handoff_text
+    assert conversation.status == ConversationStatus.HANDOFF
+    assert conversation.bot_state["handoff_reason"] == "visitor_request"
+
+
+def test_resolved_conversation_is_reopened(bot, say, tenant):
+    conversation = ConversationFactory(tenant=tenant, bot=bot, status=ConversationStatus.RESOLVED)
+    rule(bot, pattern="price", reply_text="$9")
+    _, result = say(conversation, "price")
+    assert conversation.status == ConversationStatus.OPEN
+    assert [r.text for r in result.replies] == ["$9"]
+
+
+def test_no_bot_means_no_reply(tenant, say):
+    conversation = ConversationFactory(tenant=tenant, bot=None)
+    message, result = say(conversation, "hello?")
+    assert result.replies == [] and result.pending is False
+    assert conversation.last_message_at == message.created_at
+
+
+def test_conversation_handoff_is_idempotent(conversation):
+    first = conversation_handoff(conversation=conversation, reason="agent")
+    handed_off_at = first.handed_off_at
+    again = conversation_handoff(conversation=conversation, reason="agent")
+    assert again.status == ConversationStatus.HANDOFF
+    assert again.handed_off_at == handed_off_at
+
+
+# --- collect email -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def collect(bot):
+    return rule(
+        bot,
+        pattern="quote",
+        action=FlowAction.COLLECT_EMAIL,
+        reply_text="What's your email?",
+        follow_up_text="Thanks, we'll write to {email}.",
+    )
+
+
+def test_collect_email_happy_path_creates_the_contact(conversation, say, collect):
+    _, ask = say(conversation, "I'd like a quote")
+    assert [r.text for r in ask.replies] == ["What's your email?"]
+    assert conversation.bot_state["awaiting"] == "email"
+    _, thanks = say(conversation, "sure: jane@example.com")
+    assert [r.text for r in thanks.replies] == ["Thanks, we'll write to jane@example.com."]
+    assert thanks.replies[0].metadata["flow_rule_id"] == collect.pk
+    assert "awaiting" not in conversation.bot_state
+    contact = conversation.contact
+    assert contact.email == "jane@example.com" and contact.tenant_id == conversation.tenant_id
+
+
+def test_collect_email_updates_an_existing_contact(tenant, bot, say, collect):
+    contact = Contact.objects.create(tenant=tenant, name="Jane")
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=contact)
+    say(conversation, "quote please")
+    say(conversation, "jane@example.com")
+    contact.refresh_from_db()
+    assert contact.email == "jane@example.com"
+    assert Contact.objects.filter(tenant=tenant).count() == 1
+
+
+def test_collect_email_reasks_once_then_lets_go(conversation, say, collect):
+    say(conversation, "quote")
+    _, reask = say(conversation, "why do you need it?")
+    assert [r.text for r in reask.replies] == [EMAIL_REASK]
+    assert conversation.bot_state["awaiting"] == "email"
+    _, normal = say(conversation, "no thanks", commit=False)
+    assert normal.replies == [] and normal.pending is True  # normal handling (AI) again
+    assert "awaiting" not in conversation.bot_state
+    assert conversation.contact is None
+
+
+def test_asking_for_a_human_while_awaiting_email_hands_off(conversation, say, collect):
+    say(conversation, "quote")
+    _, result = say(conversation, "just let me talk to a human")
+    assert result.replies[0].metadata["ai_outcome"] == "handoff"
+    assert conversation.status == ConversationStatus.HANDOFF
+    assert "awaiting" not in conversation.bot_state

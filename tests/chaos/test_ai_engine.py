@@ -1,0 +1,167 @@
+"""The OpenAI-compatible engine against a real local HTTP server that misbehaves.
+
+Whatever the engine does, the visitor gets a reply within the bot's timeout: the answer,
+or the fallback copy with outcome `timeout` / `error`.
+"""
+
+import socket
+import time
+
+import pytest
+from django.db import transaction
+
+from bots.engines import NO_ANSWER, OpenAIEngine
+from bots.models import Engine
+from bots.services import inbound_handle
+from crm.models import Message
+from tests.factories import BotFactory, ConversationFactory, MessageFactory
+from tests.factories.bots import KnowledgeArticleFactory
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.django_db]
+
+TIMEOUT = 1  # seconds: the smallest bot timeout allowed
+SLACK = 1.5  # loose: thread start, HTTP set-up, database writes on a busy machine
+
+
+@pytest.fixture
+def llm_bot(tenant, llm_standin):
+    bot = BotFactory(
+        tenant=tenant,
+        engine=Engine.OPENAI,
+        llm_base_url=llm_standin.base_url,
+        llm_model="gpt-4o-mini",
+        ai_timeout_seconds=TIMEOUT,
+    )
+    bot.set_llm_api_key(llm_standin.api_key)
+    bot.save()
+    KnowledgeArticleFactory(
+        tenant=tenant,
+        title="Gift cards",
+        body="Gift cards never expire. You can check the balance on the gift card page.",
+        tags=["gift card"],
+    )
+    KnowledgeArticleFactory(
+        tenant=tenant, title="Store opening hours", body="Stores open 9am to 6pm."
+    )
+    return bot
+
+
+def visitor_asks(bot, text: str, django_capture_on_commit_callbacks) -> tuple[Message, float]:
+    """The API's path: store the message, handle it, commit (the eager task runs)."""
+    conversation = ConversationFactory(tenant=bot.tenant, bot=bot)
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        message = MessageFactory(conversation=conversation, text=text)
+        result = inbound_handle(message=message)
+    elapsed = time.monotonic() - started
+    assert result.pending is True
+    [reply] = conversation.messages.filter(direction="outbound")
+    return reply, elapsed
+
+
+def test_hanging_llm_gives_the_fallback_within_the_timeout(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    llm_standin.set_fault("hang", seconds=10)
+    reply, elapsed = visitor_asks(
+        llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks
+    )
+    assert reply.text == llm_bot.fallback_text
+    assert reply.metadata["ai_outcome"] == "timeout"
+    assert reply.metadata["quick_replies"][0]["label"] == "Talk to a person"
+    assert TIMEOUT - 0.1 <= elapsed < TIMEOUT + SLACK
+    assert len(llm_standin.requests) == 1  # it was really asked
+
+
+def test_llm_answering_500_gives_the_fallback(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    llm_standin.set_fault("status", status=500)
+    reply, elapsed = visitor_asks(
+        llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks
+    )
+    assert (reply.text, reply.metadata["ai_outcome"]) == (llm_bot.fallback_text, "error")
+    assert elapsed < TIMEOUT + SLACK
+
+
+def test_malformed_llm_response_gives_the_fallback(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    llm_standin.set_fault("malformed")
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "error"
+
+
+def test_connection_refused_gives_the_fallback(llm_bot, django_capture_on_commit_callbacks):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    llm_bot.llm_base_url = f"http://127.0.0.1:{closed_port}/v1"
+    llm_bot.save()
+    reply, elapsed = visitor_asks(
+        llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks
+    )
+    assert (reply.text, reply.metadata["ai_outcome"]) == (llm_bot.fallback_text, "error")
+    assert elapsed < TIMEOUT + SLACK
+
+
+def test_engine_crash_gives_the_fallback(llm_bot, monkeypatch, django_capture_on_commit_callbacks):
+    def crash(self, question):
+        raise ZeroDivisionError("bug in the engine")
+
+    monkeypatch.setattr(OpenAIEngine, "answer", crash)
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert (reply.text, reply.metadata["ai_outcome"]) == (llm_bot.fallback_text, "error")
+
+
+def test_happy_path_sends_key_model_and_context(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    reply, elapsed = visitor_asks(
+        llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks
+    )
+    assert reply.text == llm_standin.reply_text
+    assert reply.metadata["ai_outcome"] == "answered"
+    gift_cards_id = reply.metadata["article_ids"][0]
+    assert reply.metadata["confidence"] > 0
+    assert elapsed < TIMEOUT + SLACK
+
+    request = llm_standin.last_request
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {llm_standin.api_key}"
+    assert request.json["model"] == "gpt-4o-mini"
+    context = [
+        m["content"]
+        for m in request.json["messages"]
+        if m["role"] == "system" and m["content"].startswith("Context:")
+    ]
+    assert len(context) == 1 and "Gift cards" in context[0]
+    assert request.json["messages"][-1] == {"role": "user", "content": "Do gift cards expire?"}
+    assert gift_cards_id is not None
+
+
+def test_model_replies_from_the_context(llm_bot, llm_standin, django_capture_on_commit_callbacks):
+    llm_standin.reply_text = None  # the stand-in echoes the first sentence of the context
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert "Gift cards" in reply.text
+
+
+def test_model_without_an_answer_gives_the_fallback(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    llm_standin.reply_text = NO_ANSWER
+    reply, _ = visitor_asks(llm_bot, "Do you sell pizza?", django_capture_on_commit_callbacks)
+    assert (reply.text, reply.metadata["ai_outcome"]) == (llm_bot.fallback_text, "fallback")
+
+
+def test_env_key_is_the_fallback_when_the_bot_has_none(
+    llm_bot, llm_standin, monkeypatch, django_capture_on_commit_callbacks
+):
+    llm_bot.llm_api_key_encrypted = ""
+    llm_bot.save()
+    monkeypatch.setenv("OPENAI_API_KEY", llm_standin.api_key)
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "answered"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "error"  # 401 from the server
