@@ -1,18 +1,61 @@
 import json
 import secrets
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from bots.models import Bot
+from bots.models import Bot, FlowAction, FlowRule, FlowTrigger
+from bots.services import knowledge_articles_from_path, knowledge_import
 from tenants.models import Membership, PlanTier, Role, Tenant
+from webchat.models import WebChatSite
+from webchat.services import site_create
 
 User = get_user_model()
 
 DEMO_SLUG = "demo"
 OWNER_EMAIL = "owner@demo.example"
 OPERATOR_USERNAME = "operator"
+DEMO_ARTICLES = Path(settings.BASE_DIR) / "eval" / "knowledge" / "articles.json"
+DEMO_FLOWS = [
+    {
+        "name": "Welcome",
+        "trigger": FlowTrigger.GREETING,
+        "pattern": "",
+        "action": FlowAction.QUICK_REPLIES,
+        "reply_text": "Hi! I'm the Northwind helper. Ask me anything, or pick a topic:",
+        "quick_replies": [
+            {"label": "Track my order", "value": "track order"},
+            {"label": "Returns", "value": "How do returns work?"},
+            {"label": "Talk to a person", "value": "Talk to a person"},
+        ],
+    },
+    {
+        "name": "Order tracking",
+        "trigger": FlowTrigger.BUTTON,
+        "pattern": "track order",
+        "action": FlowAction.COLLECT_EMAIL,
+        "reply_text": "I can look that up. What's the email address on the order?",
+        "follow_up_text": "Thanks! We'll email the tracking link for orders on {email} within a few minutes.",
+    },
+    {
+        "name": "Order number",
+        "trigger": FlowTrigger.REGEX,
+        "pattern": r"\b(?:order|ord)\s*#?\s*\d{5,}\b",
+        "action": FlowAction.REPLY,
+        "reply_text": "Thanks for the order number. You can see its status any time under Account → Orders; "
+        "a team member will also check it if you ask for a person.",
+    },
+    {
+        "name": "Complaints go to a person",
+        "trigger": FlowTrigger.KEYWORD,
+        "pattern": "complaint, complain, furious, unacceptable",
+        "action": FlowAction.HANDOFF,
+        "reply_text": "",
+    },
+]
 
 
 def _user_with_fresh_password(*, username: str, email: str, superuser: bool = False) -> tuple:
@@ -27,8 +70,9 @@ def _user_with_fresh_password(*, username: str, email: str, superuser: bool = Fa
 
 class Command(BaseCommand):
     help = (
-        "Create (or top up) the demo tenant, its owner, an operator superuser and a bot. "
-        "Safe to re-run: existing data is kept; the demo logins get fresh passwords, printed."
+        "Create (or top up) the demo tenant: owner, operator superuser, bot, flows, knowledge "
+        "base and a webchat site for localhost. Safe to re-run: existing data is kept; the demo "
+        "logins get fresh passwords, printed."
     )
 
     def add_arguments(self, parser):
@@ -46,16 +90,32 @@ class Command(BaseCommand):
         operator, operator_password = _user_with_fresh_password(
             username=OPERATOR_USERNAME, email="operator@replybase.example", superuser=True
         )
-        Bot.objects.get_or_create(tenant=tenant, name="Northwind helper")
+        bot, _ = Bot.objects.get_or_create(tenant=tenant, name="Northwind helper")
+        for position, spec in enumerate(DEMO_FLOWS):
+            FlowRule.objects.get_or_create(
+                tenant=tenant, bot=bot, name=spec["name"], defaults={"position": position, **spec}
+            )
+        knowledge_import(tenant=tenant, articles=knowledge_articles_from_path(DEMO_ARTICLES))
+        site = WebChatSite.objects.filter(tenant=tenant).order_by("id").first()
+        if site is None:
+            site = site_create(
+                tenant=tenant,
+                name="Demo store",
+                bot=bot,
+                allowed_domains=["localhost", "127.0.0.1"],
+                title="Northwind help",
+                welcome_message="Hi there! Questions about an order, returns or gear? Ask away.",
+            )
 
         result = {
             "tenant_slug": tenant.slug,
+            "site_key": site.site_key,
             "owner": {"email": owner.email, "password": owner_password},
             "operator": {"username": operator.username, "password": operator_password},
         }
         if as_json:
             self.stdout.write(json.dumps(result))
             return
-        self.stdout.write(f"Demo tenant: {tenant.name} (slug {tenant.slug})")
+        self.stdout.write(f"Demo tenant: {tenant.name} (slug {tenant.slug}), site key {site.site_key}")
         self.stdout.write(f"Dashboard login: {owner.email} / {owner_password}")
         self.stdout.write(f"Operator (admin) login: {operator.username} / {operator_password}")
