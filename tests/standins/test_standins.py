@@ -21,8 +21,6 @@ from tests.standins import (
 )
 from tests.standins.base import Response
 
-pytest_plugins = ["tests.standins.conftest_plugin"]
-
 
 def ask(llm: LLMStandin, messages=None, *, timeout: float = 5.0, **extra) -> httpx.Response:
     body = {"model": "gpt-4o-mini", "messages": messages or [{"role": "user", "content": "Hi"}]}
