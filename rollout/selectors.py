@@ -29,7 +29,9 @@ class Decision:
 
 
 def _decide(site: SiteLike) -> Decision:
-    enabled = Tenant.objects.filter(pk=site.tenant_id).values_list("webchat_enabled", flat=True).first()
+    enabled = (
+        Tenant.objects.filter(pk=site.tenant_id).values_list("webchat_enabled", flat=True).first()
+    )
     if enabled is None:
         return Decision(False, "tenant_missing")
     if not enabled:

@@ -9,7 +9,9 @@ API = "/api/webchat/v1/"
 
 
 class WidgetClient:
-    def __init__(self, client: Client, site_key: str, origin: str = "https://shop.example.com") -> None:
+    def __init__(
+        self, client: Client, site_key: str, origin: str = "https://shop.example.com"
+    ) -> None:
         self.client = client
         self.site_key = site_key
         self.origin = origin
@@ -17,7 +19,9 @@ class WidgetClient:
         self.visitor_id = ""
         self.conversation_id = None
 
-    def _headers(self, auth: bool = True, origin: str | None = None, token: str | None = None) -> dict:
+    def _headers(
+        self, auth: bool = True, origin: str | None = None, token: str | None = None
+    ) -> dict:
         headers = {}
         chosen_origin = self.origin if origin is None else origin
         if chosen_origin:

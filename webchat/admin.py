@@ -5,7 +5,16 @@ from webchat.models import WebChatEvent, WebChatHourlyRollup, WebChatSession, We
 
 @admin.register(WebChatSite)
 class WebChatSiteAdmin(admin.ModelAdmin):
-    list_display = ["name", "tenant", "site_key", "active", "is_canary", "bot", "pow_difficulty", "created_at"]
+    list_display = [
+        "name",
+        "tenant",
+        "site_key",
+        "active",
+        "is_canary",
+        "bot",
+        "pow_difficulty",
+        "created_at",
+    ]
     list_filter = ["tenant", "active", "is_canary", "require_consent", "telemetry_enabled"]
     search_fields = ["name", "site_key", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant", "bot"]
@@ -15,7 +24,16 @@ class WebChatSiteAdmin(admin.ModelAdmin):
 
 @admin.register(WebChatSession)
 class WebChatSessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "tenant", "site", "visitor_id", "conversation", "origin", "locale", "last_seen_at"]
+    list_display = [
+        "id",
+        "tenant",
+        "site",
+        "visitor_id",
+        "conversation",
+        "origin",
+        "locale",
+        "last_seen_at",
+    ]
     list_filter = ["tenant", "site"]
     search_fields = ["visitor_id", "origin", "page_url", "tenant__name"]
     list_select_related = ["tenant", "site"]
@@ -34,7 +52,18 @@ class WebChatEventAdmin(admin.ModelAdmin):
 
 @admin.register(WebChatHourlyRollup)
 class WebChatHourlyRollupAdmin(admin.ModelAdmin):
-    list_display = ["hour", "tenant", "site", "sessions", "messages_in", "messages_out", "error_events", "ai_fallback", "origin_denied", "rate_limited"]
+    list_display = [
+        "hour",
+        "tenant",
+        "site",
+        "sessions",
+        "messages_in",
+        "messages_out",
+        "error_events",
+        "ai_fallback",
+        "origin_denied",
+        "rate_limited",
+    ]
     list_filter = ["tenant", "site"]
     list_select_related = ["tenant", "site"]
     date_hierarchy = "hour"

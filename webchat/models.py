@@ -108,7 +108,7 @@ class EventType(models.TextChoices):
     # Recorded by the server
     SESSION_STARTED = "session_started"
     ORIGIN_DENIED = "origin_denied"
-    TOKEN_INVALID = "token_invalid"
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 (an event name, not a secret)
     RATE_LIMITED = "rate_limited"
     CHALLENGE_INVALID = "challenge_invalid"
 

@@ -73,7 +73,9 @@ def parse_rule(raw: str) -> Rule | None:
     if wildcard:
         host = host[2:]
         if "." not in host:
-            raise InvalidRule(f"{raw!r}: a wildcard needs a registrable domain, like *.example.com.")
+            raise InvalidRule(
+                f"{raw!r}: a wildcard needs a registrable domain, like *.example.com."
+            )
     return Rule(scheme=scheme, host=host, wildcard=wildcard, port=port)
 
 

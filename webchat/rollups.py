@@ -36,7 +36,9 @@ def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
 
     def add(rows, mapping):
         for row in rows:
-            bucket = counts.setdefault((row["site_id"], row["hour"]), {"tenant_id": row["tenant_id"]})
+            bucket = counts.setdefault(
+                (row["site_id"], row["hour"]), {"tenant_id": row["tenant_id"]}
+            )
             for field, source in mapping.items():
                 bucket[field] = bucket.get(field, 0) + (row[source] or 0)
 
@@ -47,7 +49,9 @@ def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
         .annotate(n=Count("id"), c=Count("conversation_id", distinct=True)),
         {"sessions": "n", "conversations": "c"},
     )
-    messages = Message.objects.filter(created_at__gte=start, created_at__lt=end, conversation__channel="web")
+    messages = Message.objects.filter(
+        created_at__gte=start, created_at__lt=end, conversation__channel="web"
+    )
     add(
         messages.annotate(hour=TruncHour("created_at"), site_id=_site_of_message())
         .values("site_id", "tenant_id", "hour")
@@ -76,7 +80,9 @@ def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
             widget=Count("id", filter=_WIDGET_EVENTS),
             errors=Count("id", filter=_ERROR_EVENTS),
             denied=Count("id", filter=Q(type=EventType.ORIGIN_DENIED)),
-            tokens=Count("id", filter=Q(type__in=[EventType.TOKEN_INVALID, EventType.CHALLENGE_INVALID])),
+            tokens=Count(
+                "id", filter=Q(type__in=[EventType.TOKEN_INVALID, EventType.CHALLENGE_INVALID])
+            ),
             limited=Count("id", filter=Q(type=EventType.RATE_LIMITED)),
         ),
         {
@@ -91,7 +97,9 @@ def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
         for (site_id, hour), values in counts.items():
             if site_id is None:
                 continue
-            WebChatHourlyRollup.objects.update_or_create(site_id=site_id, hour=hour, defaults=values)
+            WebChatHourlyRollup.objects.update_or_create(
+                site_id=site_id, hour=hour, defaults=values
+            )
     return len(counts)
 
 
@@ -126,11 +134,17 @@ def visitor_data_purge(*, tenant: Tenant, now: datetime | None = None) -> dict[s
     sessions = WebChatSession.objects.filter(
         tenant=tenant, last_seen_at__lt=cutoff, anonymized_at__isnull=True
     ).update(
-        page_url="", referrer="", utm={}, user_agent="", ip_hash="", visitor_id="", anonymized_at=stamp
+        page_url="",
+        referrer="",
+        utm={},
+        user_agent="",
+        ip_hash="",
+        visitor_id="",
+        anonymized_at=stamp,
     )
-    stale_contacts = Contact.objects.filter(tenant=tenant, anonymized_at__isnull=True, updated_at__lt=cutoff).exclude(
-        conversations__last_message_at__gte=cutoff
-    )
+    stale_contacts = Contact.objects.filter(
+        tenant=tenant, anonymized_at__isnull=True, updated_at__lt=cutoff
+    ).exclude(conversations__last_message_at__gte=cutoff)
     contacts = stale_contacts.update(name="", email="", external_id="", anonymized_at=stamp)
     redacted = 0
     old_inbound = Message.objects.filter(

@@ -80,7 +80,9 @@ def site_snapshot_for_id(*, site_id: int) -> SiteSnapshot | None:
         return SiteSnapshot(**cached) if cached else None
     site = WebChatSite.objects.filter(pk=site_id, active=True).first()
     snapshot = _snapshot(site) if site else None
-    cache.set(cache_key, asdict(snapshot) if snapshot else {}, settings.WEBCHAT_CONFIG_CACHE_SECONDS)
+    cache.set(
+        cache_key, asdict(snapshot) if snapshot else {}, settings.WEBCHAT_CONFIG_CACHE_SECONDS
+    )
     return snapshot
 
 
@@ -119,7 +121,9 @@ def session_find_for_resume(
     return sessions.order_by("-last_seen_at").first()
 
 
-def message_list_after(*, conversation: Conversation, after: int, limit: int = 100) -> list[Message]:
+def message_list_after(
+    *, conversation: Conversation, after: int, limit: int = 100
+) -> list[Message]:
     return list(
         Message.objects.filter(
             tenant_id=conversation.tenant_id, conversation_id=conversation.pk, id__gt=after

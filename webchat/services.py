@@ -10,7 +10,15 @@ from django.utils import timezone
 
 from bots.services import inbound_handle, reply_overdue_resolve
 from core.exceptions import InvalidRequest
-from crm.models import Channel, Contact, Conversation, ConversationStatus, Direction, Message, SenderType
+from crm.models import (
+    Channel,
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    SenderType,
+)
 from webchat import metrics
 from webchat.exceptions import ConversationNotFound, IdentityInvalid, TokenInvalid
 from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite, new_site_key
@@ -33,9 +41,15 @@ def site_domains_clean(domains: list[str]) -> list[str]:
         raise InvalidRequest(str(exc)) from exc
 
 
-def site_create(*, tenant, name: str, bot=None, allowed_domains: list[str] = (), **fields) -> WebChatSite:
+def site_create(
+    *, tenant, name: str, bot=None, allowed_domains: list[str] = (), **fields
+) -> WebChatSite:
     site = WebChatSite(
-        tenant=tenant, name=name, bot=bot, allowed_domains=site_domains_clean(list(allowed_domains)), **fields
+        tenant=tenant,
+        name=name,
+        bot=bot,
+        allowed_domains=site_domains_clean(list(allowed_domains)),
+        **fields,
     )
     site.set_identity_secret(uuid.uuid4().hex + uuid.uuid4().hex)
     site.full_clean()
@@ -49,7 +63,9 @@ def site_key_rotate(*, site: WebChatSite, grace: timedelta) -> WebChatSite:
     site.previous_site_key = old_key
     site.previous_key_expires_at = timezone.now() + grace
     site.site_key = new_site_key()
-    site.save(update_fields=["site_key", "previous_site_key", "previous_key_expires_at", "updated_at"])
+    site.save(
+        update_fields=["site_key", "previous_site_key", "previous_key_expires_at", "updated_at"]
+    )
     site_cache_forget(site_id=site.pk, keys=[old_key, site.site_key])
     return site
 
@@ -95,7 +111,9 @@ def _resumable_session(
         visitor_id, conversation_id = claims.visitor_id, None
     if not visitor_id:
         return None, ""
-    session = session_find_for_resume(site_id=site.id, visitor_id=visitor_id, conversation_id=conversation_id)
+    session = session_find_for_resume(
+        site_id=site.id, visitor_id=visitor_id, conversation_id=conversation_id
+    )
     if session is None and conversation_id is not None:
         raise ConversationNotFound()
     if session is not None and session.conversation.status == ConversationStatus.RESOLVED:
@@ -121,7 +139,11 @@ def session_start(
     if visitor_id and not VISITOR_ID_RE.match(visitor_id):
         raise InvalidRequest("visitor_id: use the id this API gave you.")
     site_row = WebChatSite.objects.select_related("bot").get(pk=site.id)
-    contact = _contact_for_identity(site=site_row, user_id=user_id, user_hash=user_hash) if user_id else None
+    contact = (
+        _contact_for_identity(site=site_row, user_id=user_id, user_hash=user_hash)
+        if user_id
+        else None
+    )
     now = timezone.now()
     expires = now + timedelta(seconds=settings.WEBCHAT_SESSION_TTL)
     metadata = {
@@ -136,7 +158,10 @@ def session_start(
         "expires_at": expires,
     }
     session, visitor_id = _resumable_session(
-        site=site, session_token=session_token, visitor_id=visitor_id, conversation_id=conversation_id
+        site=site,
+        session_token=session_token,
+        visitor_id=visitor_id,
+        conversation_id=conversation_id,
     )
     resumed = session is not None
     if resumed:
@@ -157,7 +182,11 @@ def session_start(
             external_session_id=visitor,
         )
         session = WebChatSession.objects.create(
-            tenant_id=site.tenant_id, site_id=site.id, visitor_id=visitor, conversation=conversation, **metadata
+            tenant_id=site.tenant_id,
+            site_id=site.id,
+            visitor_id=visitor,
+            conversation=conversation,
+            **metadata,
         )
     token, expires_at = session_token_issue(
         SessionClaims(
@@ -169,7 +198,9 @@ def session_start(
         )
     )
     metrics.SESSIONS.labels(str(resumed).lower()).inc()
-    recent = Message.objects.filter(tenant_id=site.tenant_id, conversation_id=session.conversation_id)
+    recent = Message.objects.filter(
+        tenant_id=site.tenant_id, conversation_id=session.conversation_id
+    )
     messages = list(reversed(recent.order_by("-id")[:50]))
     return StartedSession(session, token, expires_at, resumed, messages)
 
@@ -205,7 +236,9 @@ def _replies_after(message: Message) -> list[Message]:
 
 
 def _pending(conversation_id: int) -> bool:
-    return Conversation.objects.filter(pk=conversation_id, pending_reply_since__isnull=False).exists()
+    return Conversation.objects.filter(
+        pk=conversation_id, pending_reply_since__isnull=False
+    ).exists()
 
 
 def message_receive(*, session: WebChatSession, text: str, client_message_id: str) -> Received:
@@ -228,7 +261,9 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
         if message is not None:
             inbound_handle(message=message)
     if message is None:
-        message = Message.objects.get(conversation=conversation, client_message_id=client_message_id)
+        message = Message.objects.get(
+            conversation=conversation, client_message_id=client_message_id
+        )
         return Received(message, False, _replies_after(message), _pending(conversation.pk))
     metrics.MESSAGES.labels("inbound").inc()
     replies = _replies_after(message)

@@ -43,7 +43,13 @@ class IssuedChallenge:
 
 def challenge_issue(*, site_id: int, origin: str, pow_difficulty: int) -> IssuedChallenge:
     pow_salt = secrets.token_hex(12) if pow_difficulty else ""
-    payload = {"s": site_id, "n": secrets.token_urlsafe(12), "o": origin, "p": pow_salt, "d": pow_difficulty}
+    payload = {
+        "s": site_id,
+        "n": secrets.token_urlsafe(12),
+        "o": origin,
+        "p": pow_salt,
+        "d": pow_difficulty,
+    }
     token = signing.dumps(payload, salt=CHALLENGE_SALT)
     pow_info = (
         {"algorithm": POW_ALGORITHM, "difficulty": pow_difficulty, "salt": pow_salt}
@@ -66,7 +72,9 @@ def challenge_consume(*, token: str, site_id: int, origin: str, pow_solution: in
     if payload.get("o") != origin:
         raise ChallengeInvalid("The init challenge was issued for another origin.")
     difficulty = payload.get("d") or 0
-    if difficulty and (pow_solution is None or not pow_verify(payload["p"], pow_solution, difficulty)):
+    if difficulty and (
+        pow_solution is None or not pow_verify(payload["p"], pow_solution, difficulty)
+    ):
         raise ChallengeInvalid("The proof-of-work solution is missing or wrong.")
     if not cache.add(f"webchat:challenge-used:{payload['n']}", 1, challenge_ttl() + 30):
         raise ChallengeInvalid("The init challenge was already used. Fetch config again.")

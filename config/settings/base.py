@@ -195,8 +195,14 @@ WEBCHAT_MAX_BODY_BYTES = 32 * 1024
 WEBCHAT_CONFIG_CACHE_SECONDS = env.int("WEBCHAT_CONFIG_CACHE_SECONDS", default=30)
 # Rate limits (django-ratelimit syntax) per route and per key: ip, site, session.
 WEBCHAT_RATE_LIMITS = {
-    "config": {"ip": env("WEBCHAT_RL_CONFIG_IP", default="60/m"), "site": env("WEBCHAT_RL_CONFIG_SITE", default="6000/m")},
-    "init": {"ip": env("WEBCHAT_RL_INIT_IP", default="20/m"), "site": env("WEBCHAT_RL_INIT_SITE", default="3000/m")},
+    "config": {
+        "ip": env("WEBCHAT_RL_CONFIG_IP", default="60/m"),
+        "site": env("WEBCHAT_RL_CONFIG_SITE", default="6000/m"),
+    },
+    "init": {
+        "ip": env("WEBCHAT_RL_INIT_IP", default="20/m"),
+        "site": env("WEBCHAT_RL_INIT_SITE", default="3000/m"),
+    },
     "messages_post": {
         "ip": env("WEBCHAT_RL_MESSAGES_IP", default="60/m"),
         "site": env("WEBCHAT_RL_MESSAGES_SITE", default="6000/m"),

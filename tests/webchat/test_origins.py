@@ -65,7 +65,9 @@ def test_invalid_rules_are_refused_with_a_reason(bad):
 
 
 def test_rules_are_normalized_and_deduplicated():
-    assert validate_rules([" Shop.Example.com ", "shop.example.com", "localhost:*"], allow_any=False) == [
+    assert validate_rules(
+        [" Shop.Example.com ", "shop.example.com", "localhost:*"], allow_any=False
+    ) == [
         "shop.example.com",
         "localhost:*",
     ]
@@ -73,7 +75,10 @@ def test_rules_are_normalized_and_deduplicated():
 
 
 def test_stored_garbage_rule_never_allows():
-    assert origin_allowed("https://shop.example.com", ["https://shop.example.com/x"], allow_any=True) is False
+    assert (
+        origin_allowed("https://shop.example.com", ["https://shop.example.com/x"], allow_any=True)
+        is False
+    )
 
 
 @pytest.mark.parametrize(

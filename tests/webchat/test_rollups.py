@@ -53,7 +53,12 @@ def test_purge_anonymizes_only_old_data_of_that_tenant(widget_client, site, tena
     contact = Contact.objects.create(tenant=tenant, name="Jo", email="jo@example.com")
     foreign = MessageFactory(conversation__tenant=other_tenant, text="call +1 555 123 4567 now")
     # nothing is old enough yet
-    assert visitor_data_purge(tenant=tenant) == {"sessions": 0, "contacts": 0, "messages": 0, "events": 0}
+    assert visitor_data_purge(tenant=tenant) == {
+        "sessions": 0,
+        "contacts": 0,
+        "messages": 0,
+        "events": 0,
+    }
 
     later = timezone.now() + timedelta(days=tenant.pii_retention_days + 1)
 
@@ -62,7 +67,12 @@ def test_purge_anonymizes_only_old_data_of_that_tenant(widget_client, site, tena
     assert counts["contacts"] == 1
     assert counts["messages"] >= 1
     session.refresh_from_db()
-    assert (session.page_url, session.referrer, session.visitor_id, session.ip_hash) == ("", "", "", "")
+    assert (session.page_url, session.referrer, session.visitor_id, session.ip_hash) == (
+        "",
+        "",
+        "",
+        "",
+    )
     assert session.anonymized_at is not None
     contact.refresh_from_db()
     assert (contact.name, contact.email) == ("", "")
@@ -72,4 +82,9 @@ def test_purge_anonymizes_only_old_data_of_that_tenant(widget_client, site, tena
     foreign.refresh_from_db()
     assert foreign.text == "call +1 555 123 4567 now"
     # running again changes nothing more
-    assert visitor_data_purge(tenant=tenant, now=later) == {"sessions": 0, "contacts": 0, "messages": 0, "events": 0}
+    assert visitor_data_purge(tenant=tenant, now=later) == {
+        "sessions": 0,
+        "contacts": 0,
+        "messages": 0,
+        "events": 0,
+    }

@@ -18,7 +18,9 @@ from webchat.tokens import (
     session_token_read,
 )
 
-CLAIMS = SessionClaims(session_id=7, site_id=3, visitor_id="v" * 32, conversation_id=11, origin="https://a.test")
+CLAIMS = SessionClaims(
+    session_id=7, site_id=3, visitor_id="v" * 32, conversation_id=11, origin="https://a.test"
+)
 
 
 def test_session_token_roundtrip():
@@ -33,7 +35,9 @@ def test_session_token_tampered_is_invalid():
     with pytest.raises(TokenInvalid):
         session_token_read(tampered)
     # a token signed for a different purpose (salt) is refused too
-    forged = signing.dumps({"ss": 1, "st": 3, "v": "x", "c": 1, "o": "https://a.test"}, salt="other")
+    forged = signing.dumps(
+        {"ss": 1, "st": 3, "v": "x", "c": 1, "o": "https://a.test"}, salt="other"
+    )
     with pytest.raises(TokenInvalid):
         session_token_read(forged)
 
@@ -85,12 +89,16 @@ def test_challenge_expires():
         issued = challenge_issue(site_id=3, origin="https://a.test", pow_difficulty=0)
         time.sleep(2.1)
         with pytest.raises(ChallengeInvalid, match="expired"):
-            challenge_consume(token=issued.token, site_id=3, origin="https://a.test", pow_solution=None)
+            challenge_consume(
+                token=issued.token, site_id=3, origin="https://a.test", pow_solution=None
+            )
 
 
 def test_challenge_forged_is_invalid():
     with pytest.raises(ChallengeInvalid, match="not valid"):
-        challenge_consume(token="forged:token", site_id=3, origin="https://a.test", pow_solution=None)
+        challenge_consume(
+            token="forged:token", site_id=3, origin="https://a.test", pow_solution=None
+        )
 
 
 def test_proof_of_work():
@@ -104,7 +112,9 @@ def test_proof_of_work():
         challenge_consume(token=issued.token, site_id=3, origin="https://a.test", pow_solution=None)
     wrong = next(n for n in range(10_000) if not pow_verify(salt, n, 10))
     with pytest.raises(ChallengeInvalid, match="proof-of-work"):
-        challenge_consume(token=issued.token, site_id=3, origin="https://a.test", pow_solution=wrong)
+        challenge_consume(
+            token=issued.token, site_id=3, origin="https://a.test", pow_solution=wrong
+        )
     challenge_consume(token=issued.token, site_id=3, origin="https://a.test", pow_solution=solution)
 
 

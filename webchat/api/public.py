@@ -43,7 +43,9 @@ class PublicApi(APIView):
             declared = request.META.get("CONTENT_LENGTH") or "0"
             too_big = not declared.isdigit() or int(declared) > settings.WEBCHAT_MAX_BODY_BYTES
             if too_big or len(request._request.body) > settings.WEBCHAT_MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"Bodies are at most {settings.WEBCHAT_MAX_BODY_BYTES // 1024} KB.")
+                raise PayloadTooLarge(
+                    f"Bodies are at most {settings.WEBCHAT_MAX_BODY_BYTES // 1024} KB."
+                )
         super().initial(request, *args, **kwargs)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -67,10 +69,14 @@ class PublicApi(APIView):
             raise UnknownSite()
         return site
 
-    def check_site(self, request: Request, site: SiteSnapshot, *, session_id: int | None = None) -> str:
+    def check_site(
+        self, request: Request, site: SiteSnapshot, *, session_id: int | None = None
+    ) -> str:
         """Origin, rollout and rate limits for one site; returns the checked origin."""
         origin = self.request_origin(request)
-        if not origin_allowed(origin, site.allowed_domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN):
+        if not origin_allowed(
+            origin, site.allowed_domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN
+        ):
             metrics.ORIGIN_DENIED.labels(self.route).inc()
             services.incident_record(
                 site=site,
@@ -89,7 +95,10 @@ class PublicApi(APIView):
             services.incident_record(
                 site=site,
                 type=EventType.RATE_LIMITED,
-                detail={"route": self.route, "ip_hash": ratelimits.ip_hash(ratelimits.client_ip(request))},
+                detail={
+                    "route": self.route,
+                    "ip_hash": ratelimits.ip_hash(ratelimits.client_ip(request)),
+                },
                 session_id=session_id,
             )
             raise
@@ -138,7 +147,9 @@ class PublicApi(APIView):
         site = site_snapshot_for_id(site_id=claims.site_id)
         if site is not None:
             services.incident_record(
-                site=site, type=EventType.TOKEN_INVALID, detail={"reason": reason, "route": self.route}
+                site=site,
+                type=EventType.TOKEN_INVALID,
+                detail={"reason": reason, "route": self.route},
             )
 
 
@@ -159,7 +170,9 @@ class ConfigApi(PublicApi):
         query.is_valid(raise_exception=True)
         site = self.site_for_key(query.validated_data["site_key"])
         origin = self.check_site(request, site)
-        challenge = challenge_issue(site_id=site.id, origin=origin, pow_difficulty=site.pow_difficulty)
+        challenge = challenge_issue(
+            site_id=site.id, origin=origin, pow_difficulty=site.pow_difficulty
+        )
         payload = {
             "site": site.public,
             "challenge": challenge.token,
@@ -185,7 +198,10 @@ class InitApi(PublicApi):
         origin = self.check_site(request, site)
         try:
             challenge_consume(
-                token=data["challenge"], site_id=site.id, origin=origin, pow_solution=data.get("pow_solution")
+                token=data["challenge"],
+                site_id=site.id,
+                origin=origin,
+                pow_solution=data.get("pow_solution"),
             )
         except ChallengeInvalid as exc:
             metrics.TOKEN_FAILURES.labels("challenge").inc()
@@ -230,7 +246,11 @@ class MessagesApi(PublicApi):
     @extend_schema(
         operation_id="webchat_messages_create",
         request=s.MessageInputSerializer,
-        responses={201: s.MessageOutputSerializer, 200: s.MessageOutputSerializer, **ERROR_RESPONSES},
+        responses={
+            201: s.MessageOutputSerializer,
+            200: s.MessageOutputSerializer,
+            **ERROR_RESPONSES,
+        },
     )
     def post(self, request: Request) -> Response:
         _site, session = self.authenticate(request)
@@ -260,8 +280,12 @@ class MessagesApi(PublicApi):
         _site, session = self.authenticate(request)
         query = s.MessagesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        messages, pending = services.messages_poll(session=session, after=query.validated_data["after"])
-        return Response(_serialize(s.MessagesOutputSerializer, {"messages": messages, "pending_reply": pending}))
+        messages, pending = services.messages_poll(
+            session=session, after=query.validated_data["after"]
+        )
+        return Response(
+            _serialize(s.MessagesOutputSerializer, {"messages": messages, "pending_reply": pending})
+        )
 
 
 class EventsApi(PublicApi):
@@ -287,8 +311,14 @@ class EventsApi(PublicApi):
         for raw in body.validated_data["events"]:
             event = s.EventSerializer(data=raw if isinstance(raw, dict) else {})
             if event.is_valid() and len(str(event.validated_data.get("data") or {})) <= 2048:
-                valid.append({**event.validated_data, "at": str(event.validated_data.get("at") or "")})
-        accepted = services.events_record(site=site, session=session, events=valid) if site.telemetry else 0
+                valid.append(
+                    {**event.validated_data, "at": str(event.validated_data.get("at") or "")}
+                )
+        accepted = (
+            services.events_record(site=site, session=session, events=valid)
+            if site.telemetry
+            else 0
+        )
         rejected = len(body.validated_data["events"]) - accepted
         return Response(
             _serialize(s.EventsOutputSerializer, {"accepted": accepted, "rejected": rejected}),

@@ -64,8 +64,12 @@ class InitInputSerializer(serializers.Serializer):
     challenge = serializers.CharField(max_length=1024)
     pow_solution = serializers.IntegerField(required=False, min_value=0, max_value=2**40)
     visitor_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    session_token = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
-    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**62)
+    session_token = serializers.CharField(
+        max_length=1024, required=False, allow_blank=True, default=""
+    )
+    conversation_id = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**62
+    )
     user_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     user_hash = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     page = PageSerializer(required=False)
@@ -94,7 +98,9 @@ class MessageSerializer(serializers.Serializer):
         replies = (message.metadata or {}).get("quick_replies")
         if not replies:
             return None
-        return [{"label": str(r.get("label", "")), "value": str(r.get("value", ""))} for r in replies]
+        return [
+            {"label": str(r.get("label", "")), "value": str(r.get("value", ""))} for r in replies
+        ]
 
 
 class InitOutputSerializer(serializers.Serializer):
@@ -111,7 +117,9 @@ class VisitorTextField(serializers.CharField):
 
     def __init__(self, **kwargs):
         super().__init__(trim_whitespace=False, **kwargs)
-        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
 
 
 class MessageInputSerializer(serializers.Serializer):

@@ -116,6 +116,8 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(result))
             return
-        self.stdout.write(f"Demo tenant: {tenant.name} (slug {tenant.slug}), site key {site.site_key}")
+        self.stdout.write(
+            f"Demo tenant: {tenant.name} (slug {tenant.slug}), site key {site.site_key}"
+        )
         self.stdout.write(f"Dashboard login: {owner.email} / {owner_password}")
         self.stdout.write(f"Operator (admin) login: {operator.username} / {operator_password}")

@@ -81,7 +81,9 @@ class TestConfig:
 
     def test_referer_fallback(self, widget_client):
         response = widget_client.client.get(
-            API + "config", {"site_key": widget_client.site_key}, HTTP_REFERER="https://a.example.org/page?x=1"
+            API + "config",
+            {"site_key": widget_client.site_key},
+            HTTP_REFERER="https://a.example.org/page?x=1",
         )
         assert response.status_code == 200
         bad = widget_client.client.get(
@@ -142,7 +144,14 @@ class TestInit:
         )
         assert response.status_code == 200
         body = response.json()
-        assert set(body) >= {"session_token", "expires_at", "visitor_id", "conversation_id", "messages", "resumed"}
+        assert set(body) >= {
+            "session_token",
+            "expires_at",
+            "visitor_id",
+            "conversation_id",
+            "messages",
+            "resumed",
+        }
         assert body["resumed"] is False
         assert body["messages"] == []
         conversation = Conversation.objects.get(pk=body["conversation_id"])
@@ -163,7 +172,9 @@ class TestInit:
     def test_resume_with_session_token_keeps_the_conversation(self, widget_client):
         first = widget_client.init().json()
         widget_client.send("hello there")
-        again = widget_client.init(session_token=first["session_token"], visitor_id=first["visitor_id"]).json()
+        again = widget_client.init(
+            session_token=first["session_token"], visitor_id=first["visitor_id"]
+        ).json()
         assert again["resumed"] is True
         assert again["conversation_id"] == first["conversation_id"]
         assert again["visitor_id"] == first["visitor_id"]
@@ -175,13 +186,17 @@ class TestInit:
         first = WidgetClient(client, site.site_key)
         first_body = first.init().json()
         second = WidgetClient(client, site.site_key)
-        body = second.init(visitor_id=first_body["visitor_id"], conversation_id=first_body["conversation_id"]).json()
+        body = second.init(
+            visitor_id=first_body["visitor_id"], conversation_id=first_body["conversation_id"]
+        ).json()
         assert body["resumed"] is True
         assert body["conversation_id"] == first_body["conversation_id"]
 
     def test_resolved_conversation_starts_a_new_one(self, widget_client):
         first = widget_client.init().json()
-        Conversation.objects.filter(pk=first["conversation_id"]).update(status=ConversationStatus.RESOLVED)
+        Conversation.objects.filter(pk=first["conversation_id"]).update(
+            status=ConversationStatus.RESOLVED
+        )
         again = widget_client.init(session_token=first["session_token"]).json()
         assert again["resumed"] is False
         assert again["conversation_id"] != first["conversation_id"]
@@ -221,7 +236,9 @@ class TestInit:
         # another tenant's site cannot resume it either, even with the real visitor id
         foreign_site = WebChatSiteFactory(tenant=other_tenant)
         foreign = WidgetClient(client, foreign_site.site_key)
-        response = foreign.init(visitor_id=mine_body["visitor_id"], conversation_id=mine_body["conversation_id"])
+        response = foreign.init(
+            visitor_id=mine_body["visitor_id"], conversation_id=mine_body["conversation_id"]
+        )
         assert error_of(response) == (404, "conversation_not_found")
         response = foreign.init(session_token=mine_body["session_token"])
         assert error_of(response) == (401, "token_invalid")
@@ -234,7 +251,9 @@ class TestInit:
         assert conversation.contact.tenant_id == site.tenant_id
 
     def test_identity_with_wrong_hash_is_refused(self, widget_client):
-        response = widget_client.init(user_id="user-42", user_hash=identity_hash("guess", "user-42"))
+        response = widget_client.init(
+            user_id="user-42", user_hash=identity_hash("guess", "user-42")
+        )
         assert error_of(response) == (403, "identity_invalid")
         assert not Contact.objects.exists()
         assert error_of(widget_client.init(user_id="user-42")) == (400, "invalid_request")
@@ -258,10 +277,14 @@ class TestInit:
 
     def test_not_json_and_too_large(self, widget_client):
         client = widget_client.client
-        not_json = client.post(API + "init", data="{nope", content_type="application/json", HTTP_ORIGIN=ORIGIN)
+        not_json = client.post(
+            API + "init", data="{nope", content_type="application/json", HTTP_ORIGIN=ORIGIN
+        )
         assert error_of(not_json) == (400, "invalid_request")
         big = {"site_key": "x", "challenge": "y", "page": {"url": "a" * 40_000}}
-        response = client.post(API + "init", data=json.dumps(big), content_type="application/json", HTTP_ORIGIN=ORIGIN)
+        response = client.post(
+            API + "init", data=json.dumps(big), content_type="application/json", HTTP_ORIGIN=ORIGIN
+        )
         assert error_of(response) == (413, "payload_too_large")
         form = client.post(API + "init", data={"a": "b"}, HTTP_ORIGIN=ORIGIN)
         assert error_of(form) == (415, "invalid_request")
@@ -290,12 +313,16 @@ class TestMessages:
         assert stored.client_message_id == "cm-1"
         assert stored.tenant_id == site.tenant_id
         # the bot answered (the AI task runs after commit, eagerly in tests)
-        outbound = Message.objects.filter(conversation_id=widget_client.conversation_id, direction="outbound")
+        outbound = Message.objects.filter(
+            conversation_id=widget_client.conversation_id, direction="outbound"
+        )
         assert outbound.count() >= 1
         polled = widget_client.poll(message["id"]).json()
         assert polled["pending_reply"] is False
         assert [m["id"] for m in polled["messages"]] == list(outbound.values_list("id", flat=True))
-        assert all(m["sender"] == "bot" and m["direction"] == "outbound" for m in polled["messages"])
+        assert all(
+            m["sender"] == "bot" and m["direction"] == "outbound" for m in polled["messages"]
+        )
         assert all(r["sender"] == "bot" for r in body["replies"])
 
     def test_retry_is_idempotent(self, widget_client):
@@ -351,7 +378,11 @@ class TestMessages:
         widget_client.init()
         assert error_of(widget_client.send("x", token="")) == (401, "token_invalid")
         assert error_of(widget_client.send("x", token="garbage")) == (401, "token_invalid")
-        tampered = widget_client.token[:-2] + ("A" if widget_client.token[-2] != "A" else "B") + widget_client.token[-1]
+        tampered = (
+            widget_client.token[:-2]
+            + ("A" if widget_client.token[-2] != "A" else "B")
+            + widget_client.token[-1]
+        )
         assert error_of(widget_client.send("x", token=tampered)) == (401, "token_invalid")
         assert not Message.objects.exists()
 
@@ -370,7 +401,10 @@ class TestMessages:
         response = widget_client.send("x", origin="https://a.example.org")
         assert error_of(response) == (401, "token_invalid")
         # an origin the site does not allow at all
-        assert error_of(widget_client.send("x", origin="https://evil.test")) == (403, "origin_not_allowed")
+        assert error_of(widget_client.send("x", origin="https://evil.test")) == (
+            403,
+            "origin_not_allowed",
+        )
         assert not Message.objects.exists()
 
     def test_token_of_a_deactivated_site(self, widget_client, site):
@@ -385,7 +419,10 @@ class TestMessages:
         clear_own_cache_keys()  # the cached decision would otherwise hold for its TTL
         assert error_of(widget_client.send("x")) == (403, "webchat_disabled")
         assert error_of(widget_client.poll()) == (403, "webchat_disabled")
-        assert error_of(widget_client.events([{"type": "widget_loaded"}])) == (403, "webchat_disabled")
+        assert error_of(widget_client.events([{"type": "widget_loaded"}])) == (
+            403,
+            "webchat_disabled",
+        )
 
     def test_message_query_count(self, widget_client, django_assert_max_num_queries):
         widget_client.init()
@@ -425,9 +462,15 @@ class TestEvents:
 
     def test_needs_token_or_site_key(self, widget_client):
         assert error_of(widget_client.events([{"type": "widget_loaded"}])) == (401, "token_invalid")
-        assert error_of(widget_client.post("events", {"events": []}, auth=False)) == (400, "invalid_request")
+        assert error_of(widget_client.post("events", {"events": []}, auth=False)) == (
+            400,
+            "invalid_request",
+        )
         too_many = [{"type": "widget_loaded"}] * 51
-        assert error_of(widget_client.events(too_many, with_site_key=True)) == (400, "invalid_request")
+        assert error_of(widget_client.events(too_many, with_site_key=True)) == (
+            400,
+            "invalid_request",
+        )
 
     def test_telemetry_off_stores_nothing(self, widget_client, site):
         site.telemetry_enabled = False
@@ -474,7 +517,12 @@ def test_openapi_schema_lists_the_routes(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     text = response.content.decode()
-    for route in ("/api/webchat/v1/config", "/api/webchat/v1/init", "/api/webchat/v1/messages", "/api/webchat/v1/events"):
+    for route in (
+        "/api/webchat/v1/config",
+        "/api/webchat/v1/init",
+        "/api/webchat/v1/messages",
+        "/api/webchat/v1/events",
+    ):
         assert route in text
 
 
