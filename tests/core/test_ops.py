@@ -74,11 +74,16 @@ def test_request_id_is_kept_when_sane_and_replaced_when_not(client):
 
 
 def _run_manage(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"}
+    # A production process gets only its own environment, not the test runner's
+    # (DJANGO_ALLOW_ASYNC_UNSAFE is for the browser tests and is itself a deploy warning).
+    dropped = {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ALLOWED_HOSTS",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
     }
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     base.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
         [sys.executable, "manage.py", *args, "--settings=config.settings.production"],
