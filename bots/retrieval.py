@@ -411,6 +411,12 @@ _SYNONYM_TABLE = {
     "time": "too late | in time",
     "setup": "set up | setup | pitch | pitching | assemble | assembly",
     "receipt": "receipt | proof of purchase",
+    # "Who makes X" / "made in Y" ask about a manufacturer; without a concept of their own
+    # these questions match on the product or garment alone (a care or shipping article).
+    "manufacturer": "manufacturer | manufacture | manufactured | manufacturing | made in"
+    " | made by | who makes | who made | factory | factories",
+    # "order number" is an identifier, not the act of ordering ("can I order by phone").
+    "ordernumber": "order number | order numbers | order no | purchase order number",
 }
 SYNONYMS: dict[str, tuple[str, ...]] = {
     canonical: tuple(v.strip() for v in variants.split("|"))
