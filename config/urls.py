@@ -19,5 +19,7 @@ urlpatterns = [
     path("demo/", webchat_views.demo_page, name="demo"),
     path("dashboard/", include("tenants.urls")),
     path("conversations/", include("crm.urls")),
+    path("integrations/webchat/", include("webchat.dashboard_urls")),
+    path("bots/", include("bots.urls")),
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
 ]

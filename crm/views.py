@@ -1,29 +1,92 @@
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from core.exceptions import InvalidRequest
 from crm.models import ConversationStatus
-from crm.selectors import conversation_get, conversation_list, message_list
+from crm.selectors import conversation_get, conversation_list, conversation_sessions, transcript
 from crm.services import conversation_set_status
 from tenants.access import tenant_view
 from tenants.models import Role
+from webchat.models import WebChatSite
+
+PAGE_SIZE = 25
+
+
+class ConversationFilterForm(forms.Form):
+    """The transcripts list's filters (GET); a bad value is a field error, never a 500."""
+
+    status = forms.ChoiceField(choices=[("", "Any"), *ConversationStatus.choices], required=False)
+    date_from = forms.DateField(
+        required=False, label="Started from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="to", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    handoff = forms.ChoiceField(
+        choices=[("", "Any"), ("yes", "Handed off"), ("no", "Never handed off")],
+        required=False,
+        label="Handoff",
+    )
+    site = forms.ModelChoiceField(
+        queryset=WebChatSite.objects.none(), required=False, empty_label="Any site"
+    )
+    q = forms.CharField(required=False, max_length=200, label="Search")
+
+    def __init__(self, *args, tenant, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = WebChatSite.objects.filter(tenant=tenant).order_by("name")
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return data
+
+    def filters(self) -> dict:
+        """Selector arguments from the valid fields (invalid ones are left out)."""
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        handoff = {"yes": True, "no": False}.get(data.get("handoff") or "")
+        site = data.get("site")
+        return {
+            "status": data.get("status") or None,
+            "search": (data.get("q") or "").strip() or None,
+            "date_from": data.get("date_from"),
+            "date_to": data.get("date_to") if "date_to" not in self.errors else None,
+            "handoff": handoff,
+            "site_id": site.pk if site else None,
+        }
 
 
 @tenant_view()
 def conversations(request):
-    status = request.GET.get("status", "")
-    if status not in ConversationStatus.values:
-        status = ""
-    search = request.GET.get("q", "").strip()[:200]
+    form = ConversationFilterForm(request.GET, tenant=request.tenant)
+    form.is_valid()
     page = Paginator(
-        conversation_list(tenant=request.tenant, status=status or None, search=search or None), 25
+        conversation_list(tenant=request.tenant, **form.filters()), PAGE_SIZE
     ).get_page(request.GET.get("page"))
+    keep = {
+        name: request.GET.get(name, "")[:200]
+        for name in form.fields
+        if request.GET.get(name) and name not in form.errors
+    }
     return render(
         request,
         "crm/conversations.html",
-        {"page": page, "status": status, "q": search, "statuses": ConversationStatus.choices},
+        {
+            "page": page,
+            "form": form,
+            "filter_query": urlencode(keep),
+            "filtered": bool(keep),
+            # kept for templates and tests that read them
+            "status": form.filters()["status"] or "",
+            "q": form.filters()["search"] or "",
+            "statuses": ConversationStatus.choices,
+        },
     )
 
 
@@ -35,7 +98,8 @@ def conversation_detail(request, conversation_id: int):
         "crm/conversation_detail.html",
         {
             "conversation": conversation,
-            "messages_list": message_list(conversation=conversation),
+            "rows": transcript(conversation=conversation),
+            "sessions": conversation_sessions(conversation=conversation),
             "statuses": ConversationStatus.choices,
             "can_work": request.membership.has_role(Role.AGENT),
         },
