@@ -1,6 +1,6 @@
 """Throughput of the widget API against a one-insert DRF baseline, same server, same run.
 
-    python -m bench.run [--seconds N] [--concurrency C] [--rounds R]
+    python -m bench.run [--seconds N] [--concurrency C] [--rounds R] [--ai-deferred]
 
 Creates and migrates a fresh `replybase_bench` database, seeds a tenant, bot, knowledge
 base and site through the project's services, starts one gunicorn (2 workers, gthread)
@@ -305,12 +305,14 @@ class Scenario:
     name: str
     label: str
     expected_status: int
-    next_call: Callable[[], Call]
+    next_call: Callable[[int], Call]  # given the worker's number
 
 
-def _drive(client: httpx.Client, scenario: Scenario, deadline: float, tally: Tally) -> None:
+def _drive(
+    worker: int, client: httpx.Client, scenario: Scenario, deadline: float, tally: Tally
+) -> None:
     while time.perf_counter() < deadline:
-        call = scenario.next_call()
+        call = scenario.next_call(worker)
         started = time.perf_counter()
         try:
             response = client.request(call.method, call.url, headers=call.headers, json=call.json)
@@ -333,8 +335,10 @@ def measure(scenario: Scenario, clients: list[httpx.Client], seconds: float) -> 
     started = time.perf_counter()
     deadline = started + seconds
     threads = [
-        threading.Thread(target=_drive, args=(client, scenario, deadline, tally), daemon=True)
-        for client, tally in zip(clients, tallies, strict=True)
+        threading.Thread(
+            target=_drive, args=(worker, client, scenario, deadline, tally), daemon=True
+        )
+        for worker, (client, tally) in enumerate(zip(clients, tallies, strict=True))
     ]
     for thread in threads:
         thread.start()
@@ -367,20 +371,20 @@ def open_sessions(base_url: str, site_key: str, count: int) -> list[str]:
     return tokens
 
 
-def scenarios(site_key: str, tokens: list[str]) -> list[Scenario]:
+def scenarios(site_key: str, tokens: list[str], workers: int) -> list[Scenario]:
     counter = itertools.count()  # next() on it is atomic under the GIL: safe across threads
-    token_cycle = itertools.cycle(tokens)
-    lock = threading.Lock()
+    # Each worker talks in its own sessions, one message at a time, as visitors do: no
+    # two requests ever wait on the same conversation's row lock.
+    sessions = [itertools.cycle(tokens[worker::workers]) for worker in range(workers)]
 
-    def baseline() -> Call:
+    def baseline(_worker: int) -> Call:
         return Call("POST", "/bench/baseline", {}, {"n": next(counter)})
 
-    def config() -> Call:
+    def config(_worker: int) -> Call:
         return Call("GET", f"{API}config?site_key={site_key}", {"Origin": ORIGIN})
 
-    def message() -> Call:
-        with lock:  # itertools.cycle is not thread-safe
-            token = next(token_cycle)
+    def message(worker: int) -> Call:
+        token = next(sessions[worker])
         text = QUESTIONS[next(counter) % len(QUESTIONS)]
         return Call(
             "POST",
@@ -488,6 +492,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (connections)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint")
+    parser.add_argument(
+        "--ai-deferred",
+        action="store_true",
+        help="queue the AI reply instead of computing it in the request (as with a worker)",
+    )
     return parser.parse_args(argv)
 
 
@@ -502,11 +511,12 @@ def benchmark(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> i
     try:
         print(
             f"gunicorn {WORKERS} workers x {THREADS} threads at {server.base_url}; "
-            f"{args.concurrency} client connections; {args.rounds} rounds x {args.seconds:g} s",
+            f"{args.concurrency} client connections; {args.rounds} rounds x {args.seconds:g} s; "
+            f"AI reply {'queued (not measured)' if args.ai_deferred else 'computed in the request'}",
             flush=True,
         )
         tokens = open_sessions(server.base_url, data.site_key, count=max(8, args.concurrency * 2))
-        plan = scenarios(data.site_key, tokens)
+        plan = scenarios(data.site_key, tokens, workers=args.concurrency)
         with _clients(server.base_url, args.concurrency) as clients:
             for scenario in plan:
                 measure(scenario, clients, args.warmup)
@@ -525,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     os.environ.setdefault("BENCH_CACHE_PREFIX", f"rbbench{os.getpid()}")
+    os.environ["BENCH_CELERY_EAGER"] = "0" if args.ai_deferred else "1"
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     import django
     from django.conf import settings
