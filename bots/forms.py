@@ -259,7 +259,10 @@ class TryQuestionForm(forms.Form):
     def __init__(self, *args, tenant: Tenant, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.tenant = tenant
-        self.fields["bot"].queryset = bot_list(tenant=tenant)
+        bots = bot_list(tenant=tenant)
+        self.fields["bot"].queryset = bots
+        if not self.is_bound:
+            self.fields["bot"].initial = bots.first()
 
     def clean_question(self) -> str:
         question = " ".join(self.cleaned_data["question"].split())

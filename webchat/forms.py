@@ -74,7 +74,9 @@ class SiteForm(forms.ModelForm):
             attrs={"pattern": "#[0-9a-fA-F]{6}", "spellcheck": "false", "size": 8}
         ),
     )
-    pow_difficulty = forms.IntegerField(min_value=0, max_value=24, help_text=POW_HELP)
+    pow_difficulty = forms.IntegerField(
+        min_value=0, max_value=24, label="Proof-of-work difficulty", help_text=POW_HELP
+    )
 
     class Meta:
         model = WebChatSite
@@ -100,6 +102,7 @@ class SiteForm(forms.ModelForm):
             "telemetry_enabled": "Send widget telemetry (load, open, errors)",
             "active": "Site is on",
             "title": "Panel title",
+            "pow_difficulty": "Proof-of-work difficulty",
         }
         help_texts = {
             "bot": "Answers visitors: flows first, then the knowledge base.",

@@ -66,6 +66,14 @@
     return reply({ error: { code: 'not_found', message: 'Not part of the preview.' } }, 404)
   }
 
+  // The widget focuses its composer when it opens; here that must never take the keyboard
+  // away from the form being edited, so programmatic focus only works once the visitor
+  // (the staff member) has clicked into the preview.
+  var focus = HTMLElement.prototype.focus
+  HTMLElement.prototype.focus = function () {
+    if (document.hasFocus()) return focus.apply(this, arguments)
+  }
+
   // Open the panel as soon as the widget is there (the loader replays queued calls).
   window.ReplyBase = { q: [['open']] }
 })()
