@@ -34,6 +34,7 @@ from bots.retrieval import is_handoff_request
 from bots.selectors import flow_rule_get, flow_rule_list_active, message_is_first_from_visitor
 from core.exceptions import InvalidRequest
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
+from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
@@ -170,6 +171,7 @@ def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversa
         conversation_id=conversation.pk,
         reason=reason,
     )
+    handoff_mirror_schedule(conversation=conversation)  # mirror into Chatwoot on commit
     return conversation
 
 

@@ -19,6 +19,7 @@ from crm.models import (
     Message,
     SenderType,
 )
+from support.services import handoff_message_forward_schedule
 from webchat import metrics
 from webchat.exceptions import ConversationNotFound, IdentityInvalid, TokenInvalid
 from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite, new_site_key
@@ -260,6 +261,7 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
             message = None
         if message is not None:
             inbound_handle(message=message)
+            handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
     if message is None:
         message = Message.objects.get(
             conversation=conversation, client_message_id=client_message_id

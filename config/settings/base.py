@@ -225,3 +225,38 @@ WEBCHAT_TRUST_X_FORWARDED_FOR = env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", defaul
 # --- Rollout -------------------------------------------------------------------------
 # How long a webchat allow/deny decision is cached: a kill takes effect within this time.
 ROLLOUT_DECISION_TTL = env.int("ROLLOUT_DECISION_TTL", default=5)
+
+# --- Support (Chatwoot) ------------------------------------------------------------------
+# These env vars define a default connection for single-tenant installs (synced by the
+# health check); per-tenant connections live in the database.
+CHATWOOT_BASE_URL = env("CHATWOOT_BASE_URL", default="")
+CHATWOOT_TOKEN = env("CHATWOOT_TOKEN", default="")
+CHATWOOT_ACCOUNT_ID = env("CHATWOOT_ACCOUNT_ID", default="")
+CHATWOOT_SLA_MINUTES = env.int("CHATWOOT_SLA_MINUTES", default=30)
+CHATWOOT_EMBED_TOKEN = env("CHATWOOT_EMBED_TOKEN", default="")
+CHATWOOT_WEBHOOK_SECRET = env("CHATWOOT_WEBHOOK_SECRET", default="")
+CHATWOOT_INBOX_ID = env("CHATWOOT_INBOX_ID", default="")
+CHATWOOT_HEALTH_PATH = env("CHATWOOT_HEALTH_PATH", default="/health")
+# Tenant (slug) that owns the default connection; empty: the only tenant there is.
+CHATWOOT_TENANT = env("CHATWOOT_TENANT", default="")
+# Outbound calls: per-request timeout, and backoff base (retries after 1, 2, 4, 8 × base s).
+CHATWOOT_HTTP_TIMEOUT = env.float("CHATWOOT_HTTP_TIMEOUT", default=10.0)
+CHATWOOT_RETRY_BASE_SECONDS = env.float("CHATWOOT_RETRY_BASE_SECONDS", default=1.0)
+CHATWOOT_WEBHOOK_MAX_AGE_SECONDS = 300
+CHATWOOT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+CHATWOOT_HEALTH_ARTIFACT_DIR = env(
+    "CHATWOOT_HEALTH_ARTIFACT_DIR", default=str(BASE_DIR / "artifacts" / "ops" / "chatwoot-health")
+)
+SUPPORT_EVIDENCE_DIR = env("SUPPORT_EVIDENCE_DIR", default=str(BASE_DIR / "artifacts" / "support"))
+# Slack-compatible incoming webhook ({"text": ...}); empty: alerts are only recorded.
+SUPPORT_ALERT_WEBHOOK_URL = env("SUPPORT_ALERT_WEBHOOK_URL", default="")
+SUPPORT_ALERT_COOLDOWN_SECONDS = env.int("SUPPORT_ALERT_COOLDOWN_SECONDS", default=1800)
+SUPPORT_APPROVAL_QUEUE_ALERT_DEPTH = env.int("SUPPORT_APPROVAL_QUEUE_ALERT_DEPTH", default=25)
+SUPPORT_RETRY_QUEUE_ALERT_DEPTH = env.int("SUPPORT_RETRY_QUEUE_ALERT_DEPTH", default=50)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "support-health-checks": {"task": "support.tasks.check_health_all", "schedule": 900.0},
+        "support-sla-and-queues": {"task": "support.tasks.monitor", "schedule": 60.0},
+        "support-retry-due": {"task": "support.tasks.retry_due", "schedule": 60.0},
+    }
+)

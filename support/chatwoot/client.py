@@ -1,0 +1,375 @@
+"""The one typed client for Chatwoot's REST API (all our outbound calls to Chatwoot).
+
+Wire format (Chatwoot 4.x): auth is the `api_access_token` header; REST messages carry
+`message_type` as an integer (0 incoming, 1 outgoing, 2 activity, 3 template) and
+`created_at` as epoch seconds; errors are `{"error": ...}`, `{"errors": [...]}` or, for
+validation, `{"message", "attributes"}`. The profile answer holds the access token itself,
+so response bodies are never logged.
+
+Writes retry transient failures (connection errors, timeouts, 429, 5xx) after 1, 2, 4 and
+8 × `CHATWOOT_RETRY_BASE_SECONDS`; the last error is raised as `ChatwootError` and the
+caller parks the operation in the retry queue. Health probes never retry: they measure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from django.conf import settings
+
+from support import metrics
+
+log = structlog.get_logger(__name__)
+
+BACKOFF_STEPS = (1, 2, 4, 8)
+HEALTH_TIMEOUT_SECONDS = 10.0
+MESSAGE_TYPE_NAMES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
+USER_AGENT = "ReplyBase-Support/1.0"
+
+
+class ChatwootError(Exception):
+    """A call failed: `status` is None for transport failures (timeout, refused)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    status: int | None
+    ms: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ContactCreated:
+    contact_id: int
+    source_id: str
+
+
+@dataclass(frozen=True)
+class ChatwootMessage:
+    id: int
+    content: str
+    message_type: str  # incoming / outgoing / activity / template
+    private: bool
+    created_at: datetime | None
+    source_id: str | None
+
+
+def message_type_name(value: Any) -> str:
+    """REST gives an integer, webhooks a name; both become the name."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return MESSAGE_TYPE_NAMES.get(value, str(value))
+    if isinstance(value, str) and value.isdigit():
+        return MESSAGE_TYPE_NAMES.get(int(value), value)
+    return str(value or "")
+
+
+def error_text(response: httpx.Response) -> str:
+    """`HTTP 401: Invalid Access Token` from whichever error shape Chatwoot used."""
+    detail = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str):
+            detail = body["error"]
+        elif isinstance(body.get("errors"), list):
+            detail = "; ".join(str(e) for e in body["errors"])
+        elif isinstance(body.get("message"), str):
+            detail = body["message"]
+    elif response.headers.get("content-type", "").startswith("text/html"):
+        detail = "not found (HTML page)" if response.status_code == 404 else "HTML error page"
+    return f"HTTP {response.status_code}" + (f": {detail[:200]}" if detail else "")
+
+
+def _transport_error(exc: httpx.HTTPError, timeout: float) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"Connection timeout after {int(timeout * 1000)}ms"
+    if isinstance(exc, httpx.ConnectError):
+        return "Connection refused or unreachable"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "Connection closed without a response"
+    return f"Request failed: {type(exc).__name__}"
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _epoch(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+class ChatwootClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_id: int | None,
+        api_token: str,
+        timeout: float | None = None,
+        retry_base: float | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.account_id = account_id
+        self.api_token = api_token
+        self.timeout = settings.CHATWOOT_HTTP_TIMEOUT if timeout is None else timeout
+        base = settings.CHATWOOT_RETRY_BASE_SECONDS if retry_base is None else retry_base
+        self.delays = tuple(step * base for step in BACKOFF_STEPS)
+
+    @classmethod
+    def for_connection(cls, connection) -> ChatwootClient:
+        return cls(
+            base_url=connection.base_url,
+            account_id=connection.account_id,
+            api_token=connection.api_token,
+        )
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _headers(self, *, auth: bool = True) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if auth:
+            headers["api_access_token"] = self.api_token
+        return headers
+
+    def _account_path(self, path: str) -> str:
+        return f"/api/v1/accounts/{self.account_id}{path}"
+
+    def _send(self, method: str, path: str, *, json: dict | None, timeout: float) -> httpx.Response:
+        return httpx.request(
+            method,
+            self.base_url + path,
+            json=json,
+            headers=self._headers(),
+            timeout=timeout,
+            follow_redirects=False,
+        )
+
+    def _call(
+        self, operation: str, method: str, path: str, *, json: dict | None = None, retry: bool
+    ) -> Any:
+        """One API call with backoff retries on transient failures; returns parsed JSON."""
+        delays = self.delays if retry else ()
+        attempt = 0
+        while True:
+            try:
+                response = self._send(method, path, json=json, timeout=self.timeout)
+            except httpx.HTTPError as exc:
+                failure = ChatwootError(_transport_error(exc, self.timeout), retryable=True)
+            else:
+                if response.status_code < 300:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        failure = ChatwootError(
+                            f"HTTP {response.status_code}: the answer is not JSON",
+                            status=response.status_code,
+                            retryable=True,
+                        )
+                    else:
+                        metrics.OUTBOUND.labels(operation, "ok").inc()
+                        return data
+                else:
+                    failure = ChatwootError(
+                        error_text(response),
+                        status=response.status_code,
+                        retryable=_retryable_status(response.status_code),
+                    )
+            if not failure.retryable or attempt >= len(delays):
+                metrics.OUTBOUND.labels(operation, "failed").inc()
+                log.warning(
+                    "chatwoot.call_failed",
+                    operation=operation,
+                    status=failure.status,
+                    error=failure.message,
+                    attempts=attempt + 1,
+                )
+                raise failure
+            metrics.OUTBOUND_RETRIES.labels(operation).inc()
+            time.sleep(delays[attempt])
+            attempt += 1
+
+    # --- health probes (no retries) ----------------------------------------------------
+
+    def _probe(self, path: str, *, auth: bool) -> tuple[ProbeResult, httpx.Response | None]:
+        started = time.perf_counter()
+        try:
+            response = httpx.get(
+                self.base_url + path,
+                headers=self._headers(auth=auth),
+                timeout=HEALTH_TIMEOUT_SECONDS,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            ms = int((time.perf_counter() - started) * 1000)
+            return ProbeResult(False, None, ms, _transport_error(exc, HEALTH_TIMEOUT_SECONDS)), None
+        ms = int((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            return ProbeResult(False, response.status_code, ms, error_text(response)), response
+        return ProbeResult(True, 200, ms), response
+
+    def platform_health(self, path: str = "/health") -> ProbeResult:
+        """`GET <health path>` without auth; healthy is HTTP 200."""
+        if not path.startswith("/"):
+            path = "/" + path
+        return self._probe(path, auth=False)[0]
+
+    def profile(self) -> ProbeResult:
+        """`GET /api/v1/profile` with the token; healthy is 200 and access to the account."""
+        result, response = self._probe("/api/v1/profile", auth=True)
+        if not result.ok or response is None:
+            return result
+        try:
+            profile = response.json()  # holds the access token: never logged
+        except ValueError:
+            return ProbeResult(False, 200, result.ms, "HTTP 200: the answer is not JSON")
+        if not isinstance(profile, dict) or "id" not in profile:
+            return ProbeResult(False, 200, result.ms, "HTTP 200: not a Chatwoot profile")
+        accounts = profile.get("accounts")
+        if self.account_id and isinstance(accounts, list):
+            ids = {a.get("id") for a in accounts if isinstance(a, dict)}
+            if ids and self.account_id not in ids:
+                return ProbeResult(
+                    False, 200, result.ms, f"The token has no access to account {self.account_id}"
+                )
+        return result
+
+    # --- API ---------------------------------------------------------------------------
+
+    def create_contact(
+        self,
+        *,
+        name: str,
+        inbox_id: int,
+        email: str = "",
+        source_id: str = "",
+        additional_attributes: dict | None = None,
+    ) -> ContactCreated:
+        body: dict[str, Any] = {"name": name, "inbox_id": inbox_id}
+        if email:
+            body["email"] = email
+        if source_id:
+            body["source_id"] = source_id
+        if additional_attributes:
+            body["additional_attributes"] = additional_attributes
+        data = self._call(
+            "create_contact", "POST", self._account_path("/contacts"), json=body, retry=True
+        )
+        payload = data.get("payload") if isinstance(data, dict) else None
+        try:
+            contact = payload["contact"]
+            contact_inbox = payload.get("contact_inbox") or {}
+            return ContactCreated(
+                int(contact["id"]), str(contact_inbox.get("source_id") or source_id)
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChatwootError("Unexpected answer to creating a contact") from exc
+
+    def create_conversation(
+        self,
+        *,
+        source_id: str,
+        inbox_id: int,
+        contact_id: int,
+        additional_attributes: dict | None = None,
+        custom_attributes: dict | None = None,
+    ) -> int:
+        body = {
+            "source_id": source_id,
+            "inbox_id": inbox_id,
+            "contact_id": contact_id,
+            "status": "open",
+            "additional_attributes": additional_attributes or {},
+            "custom_attributes": custom_attributes or {},
+        }
+        data = self._call(
+            "create_conversation",
+            "POST",
+            self._account_path("/conversations"),
+            json=body,
+            retry=True,
+        )
+        try:
+            return int(data["id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChatwootError("Unexpected answer to creating a conversation") from exc
+
+    def create_message(
+        self,
+        *,
+        conversation_id: int,
+        content: str,
+        message_type: str = "outgoing",
+        private: bool = False,
+        source_id: str = "",
+        operation: str = "create_message",
+    ) -> ChatwootMessage:
+        body: dict[str, Any] = {
+            "content": content,
+            "message_type": message_type,
+            "private": private,
+            "content_type": "text",
+        }
+        if source_id:
+            body["source_id"] = source_id
+        path = self._account_path(f"/conversations/{conversation_id}/messages")
+        data = self._call(operation, "POST", path, json=body, retry=True)
+        message = self._message(data)
+        if message is None:
+            raise ChatwootError("Unexpected answer to creating a message")
+        return message
+
+    def list_messages(
+        self, *, conversation_id: int, after: int | None = None
+    ) -> list[ChatwootMessage]:
+        path = self._account_path(f"/conversations/{conversation_id}/messages")
+        if after is not None:
+            path += f"?after={int(after)}"
+        data = self._call("list_messages", "GET", path, retry=True)
+        rows = data.get("payload") if isinstance(data, dict) else None
+        return [m for m in (self._message(row) for row in rows or []) if m is not None]
+
+    def find_message_by_source_id(
+        self, *, conversation_id: int, source_id: str
+    ) -> ChatwootMessage | None:
+        """Our own earlier message (we tag every message we post with a source_id)."""
+        for message in self.list_messages(conversation_id=conversation_id):
+            if message.source_id == source_id:
+                return message
+        return None
+
+    def toggle_status(self, *, conversation_id: int, status: str) -> str:
+        path = self._account_path(f"/conversations/{conversation_id}/toggle_status")
+        data = self._call("toggle_status", "POST", path, json={"status": status}, retry=True)
+        try:
+            return str(data["payload"]["current_status"])
+        except (KeyError, TypeError) as exc:
+            raise ChatwootError("Unexpected answer to changing the status") from exc
+
+    @staticmethod
+    def _message(row: Any) -> ChatwootMessage | None:
+        if not isinstance(row, dict) or "id" not in row:
+            return None
+        return ChatwootMessage(
+            id=int(row["id"]),
+            content=row.get("content") or "",
+            message_type=message_type_name(row.get("message_type")),
+            private=bool(row.get("private")),
+            created_at=_epoch(row.get("created_at")),
+            source_id=row.get("source_id"),
+        )

@@ -1,0 +1,349 @@
+"""Chatwoot health checks: platform health (no auth) and the authenticated profile API.
+
+Both probes of a connection (and all connections) run concurrently with a 10 s timeout
+each, so a run takes about as long as its slowest probe. Exit codes: 0 all passed,
+1 configuration missing, 2 platform health failed, 3 authenticated API failed, 4 both
+failed; a run over several connections exits with the highest code. Each run writes a
+HealthCheck row per connection, a JSON artifact and a line in the daily evidence log,
+and alerts (level 1 for exit 2/3, level 2 page for exit 4) unless a maintenance window
+is on, in which case the failure is recorded as expected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from django.conf import settings
+from django.utils import timezone
+
+from support import metrics
+from support.alerts import alert_send
+from support.chatwoot.client import ChatwootClient, ProbeResult
+from support.models import AlertLevel, ChatwootConnection, HealthCheck
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_CONFIG, EXIT_PLATFORM, EXIT_API, EXIT_ALL = 0, 1, 2, 3, 4
+STATUS_NAMES = {
+    EXIT_OK: "ok",
+    EXIT_CONFIG: "config_missing",
+    EXIT_PLATFORM: "platform_health_failed",
+    EXIT_API: "authenticated_api_failed",
+    EXIT_ALL: "all_failed",
+}
+MAX_PARALLEL_CONNECTIONS = 8
+RESPONSE_TARGET_MS = 500
+
+
+def exit_code_for(*, platform_ok: bool, api_ok: bool) -> int:
+    if platform_ok and api_ok:
+        return EXIT_OK
+    if not platform_ok and not api_ok:
+        return EXIT_ALL
+    return EXIT_PLATFORM if not platform_ok else EXIT_API
+
+
+@dataclass
+class ProbeRun:
+    url: str
+    result: ProbeResult
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass
+class ConnectionHealth:
+    connection: ChatwootConnection
+    exit_code: int
+    started_at: datetime
+    duration_ms: int
+    platform: ProbeRun | None = None
+    api: ProbeRun | None = None
+    missing: list[str] = field(default_factory=list)
+    in_maintenance: bool = False
+    warnings: list[str] = field(default_factory=list)
+    check: HealthCheck | None = None
+
+    @property
+    def expected_failure(self) -> bool:
+        return self.in_maintenance and self.exit_code in (EXIT_PLATFORM, EXIT_API, EXIT_ALL)
+
+
+@dataclass
+class HealthRun:
+    exit_code: int
+    started_at: datetime
+    duration_ms: int
+    results: list[ConnectionHealth]
+    errors: list[str]
+    artifact: Path | None = None
+
+
+def _probe(url: str, call) -> ProbeRun:
+    started = datetime.now(UTC)
+    result = call()
+    return ProbeRun(url=url, result=result, started_at=started, finished_at=datetime.now(UTC))
+
+
+def connection_warnings(connection: ChatwootConnection) -> list[str]:
+    warnings = []
+    if connection.allow_unsigned_webhooks:
+        warnings.append(
+            "Webhooks are accepted unsigned: the webhook URL is the only credential "
+            "(Chatwoot before 4.11). Upgrade Chatwoot and set a webhook secret."
+        )
+    elif not connection.webhook_secret_encrypted:
+        warnings.append("No webhook secret is set: every webhook delivery is refused.")
+    if connection.health_path.rstrip("/") == "/rails/health":
+        warnings.append("/rails/health does not exist on current Chatwoot; use /health.")
+    return warnings
+
+
+def health_check_connection(
+    connection: ChatwootConnection, *, in_maintenance: bool
+) -> ConnectionHealth:
+    """Run both probes concurrently (no database access: safe in a worker thread)."""
+    started_at = timezone.now()
+    started = time.perf_counter()
+    missing = connection.missing_settings()
+    result = ConnectionHealth(
+        connection=connection,
+        exit_code=EXIT_CONFIG,
+        started_at=started_at,
+        duration_ms=0,
+        missing=missing,
+        in_maintenance=in_maintenance,
+        warnings=connection_warnings(connection),
+    )
+    if missing:
+        return result
+    client = ChatwootClient.for_connection(connection)
+    path = (
+        connection.health_path
+        if connection.health_path.startswith("/")
+        else "/" + connection.health_path
+    )
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="chatwoot-health") as pool:
+        platform = pool.submit(_probe, client.base_url + path, lambda: client.platform_health(path))
+        api = pool.submit(_probe, client.base_url + "/api/v1/profile", client.profile)
+        result.platform, result.api = platform.result(), api.result()
+    result.exit_code = exit_code_for(
+        platform_ok=result.platform.result.ok, api_ok=result.api.result.ok
+    )
+    result.duration_ms = int((time.perf_counter() - started) * 1000)
+    return result
+
+
+def connections_for_check(*, connection_id: int | None = None) -> list[ChatwootConnection]:
+    qs = ChatwootConnection.objects.select_related("tenant").prefetch_related("maintenance_windows")
+    if connection_id is not None:
+        return list(qs.filter(pk=connection_id))
+    return list(qs.filter(active=True).order_by("id"))
+
+
+def health_check_run(
+    connections: list[ChatwootConnection], *, errors: list[str] | None = None
+) -> HealthRun:
+    """Check every connection concurrently, then record, write the artifact and alert."""
+    errors = list(errors or [])
+    started_at = timezone.now()
+    started = time.perf_counter()
+    if not connections and not errors:
+        errors.append(
+            "CHATWOOT_BASE_URL environment variable not set and no Chatwoot connection is "
+            "configured."
+        )
+    maintenance = {
+        c.pk: any(w.covers(started_at) for w in c.maintenance_windows.all()) for c in connections
+    }
+    results: list[ConnectionHealth] = []
+    if connections:
+        workers = max(1, min(MAX_PARALLEL_CONNECTIONS, len(connections)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatwoot-check") as pool:
+            futures = [
+                pool.submit(health_check_connection, c, in_maintenance=maintenance[c.pk])
+                for c in connections
+            ]
+            results = [f.result() for f in futures]
+    codes = [r.exit_code for r in results] + ([EXIT_CONFIG] if errors else [])
+    exit_code = max(codes, default=EXIT_CONFIG)
+    run = HealthRun(
+        exit_code=exit_code,
+        started_at=started_at,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        results=results,
+        errors=errors,
+    )
+    run.artifact = _artifact_write(run)
+    for result in results:
+        result.check = _record(result, artifact=run.artifact)
+        _alert(result)
+    _evidence_append(run)
+    return run
+
+
+def _record(result: ConnectionHealth, *, artifact: Path | None) -> HealthCheck:
+    platform, api = result.platform, result.api
+    metrics.HEALTH_CHECKS.labels(str(result.exit_code), str(result.expected_failure).lower()).inc()
+    for name, probe in (("platform_health", platform), ("authenticated_api", api)):
+        if probe is not None:
+            metrics.HEALTH_RESPONSE.labels(name).observe(probe.result.ms / 1000)
+    log.info(
+        "support.health_checked",
+        tenant_id=result.connection.tenant_id,
+        connection_id=result.connection.pk,
+        exit_code=result.exit_code,
+        in_maintenance=result.in_maintenance,
+        platform_ms=platform.result.ms if platform else None,
+        api_ms=api.result.ms if api else None,
+    )
+    return HealthCheck.objects.create(
+        tenant_id=result.connection.tenant_id,
+        connection=result.connection,
+        exit_code=result.exit_code,
+        platform_ok=platform.result.ok if platform else None,
+        platform_status=platform.result.status if platform else None,
+        platform_ms=platform.result.ms if platform else None,
+        platform_error=platform.result.error if platform else "",
+        api_ok=api.result.ok if api else None,
+        api_status=api.result.status if api else None,
+        api_ms=api.result.ms if api else None,
+        api_error=api.result.error
+        if api
+        else ("Missing: " + ", ".join(result.missing) if result.missing else ""),
+        in_maintenance=result.in_maintenance,
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        artifact=str(artifact or "")[:500],
+    )
+
+
+def _failure_summary(result: ConnectionHealth) -> str:
+    parts = []
+    if result.platform and not result.platform.result.ok:
+        parts.append(f"Platform health: {result.platform.result.error}")
+    if result.api and not result.api.result.ok:
+        parts.append(f"Authenticated API: {result.api.result.error}")
+    return "; ".join(parts)
+
+
+def _alert(result: ConnectionHealth) -> None:
+    if result.exit_code not in (EXIT_PLATFORM, EXIT_API, EXIT_ALL):
+        return
+    connection = result.connection
+    level = AlertLevel.PAGE if result.exit_code == EXIT_ALL else AlertLevel.WARNING
+    what = (
+        "Complete Chatwoot service failure"
+        if result.exit_code == EXIT_ALL
+        else "Chatwoot health check failure"
+    )
+    text = (
+        f"{what} (exit code {result.exit_code}) for {connection.tenant.name} / "
+        f"{connection.name} ({connection.base_url}): {_failure_summary(result)}"
+    )
+    if result.in_maintenance:
+        text += " — during a maintenance window: expected, not escalated."
+    elif result.exit_code == EXIT_ALL:
+        text += " — page the on-call now."
+    alert_send(
+        kind=f"health_exit_{result.exit_code}",
+        tenant_id=connection.tenant_id,
+        level=level,
+        text=text,
+        suppressed=result.in_maintenance,
+    )
+
+
+def _probe_json(probe: ProbeRun | None) -> dict | None:
+    if probe is None:
+        return None
+    return {
+        "url": probe.url,
+        "ok": probe.result.ok,
+        "http_status": probe.result.status,
+        "response_time_ms": probe.result.ms,
+        "within_target": probe.result.ms < RESPONSE_TARGET_MS,
+        "error": probe.result.error or None,
+        "started_at": probe.started_at.isoformat(),
+        "finished_at": probe.finished_at.isoformat(),
+    }
+
+
+def run_json(run: HealthRun) -> dict:
+    return {
+        "generated_at": run.started_at.isoformat(),
+        "exit_code": run.exit_code,
+        "status": STATUS_NAMES[run.exit_code],
+        "duration_ms": run.duration_ms,
+        "timeout_seconds_per_check": 10,
+        "errors": run.errors,
+        "connections": [
+            {
+                "id": r.connection.pk,
+                "tenant": r.connection.tenant.slug,
+                "name": r.connection.name,
+                "base_url": r.connection.base_url,
+                "account_id": r.connection.account_id,
+                "exit_code": r.exit_code,
+                "status": STATUS_NAMES[r.exit_code],
+                "missing": r.missing,
+                "in_maintenance": r.in_maintenance,
+                "expected_failure": r.expected_failure,
+                "started_at": r.started_at.isoformat(),
+                "duration_ms": r.duration_ms,
+                "checks": {
+                    "platform_health": _probe_json(r.platform),
+                    "authenticated_api": _probe_json(r.api),
+                },
+                "warnings": r.warnings,
+            }
+            for r in run.results
+        ],
+    }
+
+
+def _artifact_write(run: HealthRun) -> Path | None:
+    directory = Path(settings.CHATWOOT_HEALTH_ARTIFACT_DIR)
+    stamp = run.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
+    path = directory / f"health-check-{stamp}.json"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run_json(run), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.warning("support.health_artifact_failed", path=str(path), error=str(exc))
+        run.errors.append(f"Could not write {path}: {exc.strerror}")
+        return None
+    return path
+
+
+def _evidence_append(run: HealthRun) -> None:
+    """One line per run in artifacts/support/YYYY-MM-DD/chatwoot-health.log."""
+    day = run.started_at.astimezone(UTC).strftime("%Y-%m-%d")
+    path = Path(settings.SUPPORT_EVIDENCE_DIR) / day / "chatwoot-health.log"
+    lines = [
+        f"{run.started_at.isoformat()} exit={run.exit_code} ({STATUS_NAMES[run.exit_code]})"
+        + "".join(f" [{error}]" for error in run.errors)
+    ]
+    for r in run.results:
+        line = f"  {r.connection.tenant.slug}/{r.connection.name}: exit={r.exit_code}"
+        if r.platform:
+            line += f" platform={r.platform.result.status or 'n/a'} {r.platform.result.ms}ms"
+        if r.api:
+            line += f" api={r.api.result.status or 'n/a'} {r.api.result.ms}ms"
+        if r.in_maintenance:
+            line += " (maintenance window)"
+        if summary := _failure_summary(r):
+            line += f" — {summary}"
+        lines.append(line)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log_file:
+            log_file.write("\n".join(lines) + "\n")
+    except OSError as exc:
+        log.warning("support.evidence_log_failed", path=str(path), error=str(exc))

@@ -1,0 +1,243 @@
+"""Reads of the support app; everything that serves a request is scoped by tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Avg, Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from support.models import (
+    OPEN_APPROVAL_STATUSES,
+    ApprovalItem,
+    ApprovalStatus,
+    ChatwootConnection,
+    ChatwootConversationLink,
+    ChatwootStatus,
+    HealthCheck,
+    OutboundRetry,
+    RetryStatus,
+    SupportAlert,
+)
+from support.sla import LEVEL_ORDER, Level, deadline, level_at
+from tenants.models import Tenant
+
+SLA_SCAN_LIMIT = 5000
+BREACH_RATE_DAYS = 7
+
+
+def connection_get_for_webhook(*, token: str) -> ChatwootConnection | None:
+    if not token or len(token) > 64:
+        return None
+    return ChatwootConnection.objects.filter(webhook_token=token, active=True).first()
+
+
+def connection_list(*, tenant: Tenant) -> QuerySet[ChatwootConnection]:
+    return ChatwootConnection.objects.filter(tenant=tenant).order_by("name", "id")
+
+
+# --- approval queue ------------------------------------------------------------------------
+
+
+def approval_item_list(*, tenant: Tenant, status: str | None = None) -> QuerySet[ApprovalItem]:
+    """Most urgent first: the SLA deadline, then arrival."""
+    qs = ApprovalItem.objects.filter(tenant=tenant).select_related(
+        "link", "connection", "decided_by"
+    )
+    if status == "open":
+        qs = qs.filter(status__in=OPEN_APPROVAL_STATUSES)
+    elif status:
+        qs = qs.filter(status=status)
+    return qs.order_by("due_at", "id")
+
+
+def approval_item_get(*, tenant: Tenant, item_id: int) -> ApprovalItem:
+    """The tenant's item or 404 (another tenant's looks exactly like a missing one)."""
+    return get_object_or_404(
+        ApprovalItem.objects.select_related("link", "connection", "decided_by"),
+        tenant=tenant,
+        pk=item_id,
+    )
+
+
+def approval_queue_depth(*, tenant: Tenant | None = None) -> int:
+    qs = ApprovalItem.objects.filter(status__in=OPEN_APPROVAL_STATUSES)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs.count()
+
+
+def retry_queue_depth(*, tenant: Tenant | None = None) -> int:
+    qs = OutboundRetry.objects.filter(status=RetryStatus.QUEUED)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs.count()
+
+
+def retry_list(*, tenant: Tenant, limit: int = 20) -> list[OutboundRetry]:
+    return list(
+        OutboundRetry.objects.filter(tenant=tenant)
+        .exclude(status=RetryStatus.DONE)
+        .select_related("connection")
+        .order_by("next_attempt_at")[:limit]
+    )
+
+
+def retry_state_for_items(*, tenant: Tenant, item_ids: list[int]) -> dict[int, OutboundRetry]:
+    """Open retry rows of these approval items (note or reply), by item id."""
+    rows = OutboundRetry.objects.filter(
+        tenant=tenant, object_id__in=item_ids, operation__in=["private_note", "reply"]
+    ).exclude(status=RetryStatus.DONE)
+    return {row.object_id: row for row in rows}
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+@dataclass
+class HealthSummary:
+    connection: ChatwootConnection
+    checks: int = 0
+    passed: int = 0
+    expected_failures: int = 0
+    avg_platform_ms: float | None = None
+    avg_api_ms: float | None = None
+    last_check: HealthCheck | None = None
+    last_failure: HealthCheck | None = None
+    maintenance_now: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if not self.checks else self.passed / self.checks
+
+
+def health_summaries(
+    *, tenant: Tenant, hours: int = 24, now: datetime | None = None
+) -> list[HealthSummary]:
+    """Per connection over the last `hours`: success rate (maintenance-window runs left
+    out), mean response time per endpoint, the last check and the last failure."""
+    from support.health import connection_warnings
+
+    now = now or timezone.now()
+    since = now - timedelta(hours=hours)
+    recent = Q(health_checks__created_at__gte=since)
+    counted = recent & Q(health_checks__in_maintenance=False)
+    connections = (
+        ChatwootConnection.objects.filter(tenant=tenant)
+        .prefetch_related("maintenance_windows")
+        .annotate(
+            n_checks=Count("health_checks", filter=counted),
+            n_passed=Count("health_checks", filter=counted & Q(health_checks__exit_code=0)),
+            n_expected=Count(
+                "health_checks",
+                filter=recent
+                & Q(health_checks__in_maintenance=True)
+                & ~Q(health_checks__exit_code=0),
+            ),
+            avg_platform=Avg("health_checks__platform_ms", filter=recent),
+            avg_api=Avg("health_checks__api_ms", filter=recent),
+        )
+        .order_by("name", "id")
+    )
+    summaries = []
+    for connection in connections:
+        checks = HealthCheck.objects.filter(tenant=tenant, connection=connection)
+        summaries.append(
+            HealthSummary(
+                connection=connection,
+                checks=connection.n_checks,
+                passed=connection.n_passed,
+                expected_failures=connection.n_expected,
+                avg_platform_ms=connection.avg_platform,
+                avg_api_ms=connection.avg_api,
+                last_check=checks.order_by("-created_at").first(),
+                last_failure=checks.exclude(exit_code=0).order_by("-created_at").first(),
+                maintenance_now=any(w.covers(now) for w in connection.maintenance_windows.all()),
+                warnings=connection_warnings(connection),
+            )
+        )
+    return summaries
+
+
+# --- SLA ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Escalation:
+    link: ChatwootConversationLink
+    level: Level
+    due_at: datetime
+
+
+@dataclass
+class SlaOverview:
+    counts: dict[str, int]
+    escalations: list[Escalation]
+    breach_rate: float | None
+    conversations_7d: int
+    breached_7d: int
+
+
+def _waiting_links(tenant: Tenant | None) -> QuerySet[ChatwootConversationLink]:
+    qs = ChatwootConversationLink.objects.filter(
+        status=ChatwootStatus.OPEN,
+        first_response_at__isnull=True,
+        first_customer_message_at__isnull=False,
+    ).select_related("connection")
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs.order_by("first_customer_message_at")[:SLA_SCAN_LIMIT]
+
+
+def sla_overview(
+    *, tenant: Tenant | None, now: datetime | None = None, escalations: int = 10
+) -> SlaOverview:
+    """Open conversations waiting for a first response by level, the most urgent ones,
+    and the breach rate over the last 7 days (all tenants when `tenant` is None)."""
+    now = now or timezone.now()
+    counts = {level.value: 0 for level in Level}
+    waiting = []
+    for link in _waiting_links(tenant):
+        due = deadline(link, link.connection.sla_minutes)
+        level = level_at(due, now)
+        counts[level.value] += 1
+        waiting.append(Escalation(link=link, level=level, due_at=due))
+    waiting.sort(key=lambda e: (LEVEL_ORDER[e.level], e.due_at))
+    recent = ChatwootConversationLink.objects.filter(
+        first_customer_message_at__gte=now - timedelta(days=BREACH_RATE_DAYS)
+    )
+    if tenant is not None:
+        recent = recent.filter(tenant=tenant)
+    totals = recent.aggregate(
+        total=Count("id"), breached=Count("id", filter=Q(breached_at__isnull=False))
+    )
+    # Overdue but not flagged by the monitor yet: count them too.
+    unflagged = sum(
+        1
+        for e in waiting
+        if e.level == Level.BREACH
+        and e.link.breached_at is None
+        and e.link.first_customer_message_at >= now - timedelta(days=BREACH_RATE_DAYS)
+    )
+    breached = totals["breached"] + unflagged
+    return SlaOverview(
+        counts=counts,
+        escalations=[e for e in waiting if e.level != Level.NORMAL][:escalations],
+        breach_rate=breached / totals["total"] if totals["total"] else None,
+        conversations_7d=totals["total"],
+        breached_7d=breached,
+    )
+
+
+def alert_list(*, tenant: Tenant, limit: int = 5) -> list[SupportAlert]:
+    return list(SupportAlert.objects.filter(tenant=tenant).order_by("-created_at")[:limit])
+
+
+def approval_status_counts(*, tenant: Tenant) -> dict[str, int]:
+    rows = ApprovalItem.objects.filter(tenant=tenant).values("status").annotate(n=Count("id"))
+    counts = dict.fromkeys(ApprovalStatus.values, 0)
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts

@@ -1,0 +1,844 @@
+"""Writes and side effects of the support integration (webhook intake is in webhooks.py).
+
+- Drafts: a customer message becomes an ApprovalItem; the bot's engine drafts a reply from
+  the tenant's knowledge base; the draft is posted to Chatwoot as a private note.
+- Approval: a human approves (optionally after editing) or rejects; an approved reply is
+  sent to Chatwoot as a public message.
+- Handoff: a webchat conversation handed to humans is mirrored into Chatwoot (contact,
+  conversation, transcript as incoming messages) and later visitor messages follow.
+- Retry queue: a Chatwoot call that still fails after its backoff retries is parked in
+  OutboundRetry and run again by beat (or by hand from the admin).
+
+No Chatwoot call ever runs inside a database transaction: state is read, the call is
+made, and the result is written in a short transaction of its own. Every message we post
+carries a `source_id` (`replybase:<kind>:<id>`), so a retry can look for it first and
+its webhook echo is recognised.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.exceptions import InvalidRequest
+from crm.models import Conversation, ConversationStatus, Message, SenderType
+from support import metrics
+from support.chatwoot.client import ChatwootClient, ChatwootError
+from support.chatwoot.events import OUR_SOURCE_PREFIX
+from support.exceptions import ApprovalNotPending
+from support.models import (
+    OPEN_APPROVAL_STATUSES,
+    ApprovalItem,
+    ApprovalStatus,
+    ChatwootConnection,
+    ChatwootConversationLink,
+    ChatwootStatus,
+    OutboundRetry,
+    RetryOperation,
+    RetryStatus,
+)
+from support.sla import link_responded
+from tenants.models import Tenant
+
+log = structlog.get_logger(__name__)
+
+MAX_REPLY_CHARS = 10_000
+MAX_REASON_CHARS = 1_000
+RETRY_MAX_ATTEMPTS = 10
+RETRY_MAX_DELAY = timedelta(hours=1)
+RETRY_CLAIM = timedelta(minutes=10)
+SYNC_LOCK_SECONDS = 120
+RELATED_ARTICLES = 3
+SENDER_LABELS = {SenderType.BOT: "Bot", SenderType.AGENT: "Agent", SenderType.SYSTEM: "System"}
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+def connection_create(
+    *,
+    tenant: Tenant,
+    base_url: str,
+    account_id: int,
+    api_token: str = "",
+    webhook_secret: str = "",
+    name: str = "Chatwoot",
+    **fields,
+) -> ChatwootConnection:
+    connection = ChatwootConnection(
+        tenant=tenant, name=name, base_url=base_url, account_id=account_id, **fields
+    )
+    if api_token:
+        connection.set_api_token(api_token)
+    if webhook_secret:
+        connection.set_webhook_secret(webhook_secret)
+    connection.full_clean()
+    connection.save()
+    return connection
+
+
+def _env_tenant() -> Tenant | None:
+    if settings.CHATWOOT_TENANT:
+        return Tenant.objects.filter(slug=settings.CHATWOOT_TENANT).first()
+    tenants = list(Tenant.objects.all()[:2])
+    return tenants[0] if len(tenants) == 1 else None
+
+
+def env_connection_problem() -> str:
+    """Why the CHATWOOT_* env vars cannot define the default connection ("" when fine)."""
+    if settings.CHATWOOT_BASE_URL and _env_tenant() is None:
+        return (
+            "CHATWOOT_BASE_URL is set but no tenant owns the default connection: set "
+            "CHATWOOT_TENANT to a tenant slug."
+        )
+    return ""
+
+
+def connection_sync_from_env() -> ChatwootConnection | None:
+    """The default connection defined by the CHATWOOT_* env vars (single-tenant installs).
+
+    Created or updated in place; the token stays in the environment (`token_from_env`).
+    None when CHATWOOT_BASE_URL is unset or no tenant can own it (set CHATWOOT_TENANT).
+    """
+    if not settings.CHATWOOT_BASE_URL:
+        return None
+    tenant = _env_tenant()
+    if tenant is None:
+        log.warning("support.env_connection_no_tenant", tenant=settings.CHATWOOT_TENANT)
+        return None
+    account = str(settings.CHATWOOT_ACCOUNT_ID).strip()
+    inbox = str(settings.CHATWOOT_INBOX_ID).strip()
+    wanted = {
+        "base_url": settings.CHATWOOT_BASE_URL,
+        "account_id": int(account) if account.isdigit() else None,
+        "token_from_env": True,
+        "sla_minutes": settings.CHATWOOT_SLA_MINUTES,
+        "embed_token": settings.CHATWOOT_EMBED_TOKEN,
+        "health_path": settings.CHATWOOT_HEALTH_PATH or "/health",
+        "inbox_id": int(inbox) if inbox.isdigit() else None,
+    }
+    connection, created = ChatwootConnection.objects.get_or_create(
+        tenant=tenant, name="default (env)", defaults=wanted
+    )
+    changed = [k for k, v in wanted.items() if getattr(connection, k) != v]
+    for key in changed:
+        setattr(connection, key, wanted[key])
+    if settings.CHATWOOT_WEBHOOK_SECRET and (
+        connection.webhook_secret != settings.CHATWOOT_WEBHOOK_SECRET
+    ):
+        connection.set_webhook_secret(settings.CHATWOOT_WEBHOOK_SECRET)
+        changed.append("webhook_secret_encrypted")
+    if changed and not created:
+        connection.save(update_fields=[*changed, "updated_at"])
+    elif "webhook_secret_encrypted" in changed:
+        connection.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+    return connection
+
+
+def _client(connection: ChatwootConnection) -> ChatwootClient:
+    return ChatwootClient.for_connection(connection)
+
+
+# --- conversation links ----------------------------------------------------------------------
+
+
+def link_for_chatwoot_conversation(
+    *, connection: ChatwootConnection, chatwoot_conversation_id: int, contact_name: str = ""
+) -> ChatwootConversationLink:
+    """The (locked) link of a Chatwoot conversation, created on first sight. In a transaction."""
+    link, _ = ChatwootConversationLink.objects.get_or_create(
+        connection=connection,
+        chatwoot_conversation_id=chatwoot_conversation_id,
+        defaults={"tenant_id": connection.tenant_id, "contact_name": contact_name},
+    )
+    link = ChatwootConversationLink.objects.select_for_update().get(pk=link.pk)
+    if contact_name and not link.contact_name:
+        link.contact_name = contact_name
+    return link
+
+
+# --- drafts ------------------------------------------------------------------------------------
+
+
+def approval_item_create(
+    *, link: ChatwootConversationLink, chatwoot_message_id: int, text: str, received_at
+) -> tuple[ApprovalItem, bool]:
+    """One item per Chatwoot message (unique), due by the link's SLA clock. In a transaction."""
+    connection = link.connection
+    waiting_since = link.waiting_since or received_at
+    item, created = ApprovalItem.objects.get_or_create(
+        connection=connection,
+        chatwoot_message_id=chatwoot_message_id,
+        defaults={
+            "tenant_id": connection.tenant_id,
+            "link": link,
+            "customer_text": text,
+            "received_at": received_at,
+            "due_at": waiting_since + timedelta(minutes=connection.sla_minutes),
+        },
+    )
+    if created:
+        item_id = item.pk
+        transaction.on_commit(lambda: _draft_task().delay(item_id=item_id))
+    return item, created
+
+
+def _draft_task():
+    from support.tasks import draft_reply  # tasks import this module
+
+    return draft_reply
+
+
+def _draft_bot(connection: ChatwootConnection):
+    from bots.selectors import bot_list
+
+    return connection.bot or bot_list(tenant=connection.tenant).first()
+
+
+def _related_articles(*, tenant_id: int, question: str) -> list[dict]:
+    from bots.engines import knowledge_index_for_tenant
+
+    index = knowledge_index_for_tenant(tenant_id=tenant_id)
+    return [
+        {"id": doc.id, "title": doc.title, "score": round(float(score), 3)}
+        for doc, score in index.search(question, k=RELATED_ARTICLES)
+    ]
+
+
+def approval_item_draft(*, item_id: int) -> ApprovalItem | None:
+    """Draft a reply with the bot's engine (outside any transaction), store it, post the note."""
+    from bots.services import answer_question
+
+    item = (
+        ApprovalItem.objects.select_related("connection__tenant", "connection__bot", "link")
+        .filter(pk=item_id)
+        .first()
+    )
+    if item is None or item.status != ApprovalStatus.DRAFTING:
+        return None
+    connection = item.connection
+    bot = _draft_bot(connection)
+    started = time.monotonic()
+    related = _related_articles(tenant_id=item.tenant_id, question=item.customer_text)
+    if bot is None:
+        text, outcome, confidence, sources = "", "no_bot", None, []
+    else:
+        reply = answer_question(bot=bot, question=item.customer_text)
+        answered = reply.outcome == "answered" and bool(reply.text.strip())
+        text = reply.text.strip() if answered else ""
+        outcome, confidence = reply.outcome, reply.confidence
+        sources = [
+            {"id": article_id, "title": title}
+            for article_id, title in zip(reply.article_ids, reply.article_titles, strict=False)
+        ]
+    latency_ms = int((time.monotonic() - started) * 1000)
+    with transaction.atomic():
+        item = (
+            ApprovalItem.objects.select_for_update()
+            .select_related("connection", "link")
+            .get(pk=item_id)
+        )
+        if item.status != ApprovalStatus.DRAFTING:
+            return None
+        item.draft_text = text
+        item.draft_outcome = outcome
+        item.draft_confidence = None if confidence is None else round(float(confidence), 4)
+        item.draft_latency_ms = latency_ms
+        item.sources = sources
+        item.related_articles = related
+        item.status = ApprovalStatus.PENDING
+        item.save(
+            update_fields=[
+                "draft_text",
+                "draft_outcome",
+                "draft_confidence",
+                "draft_latency_ms",
+                "sources",
+                "related_articles",
+                "status",
+                "updated_at",
+            ]
+        )
+    metrics.DRAFTS.labels(outcome).inc()
+    log.info(
+        "support.drafted",
+        tenant_id=item.tenant_id,
+        item_id=item.pk,
+        outcome=outcome,
+        latency_ms=latency_ms,
+    )
+    if text:
+        approval_item_note_post(item=item)
+    return item
+
+
+def private_note_text(item: ApprovalItem) -> str:
+    details = []
+    if item.draft_confidence is not None:
+        details.append(f"confidence {item.draft_confidence:.2f}")
+    if item.sources:
+        details.append("sources: " + ", ".join(s["title"] for s in item.sources))
+    header = "AI draft waiting for approval in ReplyBase"
+    if details:
+        header += f" ({'; '.join(details)})"
+    return f"{header}:\n\n{item.draft_text}"
+
+
+def approval_item_note_post(*, item: ApprovalItem, from_retry: bool = False) -> bool:
+    """Post the draft to Chatwoot as a private note (once); on failure park it for retry."""
+    if item.private_note_id or not item.draft_text or item.link.chatwoot_conversation_id is None:
+        retry_mark_done(operation=RetryOperation.PRIVATE_NOTE, object_id=item.pk)
+        return True
+    client = _client(item.connection)
+    source_id = f"{OUR_SOURCE_PREFIX}note:{item.pk}"
+    conversation_id = item.link.chatwoot_conversation_id
+    try:
+        message = None
+        if from_retry:
+            message = client.find_message_by_source_id(
+                conversation_id=conversation_id, source_id=source_id
+            )
+        if message is None:
+            message = client.create_message(
+                conversation_id=conversation_id,
+                content=private_note_text(item),
+                message_type="outgoing",
+                private=True,
+                source_id=source_id,
+                operation="private_note",
+            )
+    except ChatwootError as exc:
+        retry_enqueue(
+            connection=item.connection,
+            operation=RetryOperation.PRIVATE_NOTE,
+            object_id=item.pk,
+            error=exc,
+        )
+        return False
+    ApprovalItem.objects.filter(pk=item.pk).update(
+        private_note_id=message.id, updated_at=timezone.now()
+    )
+    item.private_note_id = message.id
+    metrics.DRAFT_PIPELINE.observe((timezone.now() - item.created_at).total_seconds())
+    retry_mark_done(operation=RetryOperation.PRIVATE_NOTE, object_id=item.pk)
+    return True
+
+
+# --- approval ------------------------------------------------------------------------------------
+
+
+def _item_lock(item: ApprovalItem) -> ApprovalItem:
+    return (
+        ApprovalItem.objects.select_for_update()
+        .select_related("connection", "link")
+        .get(tenant_id=item.tenant_id, pk=item.pk)
+    )
+
+
+@transaction.atomic
+def approval_item_approve(*, item: ApprovalItem, actor, text: str | None = None) -> ApprovalItem:
+    """Approve the draft (or `text`, an edited version of it); the reply is sent on commit."""
+    item = _item_lock(item)
+    if item.status != ApprovalStatus.PENDING:
+        raise ApprovalNotPending(f"This draft is already {item.get_status_display().lower()}.")
+    final = (item.draft_text if text is None else text).strip()
+    if not final:
+        raise InvalidRequest("The reply is empty: write one before approving.")
+    if len(final) > MAX_REPLY_CHARS:
+        raise InvalidRequest(f"The reply is longer than {MAX_REPLY_CHARS} characters.")
+    item.final_text = final
+    item.edited = final != item.draft_text.strip()
+    item.status = ApprovalStatus.APPROVED
+    item.decided_by = actor
+    item.decided_at = timezone.now()
+    item.save(
+        update_fields=["final_text", "edited", "status", "decided_by", "decided_at", "updated_at"]
+    )
+    metrics.APPROVALS.labels("edited" if item.edited else "approved").inc()
+    item_id = item.pk
+    transaction.on_commit(lambda: _send_task().delay(item_id=item_id))
+    return item
+
+
+def _send_task():
+    from support.tasks import send_reply
+
+    return send_reply
+
+
+@transaction.atomic
+def approval_item_reject(*, item: ApprovalItem, actor, reason: str) -> ApprovalItem:
+    item = _item_lock(item)
+    if item.status != ApprovalStatus.PENDING:
+        raise ApprovalNotPending(f"This draft is already {item.get_status_display().lower()}.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidRequest("Give a reason for rejecting the draft.")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidRequest(f"The reason is longer than {MAX_REASON_CHARS} characters.")
+    item.status = ApprovalStatus.REJECTED
+    item.reject_reason = reason
+    item.decided_by = actor
+    item.decided_at = timezone.now()
+    item.save(update_fields=["status", "reject_reason", "decided_by", "decided_at", "updated_at"])
+    metrics.APPROVALS.labels("rejected").inc()
+    return item
+
+
+def approval_items_supersede(
+    *, link: ChatwootConversationLink, before_message_id: int | None = None
+) -> int:
+    """Drafts nobody decided on yet that a reply or a resolution made moot. In a transaction."""
+    items = ApprovalItem.objects.filter(link=link, status__in=OPEN_APPROVAL_STATUSES)
+    if before_message_id is not None:
+        items = items.filter(chatwoot_message_id__lt=before_message_id)
+    return items.update(status=ApprovalStatus.SUPERSEDED, updated_at=timezone.now())
+
+
+def approval_item_send(*, item_id: int, from_retry: bool = False) -> bool:
+    """Send an approved reply to Chatwoot as a public message (once)."""
+    item = ApprovalItem.objects.select_related("connection", "link").filter(pk=item_id).first()
+    if item is None or item.status != ApprovalStatus.APPROVED:
+        retry_mark_done(operation=RetryOperation.REPLY, object_id=item_id)
+        return item is not None and item.status == ApprovalStatus.SENT
+    client = _client(item.connection)
+    source_id = f"{OUR_SOURCE_PREFIX}reply:{item.pk}"
+    conversation_id = item.link.chatwoot_conversation_id
+    try:
+        message = None
+        if from_retry:
+            message = client.find_message_by_source_id(
+                conversation_id=conversation_id, source_id=source_id
+            )
+        if message is None:
+            message = client.create_message(
+                conversation_id=conversation_id,
+                content=item.final_text,
+                message_type="outgoing",
+                private=False,
+                source_id=source_id,
+                operation="reply",
+            )
+    except ChatwootError as exc:
+        retry_enqueue(
+            connection=item.connection, operation=RetryOperation.REPLY, object_id=item.pk, error=exc
+        )
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        item = _item_lock(item)
+        if item.status == ApprovalStatus.APPROVED:
+            item.status = ApprovalStatus.SENT
+            item.reply_message_id = message.id
+            item.sent_at = now
+            item.save(update_fields=["status", "reply_message_id", "sent_at", "updated_at"])
+            link = ChatwootConversationLink.objects.select_for_update().get(pk=item.link_id)
+            fields = link_responded(link, at=now, sla_minutes=item.connection.sla_minutes)
+            link.save(update_fields=[*fields, "updated_at"])
+            approval_items_supersede(link=link, before_message_id=item.chatwoot_message_id)
+    retry_mark_done(operation=RetryOperation.REPLY, object_id=item_id)
+    return True
+
+
+# --- webchat handoff -----------------------------------------------------------------------------
+
+
+def handoff_connection_for_tenant(*, tenant_id: int) -> ChatwootConnection | None:
+    """The connection handed-off webchat conversations go to: active, with an inbox."""
+    return (
+        ChatwootConnection.objects.filter(tenant_id=tenant_id, active=True, inbox_id__isnull=False)
+        .exclude(base_url="")
+        .order_by("id")
+        .first()
+    )
+
+
+def _handoff_task():
+    from support.tasks import sync_handoff
+
+    return sync_handoff
+
+
+def handoff_mirror_schedule(*, conversation: Conversation) -> None:
+    """Called by `bots.services.conversation_handoff`: mirror the conversation on commit."""
+    if handoff_connection_for_tenant(tenant_id=conversation.tenant_id) is None:
+        return
+    conversation_id = conversation.pk
+    transaction.on_commit(lambda: _handoff_task().delay(conversation_id=conversation_id))
+
+
+def handoff_message_forward_schedule(*, message: Message) -> None:
+    """Called by `webchat.services.message_receive`: a visitor message on a handed-off,
+    mirrored conversation is forwarded to Chatwoot on commit."""
+    conversation = message.conversation
+    if conversation.status != ConversationStatus.HANDOFF:
+        return
+    if not ChatwootConversationLink.objects.filter(
+        tenant_id=conversation.tenant_id, conversation_id=conversation.pk
+    ).exists():
+        return  # the mirror task has not started yet; it sends everything when it runs
+    conversation_id = conversation.pk
+    transaction.on_commit(lambda: _handoff_task().delay(conversation_id=conversation_id))
+
+
+class SyncBusy(Exception):
+    """Another worker is syncing this conversation; try again shortly."""
+
+
+@dataclass
+class SyncResult:
+    link: ChatwootConversationLink | None
+    posted: int
+    ok: bool
+
+
+def _contact_name(conversation: Conversation) -> tuple[str, str]:
+    contact = conversation.contact
+    name = (contact.name or contact.email) if contact else ""
+    return name or f"Website visitor #{conversation.pk}", (contact.email if contact else "")
+
+
+def _transcript_text(message: Message) -> str:
+    if message.sender_type == SenderType.VISITOR:
+        return message.text
+    return f"[{SENDER_LABELS.get(message.sender_type, 'Bot')}] {message.text}"
+
+
+def handoff_sync(*, conversation_id: int, from_retry: bool = False) -> SyncResult:
+    """Mirror a handed-off webchat conversation into Chatwoot and post what is not there yet.
+
+    Each step stores its external id before the next one (contact, conversation, then
+    every message in order), so a retry carries on where the failure happened.
+    """
+    conversation = Conversation.objects.select_related("contact").filter(pk=conversation_id).first()
+    if conversation is None:
+        retry_mark_done(operation=RetryOperation.HANDOFF_SYNC, object_id=conversation_id)
+        return SyncResult(None, 0, True)
+    lock = f"support:handoff-sync:{conversation_id}"
+    if not cache.add(lock, 1, SYNC_LOCK_SECONDS):
+        raise SyncBusy(conversation_id)
+    try:
+        return _handoff_sync_locked(conversation, from_retry=from_retry)
+    finally:
+        cache.delete(lock)
+
+
+def _handoff_link(conversation: Conversation) -> ChatwootConversationLink | None:
+    link = (
+        ChatwootConversationLink.objects.select_related("connection")
+        .filter(tenant_id=conversation.tenant_id, conversation=conversation)
+        .first()
+    )
+    if link is not None:
+        return link
+    connection = handoff_connection_for_tenant(tenant_id=conversation.tenant_id)
+    if connection is None:
+        return None
+    since = conversation.handed_off_at or timezone.now()
+    name, _ = _contact_name(conversation)
+    try:
+        with transaction.atomic():
+            link = ChatwootConversationLink.objects.create(
+                tenant_id=conversation.tenant_id,
+                connection=connection,
+                conversation=conversation,
+                contact_source_id=f"replybase-{uuid.uuid4().hex}",
+                contact_name=name[:255],
+                first_customer_message_at=since,
+                last_customer_message_at=since,
+                waiting_since=since,
+            )
+    except IntegrityError:
+        link = ChatwootConversationLink.objects.get(conversation=conversation)
+    return ChatwootConversationLink.objects.select_related("connection").get(pk=link.pk)
+
+
+def _handoff_sync_locked(conversation: Conversation, *, from_retry: bool) -> SyncResult:
+    link = _handoff_link(conversation)
+    if link is None:
+        return SyncResult(None, 0, True)
+    connection = link.connection
+    client = _client(connection)
+    posted = 0
+    try:
+        if link.chatwoot_contact_id is None:
+            _handoff_contact_create(client, link, conversation)
+        if link.chatwoot_conversation_id is None:
+            link.chatwoot_conversation_id = client.create_conversation(
+                source_id=link.contact_source_id,
+                inbox_id=connection.inbox_id,
+                contact_id=link.chatwoot_contact_id,
+                additional_attributes={"source": "ReplyBase webchat"},
+                custom_attributes={"replybase_conversation_id": conversation.pk},
+            )
+            link.save(update_fields=["chatwoot_conversation_id", "updated_at"])
+        pending = list(
+            Message.objects.filter(
+                tenant_id=conversation.tenant_id,
+                conversation=conversation,
+                id__gt=link.last_synced_message_id,
+            )
+            .exclude(metadata__has_key="chatwoot_message_id")
+            .order_by("id")
+        )
+        already: set[str] = set()
+        if from_retry and pending:
+            already = {
+                m.source_id or ""
+                for m in client.list_messages(conversation_id=link.chatwoot_conversation_id)
+            }
+        for message in pending:
+            source_id = f"{OUR_SOURCE_PREFIX}msg:{message.pk}"
+            if source_id not in already:
+                client.create_message(
+                    conversation_id=link.chatwoot_conversation_id,
+                    content=_transcript_text(message),
+                    message_type="incoming",
+                    source_id=source_id,
+                    operation="handoff_message",
+                )
+                posted += 1
+            _link_synced(link, message, handed_off_at=conversation.handed_off_at)
+    except ChatwootError as exc:
+        retry_enqueue(
+            connection=connection,
+            operation=RetryOperation.HANDOFF_SYNC,
+            object_id=conversation.pk,
+            error=exc,
+        )
+        return SyncResult(link, posted, False)
+    retry_mark_done(operation=RetryOperation.HANDOFF_SYNC, object_id=conversation.pk)
+    log.info(
+        "support.handoff_synced",
+        tenant_id=conversation.tenant_id,
+        conversation_id=conversation.pk,
+        chatwoot_conversation_id=link.chatwoot_conversation_id,
+        posted=posted,
+    )
+    return SyncResult(link, posted, True)
+
+
+def _handoff_contact_create(client: ChatwootClient, link, conversation: Conversation) -> None:
+    name, email = _contact_name(conversation)
+    attributes = {"replybase_conversation_id": conversation.pk}
+    try:
+        created = client.create_contact(
+            name=name,
+            email=email,
+            inbox_id=link.connection.inbox_id,
+            source_id=link.contact_source_id,
+            additional_attributes=attributes,
+        )
+    except ChatwootError as exc:
+        if exc.status != 422 or not email:
+            raise
+        # The email belongs to an existing Chatwoot contact: keep it as an attribute.
+        created = client.create_contact(
+            name=name,
+            inbox_id=link.connection.inbox_id,
+            source_id=link.contact_source_id,
+            additional_attributes={**attributes, "email": email},
+        )
+    link.chatwoot_contact_id = created.contact_id
+    link.contact_source_id = created.source_id or link.contact_source_id
+    link.save(update_fields=["chatwoot_contact_id", "contact_source_id", "updated_at"])
+
+
+def _link_synced(link: ChatwootConversationLink, message: Message, *, handed_off_at) -> None:
+    link.last_synced_message_id = message.pk
+    fields = ["last_synced_message_id", "updated_at"]
+    if message.sender_type == SenderType.VISITOR and message.created_at > (
+        handed_off_at or message.created_at
+    ):
+        link.last_customer_message_at = message.created_at
+        fields.append("last_customer_message_at")
+        if link.waiting_since is None:
+            link.waiting_since = message.created_at
+            fields.append("waiting_since")
+    link.save(update_fields=fields)
+
+
+@transaction.atomic
+def agent_reply_to_webchat(
+    *, link: ChatwootConversationLink, chatwoot_message_id: int, text: str, agent_name: str
+) -> Message | None:
+    """An agent's public Chatwoot reply on a mirrored conversation, stored for the widget
+    (once: the Chatwoot message id is the message's client id)."""
+    conversation = Conversation.objects.select_for_update().get(
+        tenant_id=link.tenant_id, pk=link.conversation_id
+    )
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                tenant_id=link.tenant_id,
+                conversation=conversation,
+                direction="outbound",
+                sender_type=SenderType.AGENT,
+                text=text,
+                client_message_id=f"chatwoot:{chatwoot_message_id}",
+                metadata={"chatwoot_message_id": chatwoot_message_id, "agent_name": agent_name},
+            )
+    except IntegrityError:
+        return None
+    conversation.last_message_at = message.created_at
+    conversation.save(update_fields=["last_message_at", "updated_at"])
+    return message
+
+
+def webchat_conversation_resolve(*, link: ChatwootConversationLink) -> None:
+    from crm.services import conversation_set_status
+
+    conversation = Conversation.objects.filter(
+        tenant_id=link.tenant_id, pk=link.conversation_id
+    ).first()
+    if conversation is not None and conversation.status != ConversationStatus.RESOLVED:
+        conversation_set_status(conversation=conversation, status=ConversationStatus.RESOLVED)
+
+
+def webchat_conversation_reopen(*, link: ChatwootConversationLink) -> None:
+    """Reopened in Chatwoot: humans still own it, so it is handed off again here."""
+    from crm.services import conversation_set_status
+
+    conversation = Conversation.objects.filter(
+        tenant_id=link.tenant_id, pk=link.conversation_id
+    ).first()
+    if conversation is not None and conversation.status == ConversationStatus.RESOLVED:
+        conversation_set_status(conversation=conversation, status=ConversationStatus.HANDOFF)
+
+
+def link_status_set(*, link: ChatwootConversationLink, status: str) -> list[str]:
+    """Apply a Chatwoot status to a locked link (not saved); returns the changed fields."""
+    if status not in ChatwootStatus.values or link.status == status:
+        return []
+    link.status = status
+    fields = ["status"]
+    if status == ChatwootStatus.RESOLVED:
+        link.resolved_at = timezone.now()
+        link.waiting_since = None
+        fields += ["resolved_at", "waiting_since"]
+    return fields
+
+
+# --- retry queue -----------------------------------------------------------------------------------
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), RETRY_MAX_DELAY)
+
+
+def retry_enqueue(
+    *, connection: ChatwootConnection, operation: str, object_id: int, error: ChatwootError
+) -> OutboundRetry:
+    """Park a failed operation (or count one more failure of an already parked one)."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = (
+            OutboundRetry.objects.select_for_update()
+            .filter(operation=operation, object_id=object_id, status=RetryStatus.QUEUED)
+            .first()
+        )
+        if row is None:
+            try:
+                with transaction.atomic():
+                    row = OutboundRetry.objects.create(
+                        tenant_id=connection.tenant_id,
+                        connection=connection,
+                        operation=operation,
+                        object_id=object_id,
+                        retryable=error.retryable,
+                        last_error=error.message[:2000],
+                        next_attempt_at=now + _retry_delay(1),
+                    )
+            except IntegrityError:
+                row = OutboundRetry.objects.select_for_update().get(
+                    operation=operation, object_id=object_id, status=RetryStatus.QUEUED
+                )
+            else:
+                metrics.RETRY_QUEUED.labels(operation).inc()
+                log.warning(
+                    "support.retry_queued",
+                    tenant_id=connection.tenant_id,
+                    operation=operation,
+                    object_id=object_id,
+                    error=error.message,
+                )
+                return row
+        row.attempts += 1
+        row.retryable = error.retryable
+        row.last_error = error.message[:2000]
+        row.next_attempt_at = now + _retry_delay(row.attempts)
+        if row.attempts >= RETRY_MAX_ATTEMPTS:
+            row.status = RetryStatus.FAILED
+        row.save(
+            update_fields=[
+                "attempts",
+                "retryable",
+                "last_error",
+                "next_attempt_at",
+                "status",
+                "updated_at",
+            ]
+        )
+    return row
+
+
+def retry_mark_done(*, operation: str, object_id: int) -> None:
+    OutboundRetry.objects.filter(
+        operation=operation,
+        object_id=object_id,
+        status__in=[RetryStatus.QUEUED, RetryStatus.FAILED],
+    ).update(status=RetryStatus.DONE, done_at=timezone.now(), updated_at=timezone.now())
+
+
+def retry_run(*, retry: OutboundRetry) -> bool:
+    """Run a parked operation again (it marks its row done, or counts the failure)."""
+    if retry.status == RetryStatus.DONE:
+        return True
+    if retry.status == RetryStatus.FAILED:
+        # A manual retry of a row that gave up: queue it again (unless a newer one is).
+        if OutboundRetry.objects.filter(
+            operation=retry.operation, object_id=retry.object_id, status=RetryStatus.QUEUED
+        ).exists():
+            OutboundRetry.objects.filter(pk=retry.pk).update(status=RetryStatus.DONE)
+        else:
+            OutboundRetry.objects.filter(pk=retry.pk).update(
+                status=RetryStatus.QUEUED, attempts=RETRY_MAX_ATTEMPTS - 1
+            )
+    if retry.operation == RetryOperation.PRIVATE_NOTE:
+        item = (
+            ApprovalItem.objects.select_related("connection", "link")
+            .filter(pk=retry.object_id)
+            .first()
+        )
+        if item is None:
+            retry_mark_done(operation=retry.operation, object_id=retry.object_id)
+            return True
+        return approval_item_note_post(item=item, from_retry=True)
+    if retry.operation == RetryOperation.REPLY:
+        return approval_item_send(item_id=retry.object_id, from_retry=True)
+    if retry.operation == RetryOperation.HANDOFF_SYNC:
+        return handoff_sync(conversation_id=retry.object_id, from_retry=True).ok
+    return False
+
+
+def retry_due_claim(*, now=None, limit: int = 50) -> list[int]:
+    """Rows whose next attempt is due, pushed 10 minutes ahead so the next beat does not
+    queue them again while they run (a failure sets the real next attempt)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            OutboundRetry.objects.select_for_update(skip_locked=True)
+            .filter(status=RetryStatus.QUEUED, retryable=True, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        OutboundRetry.objects.filter(pk__in=ids).update(next_attempt_at=now + RETRY_CLAIM)
+    return ids

@@ -1,0 +1,125 @@
+"""First-response SLA: levels by time remaining, and breach detection.
+
+A conversation breaches when it is open, the customer sent at least one message, and the
+first response came (or still has not come) later than the connection's SLA minutes
+after the first customer message. Levels by time remaining until that deadline:
+more than 15 minutes normal, 5 to 15 warning, under 5 urgent, past the deadline breach.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from django.db import transaction
+from django.utils import timezone
+
+from support import metrics
+from support.alerts import alert_send
+from support.models import ChatwootConnection, ChatwootConversationLink, ChatwootStatus
+
+WARNING_AT = timedelta(minutes=15)
+URGENT_AT = timedelta(minutes=5)
+
+
+class Level(StrEnum):
+    NORMAL = "normal"
+    WARNING = "warning"
+    URGENT = "urgent"
+    BREACH = "breach"
+
+
+LEVEL_ORDER = {Level.BREACH: 0, Level.URGENT: 1, Level.WARNING: 2, Level.NORMAL: 3}
+
+
+def level_for_remaining(remaining: timedelta) -> Level:
+    """> 15 min normal; 5–15 min warning; under 5 min urgent; past the deadline breach."""
+    if remaining < timedelta(0):
+        return Level.BREACH
+    if remaining < URGENT_AT:
+        return Level.URGENT
+    if remaining <= WARNING_AT:
+        return Level.WARNING
+    return Level.NORMAL
+
+
+def level_at(due_at: datetime, now: datetime | None = None) -> Level:
+    return level_for_remaining(due_at - (now or timezone.now()))
+
+
+def deadline(link: ChatwootConversationLink, sla_minutes: int) -> datetime | None:
+    if link.first_customer_message_at is None:
+        return None
+    return link.first_customer_message_at + timedelta(minutes=sla_minutes)
+
+
+def is_breached(link: ChatwootConversationLink, sla_minutes: int, now: datetime) -> bool:
+    due = deadline(link, sla_minutes)
+    if link.status != ChatwootStatus.OPEN or due is None:
+        return False
+    return (link.first_response_at or now) > due
+
+
+def link_level(link: ChatwootConversationLink, sla_minutes: int, now: datetime) -> Level | None:
+    """The level of an open conversation still waiting for its first response."""
+    due = deadline(link, sla_minutes)
+    if link.status != ChatwootStatus.OPEN or due is None or link.first_response_at is not None:
+        return None
+    return level_at(due, now)
+
+
+def link_responded(link: ChatwootConversationLink, *, at: datetime, sla_minutes: int) -> list[str]:
+    """Record a public reply to the customer on `link` (not saved); returns changed fields."""
+    fields = ["waiting_since"]
+    link.waiting_since = None
+    if link.first_response_at is None:
+        link.first_response_at = at
+        fields.append("first_response_at")
+        if link.breached_at is None and is_breached(link, sla_minutes, at):
+            link.breached_at = at
+            fields.append("breached_at")
+            metrics.SLA_BREACHES.inc()
+    return fields
+
+
+def breaches_scan(*, now: datetime | None = None) -> int:
+    """Flag open conversations whose first response is overdue; alert once per breach."""
+    now = now or timezone.now()
+    flagged: dict[int, list[ChatwootConversationLink]] = defaultdict(list)
+    for connection in ChatwootConnection.objects.filter(active=True).only(
+        "id", "tenant_id", "sla_minutes"
+    ):
+        cutoff = now - timedelta(minutes=connection.sla_minutes)
+        with transaction.atomic():
+            overdue = list(
+                ChatwootConversationLink.objects.select_for_update(skip_locked=True).filter(
+                    connection=connection,
+                    status=ChatwootStatus.OPEN,
+                    first_response_at__isnull=True,
+                    breached_at__isnull=True,
+                    first_customer_message_at__lt=cutoff,
+                )[:500]
+            )
+            for link in overdue:
+                link.breached_at = now
+            ChatwootConversationLink.objects.bulk_update(overdue, ["breached_at"])
+        flagged[connection.tenant_id].extend(overdue)
+    total = 0
+    for tenant_id, links in flagged.items():
+        if not links:
+            continue
+        total += len(links)
+        metrics.SLA_BREACHES.inc(len(links))
+        names = ", ".join(
+            f"#{link.chatwoot_conversation_id} ({link.contact_name or 'customer'})"
+            for link in links[:10]
+        )
+        more = f" and {len(links) - 10} more" if len(links) > 10 else ""
+        alert_send(
+            kind="sla_breach",
+            tenant_id=tenant_id,
+            text=f"SLA breach: {len(links)} conversation(s) waited past their first-response "
+            f"SLA without a reply: {names}{more}. Escalate and respond ASAP.",
+        )
+    return total

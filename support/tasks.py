@@ -1,0 +1,94 @@
+"""Thin Celery wrappers over the support services (ids in, fetched again inside)."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from support import health, services, webhooks
+from support import monitor as support_monitor
+from support.models import OutboundRetry
+
+# Chatwoot calls retry with backoff inside the task (up to ~65 s for one call with a
+# hanging peer); these limits only stop a task stuck somewhere else.
+OUTBOUND_SOFT_TIME_LIMIT = 240
+OUTBOUND_TIME_LIMIT = 300
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), max_retries=3, retry_backoff=1)
+def process_webhook(delivery_id: int) -> str | None:
+    return webhooks.webhook_process(delivery_id=delivery_id)
+
+
+@shared_task(
+    acks_late=True,
+    soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
+    time_limit=OUTBOUND_TIME_LIMIT,
+    autoretry_for=(OperationalError,),
+    max_retries=3,
+    retry_backoff=1,
+)
+def draft_reply(item_id: int) -> None:
+    services.approval_item_draft(item_id=item_id)
+
+
+@shared_task(
+    acks_late=True,
+    soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
+    time_limit=OUTBOUND_TIME_LIMIT,
+    autoretry_for=(OperationalError,),
+    max_retries=3,
+    retry_backoff=1,
+)
+def send_reply(item_id: int) -> bool:
+    return services.approval_item_send(item_id=item_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
+    time_limit=OUTBOUND_TIME_LIMIT,
+    max_retries=30,
+)
+def sync_handoff(self, conversation_id: int) -> bool:
+    """Mirror / forward a handed-off webchat conversation; one worker per conversation."""
+    try:
+        return services.handoff_sync(conversation_id=conversation_id).ok
+    except (services.SyncBusy, OperationalError) as exc:
+        raise self.retry(exc=exc, countdown=2) from exc
+
+
+@shared_task(
+    acks_late=True, soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT, time_limit=OUTBOUND_TIME_LIMIT
+)
+def retry_outbound(retry_id: int) -> bool:
+    retry = OutboundRetry.objects.filter(pk=retry_id).first()
+    if retry is None:
+        return False
+    try:
+        return services.retry_run(retry=retry)
+    except services.SyncBusy:
+        return False  # a sync is running right now; beat tries again later
+
+
+@shared_task(acks_late=True)
+def retry_due() -> int:
+    """Beat: run the parked Chatwoot operations whose next attempt is due."""
+    ids = services.retry_due_claim()
+    for retry_id in ids:
+        retry_outbound.delay(retry_id=retry_id)
+    return len(ids)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def check_health_all() -> int:
+    """Beat (every 15 minutes): health-check every active connection."""
+    services.connection_sync_from_env()
+    problem = services.env_connection_problem()
+    errors = [problem] if problem else []
+    return health.health_check_run(health.connections_for_check(), errors=errors).exit_code
+
+
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+def monitor() -> dict:
+    """Beat (every minute): SLA breaches, queue-depth alerts, gauges, stuck deliveries."""
+    return support_monitor.monitor_run()

@@ -1,0 +1,192 @@
+"""Runbook group 6: approval queue insertion and decisions (4 tests), plus the dashboard
+page: roles, htmx, cross-tenant 404s, and a reply that fails to send."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import TestCase
+from django.utils import timezone
+
+from core.exceptions import InvalidRequest
+from support import services
+from support.exceptions import ApprovalNotPending
+from support.models import ApprovalItem, ApprovalStatus, ChatwootConversationLink, OutboundRetry
+from tests.factories.support import ApprovalItemFactory, ChatwootConversationLinkFactory
+from tests.support.conftest import SHIPPING_QUESTION
+
+MESSAGES_ROUTE = "POST /api/v1/accounts/*/conversations/*/messages"
+
+
+@pytest.fixture
+def conv(chatwoot_standin):
+    return chatwoot_standin.seed_conversation(contact_name="Jane Customer")
+
+
+@pytest.fixture
+def item(connection, post_webhook, chatwoot_standin, conv, articles) -> ApprovalItem:
+    payload = chatwoot_standin.make_webhook(
+        "message_created", conversation_id=conv["id"], content=SHIPPING_QUESTION
+    )
+    assert post_webhook(payload).status_code == 200
+    chatwoot_standin.clear_requests()
+    return ApprovalItem.objects.get(chatwoot_message_id=payload["id"])
+
+
+def _run_on_commit(fn, *args, **kwargs):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return fn(*args, **kwargs)
+
+
+def _public_replies(standin, conv):
+    return [
+        m
+        for m in standin.messages(conv["id"])
+        if m["message_type"] == "outgoing" and not m["private"]
+    ]
+
+
+# --- group 6 -------------------------------------------------------------------------------------
+
+
+def test_customer_message_is_inserted_into_the_queue_with_its_sla_deadline(item, connection):
+    assert item.status == ApprovalStatus.PENDING
+    assert item.tenant_id == connection.tenant_id
+    assert item.customer_text == SHIPPING_QUESTION
+    assert item.due_at == item.link.first_customer_message_at + timedelta(minutes=30)
+    assert item.link.waiting_since == item.link.first_customer_message_at
+
+
+def test_queue_is_ordered_by_sla_urgency(tenant, connection):
+    now = timezone.now()
+    link = ChatwootConversationLinkFactory(connection=connection)
+    later = ApprovalItemFactory(link=link, due_at=now + timedelta(minutes=25))
+    breached = ApprovalItemFactory(link=link, due_at=now - timedelta(minutes=1))
+    urgent = ApprovalItemFactory(link=link, due_at=now + timedelta(minutes=3))
+    from support.selectors import approval_item_list
+
+    assert list(approval_item_list(tenant=tenant, status="open")) == [breached, urgent, later]
+
+
+def test_approve_sends_the_draft_as_a_public_reply(item, agent, chatwoot_standin, conv):
+    _run_on_commit(services.approval_item_approve, item=item, actor=agent)
+    [request] = chatwoot_standin.requests_to(MESSAGES_ROUTE)
+    assert request.json["private"] is False and request.json["message_type"] == "outgoing"
+    assert request.json["content"] == item.draft_text
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.SENT and item.decided_by == agent
+    assert item.reply_message_id == _public_replies(chatwoot_standin, conv)[0]["id"]
+    link = ChatwootConversationLink.objects.get(pk=item.link_id)
+    assert link.first_response_at is not None and link.waiting_since is None
+    assert link.breached_at is None
+
+
+def test_edit_then_approve_sends_the_edited_reply(item, agent, chatwoot_standin, conv):
+    edited = "Hi Jane! Standard shipping is $6.95 (free over $75)."
+    _run_on_commit(services.approval_item_approve, item=item, actor=agent, text=edited)
+    item.refresh_from_db()
+    assert item.edited and item.final_text == edited
+    assert [m["content"] for m in _public_replies(chatwoot_standin, conv)] == [edited]
+
+
+def test_reject_needs_a_reason_and_sends_nothing(item, agent, chatwoot_standin):
+    with pytest.raises(InvalidRequest):
+        services.approval_item_reject(item=item, actor=agent, reason="  ")
+    services.approval_item_reject(item=item, actor=agent, reason="Wrong article: ask about size")
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.REJECTED
+    assert item.reject_reason == "Wrong article: ask about size"
+    assert not chatwoot_standin.requests_to(MESSAGES_ROUTE)
+    with pytest.raises(ApprovalNotPending):
+        services.approval_item_approve(item=item, actor=agent)
+
+
+def test_an_empty_draft_must_be_written_before_approval(item, agent):
+    item.draft_text = ""
+    item.save()
+    with pytest.raises(InvalidRequest):
+        services.approval_item_approve(item=item, actor=agent)
+    _run_on_commit(services.approval_item_approve, item=item, actor=agent, text="Let me check.")
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.SENT
+
+
+def test_a_reply_that_cannot_be_sent_waits_in_the_retry_queue(item, agent, chatwoot_standin, conv):
+    chatwoot_standin.set_fault("status", status=502, route=MESSAGES_ROUTE)
+    _run_on_commit(services.approval_item_approve, item=item, actor=agent)
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.APPROVED
+    retry = OutboundRetry.objects.get(operation="reply")
+    chatwoot_standin.clear_faults()
+    services.retry_run(retry=retry)
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.SENT
+    assert len(_public_replies(chatwoot_standin, conv)) == 1
+
+
+# --- the dashboard page ------------------------------------------------------------------------------
+
+
+def test_agents_see_the_queue_with_levels(client, agent, item):
+    client.force_login(agent)
+    response = client.get("/support/approvals/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert SHIPPING_QUESTION.replace("?", "") in body and "$6.95" in body
+    assert "lvl-normal" in body and "Approve" in body
+
+
+def test_agent_approves_through_the_page_and_htmx(client, agent, item, chatwoot_standin):
+    client.force_login(agent)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(f"/support/approvals/{item.pk}/approve/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert f'id="item-{item.pk}"' in response.content.decode()
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.SENT
+    again = client.post(f"/support/approvals/{item.pk}/approve/")
+    assert again.status_code == 302  # plain form post: redirect with the error message
+    assert len(chatwoot_standin.requests_to(MESSAGES_ROUTE)) == 1
+
+
+def test_agent_edits_and_rejects_through_the_page(client, agent, connection):
+    link = ChatwootConversationLinkFactory(connection=connection)
+    first, second = ApprovalItemFactory(link=link), ApprovalItemFactory(link=link)
+    client.force_login(agent)
+    response = client.post(f"/support/approvals/{first.pk}/reject/", {"reason": "Off topic"})
+    assert response.status_code == 302
+    first.refresh_from_db()
+    assert first.status == ApprovalStatus.REJECTED
+    response = client.post(
+        f"/support/approvals/{second.pk}/reject/", {"reason": ""}, HTTP_HX_REQUEST="true"
+    )
+    assert "Give a reason" in response.content.decode()
+    second.refresh_from_db()
+    assert second.status == ApprovalStatus.PENDING
+
+
+def test_viewers_read_but_cannot_decide(client, viewer, item):
+    client.force_login(viewer)
+    assert client.get("/support/approvals/").status_code == 200
+    assert client.get(f"/support/approvals/{item.pk}/").status_code == 200
+    assert client.post(f"/support/approvals/{item.pk}/approve/").status_code == 403
+    assert client.post(f"/support/approvals/{item.pk}/reject/", {"reason": "x"}).status_code == 403
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.PENDING
+
+
+def test_another_tenants_item_is_a_404(client, other_tenant, item):
+    from tests.factories import MembershipFactory
+
+    stranger = MembershipFactory(tenant=other_tenant, role="owner").user
+    client.force_login(stranger)
+    assert client.get(f"/support/approvals/{item.pk}/").status_code == 404
+    assert client.post(f"/support/approvals/{item.pk}/approve/").status_code == 404
+    assert client.post(f"/support/approvals/{item.pk}/reject/", {"reason": "x"}).status_code == 404
+    assert SHIPPING_QUESTION not in client.get("/support/approvals/").content.decode()
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.PENDING
+
+
+def test_anonymous_users_are_sent_to_login(client, item):
+    response = client.get("/support/approvals/")
+    assert response.status_code == 302 and "/login/" in response["Location"]

@@ -1,0 +1,93 @@
+"""The typed Chatwoot client against the stand-in: wire format, errors, retries."""
+
+import pytest
+
+from support.chatwoot.client import ChatwootClient, ChatwootError
+
+MESSAGES = "POST /api/v1/accounts/*/conversations/*/messages"
+
+
+@pytest.fixture
+def cw_client(chatwoot_standin, settings):
+    return ChatwootClient(
+        base_url=chatwoot_standin.url + "/", account_id=1, api_token="cw-standin-token"
+    )
+
+
+def test_rest_messages_are_read_with_integer_types_and_epoch_times(cw_client, chatwoot_standin):
+    conv = chatwoot_standin.seed_conversation()
+    chatwoot_standin.make_webhook("message_created", kind="customer", conversation_id=conv["id"])
+    posted = cw_client.create_message(
+        conversation_id=conv["id"], content="Note", private=True, source_id="replybase:t:1"
+    )
+    assert posted.message_type == "outgoing" and posted.private
+    assert posted.created_at is not None and posted.created_at.tzinfo is not None
+    listed = cw_client.list_messages(conversation_id=conv["id"])
+    assert [m.message_type for m in listed] == ["incoming", "outgoing"]
+    assert (
+        cw_client.find_message_by_source_id(conversation_id=conv["id"], source_id="replybase:t:1")
+        == posted
+    )
+
+
+def test_contacts_conversations_and_status(cw_client, chatwoot_standin):
+    contact = cw_client.create_contact(name="Ann", inbox_id=1, email="ann@example.com")
+    assert contact.contact_id == chatwoot_standin.contacts[0]["id"] and contact.source_id
+    conversation_id = cw_client.create_conversation(
+        source_id=contact.source_id, inbox_id=1, contact_id=contact.contact_id
+    )
+    assert cw_client.toggle_status(conversation_id=conversation_id, status="resolved") == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("", "HTTP 401: You need to sign in or sign up before continuing."),
+        ("wrong", "HTTP 401: Invalid Access Token"),
+    ],
+)
+def test_both_401_shapes_are_read(chatwoot_standin, token, message):
+    client = ChatwootClient(base_url=chatwoot_standin.url, account_id=1, api_token=token)
+    with pytest.raises(ChatwootError) as failure:
+        client.list_messages(conversation_id=1)
+    assert failure.value.message == message and failure.value.status == 401
+    assert not failure.value.retryable
+    assert len(chatwoot_standin.requests) == 1
+
+
+def test_validation_and_not_found_errors(cw_client, chatwoot_standin):
+    cw_client.create_contact(name="Ann", inbox_id=1, email="ann@example.com")
+    with pytest.raises(ChatwootError) as failure:
+        cw_client.create_contact(name="Ann again", inbox_id=1, email="ann@example.com")
+    assert failure.value.status == 422
+    assert failure.value.message == "HTTP 422: Email has already been taken"
+    with pytest.raises(ChatwootError) as failure:
+        cw_client.create_message(conversation_id=999, content="x")
+    assert failure.value.message == "HTTP 404: Resource could not be found"
+
+
+def test_rails_html_404_is_reported_plainly(cw_client):
+    result = cw_client.platform_health("/rails/health")
+    assert not result.ok and result.status == 404
+    assert result.error == "HTTP 404: not found (HTML page)"
+
+
+@pytest.mark.parametrize("fault", [{"kind": "status", "status": 429}, {"kind": "malformed"}])
+def test_transient_failures_are_retried_then_succeed(cw_client, chatwoot_standin, fault):
+    conv = chatwoot_standin.seed_conversation()
+    kind = fault.pop("kind")
+    chatwoot_standin.set_fault(kind, route=MESSAGES, times=2, **fault)
+    message = cw_client.create_message(conversation_id=conv["id"], content="Hello")
+    assert message.content == "Hello"
+    assert len(chatwoot_standin.requests_to(MESSAGES)) == 3
+
+
+def test_a_hanging_chatwoot_times_out_per_request(chatwoot_standin, settings):
+    client = ChatwootClient(
+        base_url=chatwoot_standin.url, account_id=1, api_token="cw-standin-token", timeout=0.2
+    )
+    chatwoot_standin.set_fault("hang", seconds=5)
+    with pytest.raises(ChatwootError) as failure:
+        client.create_message(conversation_id=1, content="x")
+    assert failure.value.message == "Connection timeout after 200ms" and failure.value.retryable
+    assert len(chatwoot_standin.requests) == 5

@@ -1,0 +1,101 @@
+"""SLA: level boundaries, breach detection, the monitor's breach alerts, the tiles."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from support import selectors, sla
+from support.models import ChatwootStatus
+from support.monitor import monitor_run
+from tests.factories.support import ChatwootConversationLinkFactory
+
+M = timedelta(minutes=1)
+S = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "level"),
+    [
+        (30 * M, "normal"),
+        (15 * M + S, "normal"),
+        (15 * M, "warning"),
+        (10 * M, "warning"),
+        (5 * M, "warning"),
+        (5 * M - S, "urgent"),
+        (S, "urgent"),
+        (timedelta(0), "urgent"),
+        (-S, "breach"),
+        (-60 * M, "breach"),
+    ],
+)
+def test_levels_by_time_remaining(remaining, level):
+    assert sla.level_for_remaining(remaining) == level
+
+
+def _link(connection, *, waited, responded_after=None, status=ChatwootStatus.OPEN, customer=True):
+    now = timezone.now()
+    first = now - waited if customer else None
+    return ChatwootConversationLinkFactory(
+        connection=connection,
+        status=status,
+        first_customer_message_at=first,
+        waiting_since=first if responded_after is None else None,
+        first_response_at=(first + responded_after) if responded_after is not None else None,
+    )
+
+
+def test_breach_needs_open_a_customer_message_and_a_late_first_response(connection):
+    now = timezone.now()
+    assert sla.is_breached(_link(connection, waited=31 * M), 30, now)
+    assert not sla.is_breached(_link(connection, waited=29 * M), 30, now)
+    assert not sla.is_breached(_link(connection, waited=45 * M, status="resolved"), 30, now)
+    assert not sla.is_breached(_link(connection, waited=45 * M, status="pending"), 30, now)
+    assert not sla.is_breached(_link(connection, waited=45 * M, customer=False), 30, now)
+    assert not sla.is_breached(_link(connection, waited=45 * M, responded_after=10 * M), 30, now)
+    assert sla.is_breached(_link(connection, waited=45 * M, responded_after=40 * M), 30, now)
+    assert not sla.is_breached(_link(connection, waited=31 * M), 60, now)  # per-connection SLA
+
+
+def test_late_first_response_records_the_breach(connection):
+    link = _link(connection, waited=40 * M)
+    fields = sla.link_responded(link, at=timezone.now(), sla_minutes=30)
+    assert "breached_at" in fields and link.breached_at is not None
+    on_time = _link(connection, waited=10 * M)
+    sla.link_responded(on_time, at=timezone.now(), sla_minutes=30)
+    assert on_time.breached_at is None and on_time.first_response_at is not None
+
+
+def test_monitor_flags_each_breach_once_and_alerts(connection, alert_sink):
+    overdue = _link(connection, waited=31 * M)
+    _link(connection, waited=10 * M)
+    _link(connection, waited=50 * M, status="resolved")
+    assert monitor_run()["breaches"] == 1
+    overdue.refresh_from_db()
+    assert overdue.breached_at is not None
+    [text] = alert_sink.texts
+    assert "SLA breach" in text and f"#{overdue.chatwoot_conversation_id}" in text
+    assert monitor_run()["breaches"] == 0
+    assert len(alert_sink.texts) == 1
+
+
+def test_escalations_tile_counts_levels_and_breach_rate(tenant, connection):
+    _link(connection, waited=35 * M)  # breach
+    _link(connection, waited=27 * M)  # urgent
+    _link(connection, waited=20 * M)  # warning
+    _link(connection, waited=1 * M)  # normal
+    _link(connection, waited=2 * M)  # normal
+    _link(connection, waited=40 * M, responded_after=5 * M)  # answered in time
+    overview = selectors.sla_overview(tenant=tenant)
+    assert overview.counts == {"normal": 2, "warning": 1, "urgent": 1, "breach": 1}
+    assert [e.level for e in overview.escalations] == ["breach", "urgent", "warning"]
+    assert overview.conversations_7d == 6 and overview.breached_7d == 1
+    assert overview.breach_rate == pytest.approx(1 / 6)
+
+
+def test_other_tenants_conversations_are_not_counted(tenant, other_tenant, connection):
+    from tests.factories.support import ChatwootConnectionFactory
+
+    theirs = ChatwootConnectionFactory(tenant=other_tenant)
+    _link(theirs, waited=35 * M)
+    assert selectors.sla_overview(tenant=tenant).counts["breach"] == 0
