@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
+    path("admin/", include("rollout.urls")),  # operator screens, before the admin site
     path("admin/", admin.site.urls),
     path("api/webchat/v1/", include("webchat.urls")),
     path("api/webhooks/chatwoot/", include("support.api.urls")),

@@ -15,11 +15,10 @@ class TenantAdmin(admin.ModelAdmin):
         "name",
         "slug",
         "plan_tier",
-        "webchat_enabled",
         "pii_retention_days",
         "created_at",
     ]
-    list_filter = ["plan_tier", "webchat_enabled"]
+    list_filter = ["plan_tier"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]

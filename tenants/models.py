@@ -21,9 +21,6 @@ class Tenant(BaseModel):
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="Visitor data older than this is anonymized.",
     )
-    webchat_enabled = models.BooleanField(
-        default=True, help_text="Per-tenant webchat switch (the rollout policy decides too)."
-    )
 
     class Meta:
         ordering = ["name"]

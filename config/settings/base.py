@@ -225,6 +225,44 @@ WEBCHAT_TRUST_X_FORWARDED_FOR = env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", defaul
 # --- Rollout -------------------------------------------------------------------------
 # How long a webchat allow/deny decision is cached: a kill takes effect within this time.
 ROLLOUT_DECISION_TTL = env.int("ROLLOUT_DECISION_TTL", default=5)
+# Used until an operator saves a policy: `ga` keeps the pre-rollout behaviour (every tenant
+# on unless forced off); set `off` or `pilot` for a cautious new installation.
+ROLLOUT_DEFAULT_MODE = env("ROLLOUT_DEFAULT_MODE", default="ga")
+# SLO gates: per tenant over a window; below the minimum sample size promotion holds.
+ROLLOUT_GATE_WINDOW_HOURS = env.int("ROLLOUT_GATE_WINDOW_HOURS", default=24)
+ROLLOUT_GATE_MIN_MESSAGES = env.int("ROLLOUT_GATE_MIN_MESSAGES", default=100)
+# A visitor message younger than this may still get its reply: not counted as unanswered.
+ROLLOUT_GATE_REPLY_GRACE_SECONDS = env.int("ROLLOUT_GATE_REPLY_GRACE_SECONDS", default=120)
+# `target` must hold to pass (promote); breaching `hard` with enough samples demotes.
+# Override any part with ROLLOUT_GATE_THRESHOLDS='{"p95_reply_seconds": {"hard": 20}}'.
+ROLLOUT_GATE_THRESHOLDS = {
+    "error_event_rate": {"target": 0.02, "hard": 0.10},
+    "message_success_rate": {"target": 0.98, "hard": 0.90},
+    "ai_fallback_rate": {"target": 0.30, "hard": 0.60},
+    "p95_reply_seconds": {"target": 10.0, "hard": 30.0},
+    "origin_denied_rate": {"target": 0.05, "hard": 0.50},
+    "token_failure_rate": {"target": 0.05, "hard": 0.50},
+    "rate_limited_rate": {"target": 0.05, "hard": 0.50},
+}
+for _gate, _limits in env.json("ROLLOUT_GATE_THRESHOLDS", default={}).items():
+    ROLLOUT_GATE_THRESHOLDS[_gate] = {**ROLLOUT_GATE_THRESHOLDS.get(_gate, {}), **_limits}
+# Where a failing tenant goes: off (forced off), canary or pilot (held at the pilot).
+ROLLOUT_DEMOTION_TARGET = env("ROLLOUT_DEMOTION_TARGET", default="off")
+ROLLOUT_GATE_HISTORY_DAYS = env.int("ROLLOUT_GATE_HISTORY_DAYS", default=7)
+# Slack-compatible incoming webhook for demotions and kill-switch changes (empty: log only).
+ROLLOUT_ALERT_WEBHOOK_URL = env("ROLLOUT_ALERT_WEBHOOK_URL", default="")
+ROLLOUT_ALERT_TIMEOUT_SECONDS = env.float("ROLLOUT_ALERT_TIMEOUT_SECONDS", default=5.0)
+# Monitoring: a site has live traffic when a session or event was seen this recently.
+ROLLOUT_LIVE_TRAFFIC_MINUTES = env.int("ROLLOUT_LIVE_TRAFFIC_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "rollout-scheduled-changes": {
+            "task": "rollout.tasks.apply_scheduled_changes",
+            "schedule": 30.0,
+        },
+        "rollout-gates": {"task": "rollout.tasks.evaluate_gates", "schedule": 300.0},
+    }
+)
 
 # --- Support (Chatwoot) ------------------------------------------------------------------
 # These env vars define a default connection for single-tenant installs (synced by the

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from bots.models import Bot, FlowAction, FlowRule, FlowTrigger
 from bots.services import knowledge_articles_from_path, knowledge_import
+from rollout.services import rollout_demo_ensure
 from tenants.models import Membership, PlanTier, Role, Tenant
 from webchat.models import WebChatSite
 from webchat.services import site_create
@@ -106,6 +107,7 @@ class Command(BaseCommand):
                 title="Northwind help",
                 welcome_message="Hi there! Questions about an order, returns or gear? Ask away.",
             )
+        rollout_demo_ensure(tenant=tenant)  # pilot mode with the demo tenant in the pilot
 
         result = {
             "tenant_slug": tenant.slug,

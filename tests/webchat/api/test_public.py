@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 
 from crm.models import Contact, Conversation, ConversationStatus, Message
-from tenants.models import Tenant
+from rollout.models import Override, TenantRollout
 from tests.conftest import clear_own_cache_keys
 from tests.factories import BotFactory
 from tests.factories.webchat import IDENTITY_SECRET, WebChatSiteFactory
@@ -92,7 +92,7 @@ class TestConfig:
         assert error_of(bad) == (403, "origin_not_allowed")
 
     def test_tenant_disabled(self, widget_client, tenant):
-        Tenant.objects.filter(pk=tenant.pk).update(webchat_enabled=False)
+        TenantRollout.objects.create(tenant=tenant, override=Override.FORCE_OFF)
         assert error_of(widget_client.config()) == (403, "webchat_disabled")
 
     def test_cors_headers_only_for_allowed_origins(self, widget_client):
@@ -415,7 +415,7 @@ class TestMessages:
 
     def test_disabled_tenant_stops_existing_sessions(self, widget_client, tenant):
         widget_client.init()
-        Tenant.objects.filter(pk=tenant.pk).update(webchat_enabled=False)
+        TenantRollout.objects.create(tenant=tenant, override=Override.FORCE_OFF)
         clear_own_cache_keys()  # the cached decision would otherwise hold for its TTL
         assert error_of(widget_client.send("x")) == (403, "webchat_disabled")
         assert error_of(widget_client.poll()) == (403, "webchat_disabled")

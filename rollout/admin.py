@@ -1,0 +1,115 @@
+"""Read-only admin for rollout records: every change goes through the rollout screen
+(`/admin/webchat-rollout`), which asks for a reason and writes the audit trail."""
+
+import json
+
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from rollout.models import AuditEntry, GateEvaluation, RolloutPolicy, ScheduledChange, TenantRollout
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _pretty(value) -> str:
+    return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2))
+
+
+@admin.register(RolloutPolicy)
+class RolloutPolicyAdmin(ReadOnlyAdmin):
+    """The policy is edited on the rollout screen; its admin entry leads there."""
+
+    def changelist_view(self, request, extra_context=None):
+        return HttpResponseRedirect(reverse("rollout:screen"))
+
+
+@admin.register(TenantRollout)
+class TenantRolloutAdmin(ReadOnlyAdmin):
+    list_display = ["tenant", "override", "in_pilot", "canary_only", "gate_since", "updated_at"]
+    list_filter = ["override", "in_pilot", "canary_only"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("rollout:tenant", args=[object_id]))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "action", "actor_label", "tenant", "site", "short_reason"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "reason", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant", "site"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at",
+        "action",
+        "actor",
+        "actor_label",
+        "tenant",
+        "site",
+        "scheduled_change",
+        "reason",
+        "before_pretty",
+        "after_pretty",
+        "metrics_pretty",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="reason")
+    def short_reason(self, entry: AuditEntry) -> str:
+        return entry.reason if len(entry.reason) <= 80 else entry.reason[:79] + "…"
+
+    @admin.display(description="before")
+    def before_pretty(self, entry: AuditEntry) -> str:
+        return _pretty(entry.before)
+
+    @admin.display(description="after")
+    def after_pretty(self, entry: AuditEntry) -> str:
+        return _pretty(entry.after)
+
+    @admin.display(description="gate metrics then")
+    def metrics_pretty(self, entry: AuditEntry) -> str:
+        return _pretty(entry.metrics)
+
+
+@admin.register(ScheduledChange)
+class ScheduledChangeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "run_at", "target", "tenant", "status", "created_by_label", "applied_at"]
+    list_filter = ["status", "target"]
+    search_fields = ["reason", "tenant__name"]
+    list_select_related = ["tenant"]
+
+
+@admin.register(GateEvaluation)
+class GateEvaluationAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "tenant", "status", "samples", "action"]
+    list_filter = ["status"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+    fields = [
+        "created_at",
+        "tenant",
+        "status",
+        "samples",
+        "window_start",
+        "window_end",
+        "action",
+        "result_pretty",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="result")
+    def result_pretty(self, evaluation: GateEvaluation) -> str:
+        return _pretty(evaluation.result)
