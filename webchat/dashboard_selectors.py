@@ -8,7 +8,6 @@ its counts by site instead of asking once per site.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -370,10 +369,3 @@ def dashboard_origin_allowed(*, site: WebChatSite, request) -> bool:
         list(site.allowed_domains or []),
         allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN,
     )
-
-
-def events_by_type(events: list[WebChatEvent]) -> dict[str, list[WebChatEvent]]:
-    grouped: dict[str, list[WebChatEvent]] = defaultdict(list)
-    for event in events:
-        grouped[event.type].append(event)
-    return dict(grouped)
