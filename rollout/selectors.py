@@ -143,12 +143,10 @@ def decide(policy: PolicySnapshot, state: TenantState | None, site_is_canary: bo
 def tenant_stage(policy: PolicySnapshot, state: TenantState) -> Stage:
     """The tenant's exposure under the policy, ignoring the global kill switch."""
     live = PolicySnapshot(policy.mode, True, policy.allowed_tiers, policy.saved)
-    on_canary = decide(live, state, True).allowed
-    on_other = decide(live, state, False).allowed
-    if on_other:
-        reason = decide(live, state, False).reason
-        return Stage.PILOT if reason in ("pilot", "pilot_hold") else Stage.FULL
-    return Stage.CANARY if on_canary else Stage.OFF
+    other = decide(live, state, site_is_canary=False)
+    if other.allowed:
+        return Stage.PILOT if other.reason in ("pilot", "pilot_hold") else Stage.FULL
+    return Stage.CANARY if decide(live, state, site_is_canary=True).allowed else Stage.OFF
 
 
 def stage_rank(stage: str) -> int:

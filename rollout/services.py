@@ -231,11 +231,10 @@ def policy_update(
             if problems or not passing:
                 after_record["gates_overridden"] = True
         policy.save()
-        only_kill = set(changes) == {"webchat_enabled"} or (
-            before.webchat_enabled != after.webchat_enabled
-            and before.mode == after.mode
-            and before.allowed_tiers == after.allowed_tiers
-        )
+        only_kill = before.webchat_enabled != after.webchat_enabled and (
+            before.mode,
+            before.allowed_tiers,
+        ) == (after.mode, after.allowed_tiers)
         label = _label(actor, actor_label, scheduled_change)
         AuditEntry.objects.create(
             actor=actor,

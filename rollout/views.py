@@ -15,7 +15,6 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
@@ -173,8 +172,10 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
             form_class, run = _tenant_actions(request)[action]
             form = form_class(request.POST)
             ok = _apply(form, run, request)
-            if not ok and form.is_bound and "tenant" in form.cleaned_data:
+            if not ok and "tenant" in form.cleaned_data:
                 row_errors[form.cleaned_data["tenant"].pk] = form
+            elif not ok:
+                messages.error(request, f"Could not {action}: pick a tenant from the table.")
         elif action == "cancel_schedule":
             form = CancelScheduleForm(request.POST)
 
@@ -192,7 +193,7 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
         else:
             return HttpResponse("Unknown action.", status=400)
         if ok:
-            return redirect(reverse("rollout:screen") + request.GET.get("next", ""))
+            return redirect("rollout:screen")
         bound[action] = form
         policy = policy_read()
     return render(

@@ -106,10 +106,11 @@ def test_a_change_outside_the_services_is_seen_within_the_ttl(live, settings):
     settings.ROLLOUT_DECISION_TTL = 1
     RolloutPolicyFactory(mode=Mode.GA)
     challenge = fresh_challenge(live)
-    clear_own_cache_keys()  # fresh caches under the 1 s TTL
     assert statuses(every_route(live, fresh_challenge(live))) == ALL_OK
-    RolloutPolicy.objects.filter(pk=1).update(webchat_enabled=False)
+    clear_own_cache_keys()
+    assert live.config().status_code == 200  # a decision cached for 1 s from now
     started = time.monotonic()
+    RolloutPolicy.objects.filter(pk=1).update(webchat_enabled=False)
     assert live.config().status_code == 200  # still the cached decision
     time.sleep(max(0.0, 1.2 - (time.monotonic() - started)))
     assert denied(every_route(live, challenge)) == ALL_DENIED

@@ -239,6 +239,12 @@ class TestRolloutScreen:
         assert response.status_code == 400
         assert "insufficient data" in response.content.decode()
 
+    def test_bad_posts(self, operator_client):
+        assert operator_client.post(ROLLOUT, {"action": "launch"}).status_code == 400
+        response = operator_client.post(ROLLOUT, {"action": "promote", "reason": "no tenant"})
+        assert response.status_code == 400
+        assert "pick a tenant" in response.content.decode()
+
     def test_evaluate_now(self, operator_client, client, site, flow_bot):
         chat(client, site, messages=2)
         operator_client.post(ROLLOUT, {"action": "evaluate"})
