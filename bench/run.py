@@ -253,12 +253,13 @@ def _log_tail(server: Server, lines: int = 30) -> str:
 
 
 def server_stop(server: Server) -> None:
-    """SIGTERM the process group (master and workers), SIGKILL it if it lingers."""
+    """Quick-stop the process group (master and workers), SIGKILL it if it lingers."""
     if server.process.poll() is not None:
         return
     group = server.process.pid  # start_new_session: the group id is the master's pid
     try:
-        os.killpg(group, signal.SIGTERM)
+        # SIGINT is gunicorn's quick shutdown: SIGTERM would wait out keep-alive connections.
+        os.killpg(group, signal.SIGINT)
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(group, signal.SIGKILL)
@@ -308,15 +309,21 @@ class Scenario:
     next_call: Callable[[int], Call]  # given the worker's number
 
 
+# Set when the run is interrupted, so load threads stop before their clients are closed.
+_STOPPING = threading.Event()
+
+
 def _drive(
     worker: int, client: httpx.Client, scenario: Scenario, deadline: float, tally: Tally
 ) -> None:
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and not _STOPPING.is_set():
         call = scenario.next_call(worker)
         started = time.perf_counter()
         try:
             response = client.request(call.method, call.url, headers=call.headers, json=call.json)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RuntimeError) as exc:
+            if _STOPPING.is_set():
+                return  # the client was closed under us by the clean-up
             tally.failures[type(exc).__name__] += 1
             continue
         tally.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -482,6 +489,7 @@ def _clients(base_url: str, count: int) -> Iterator[list[httpx.Client]]:
     try:
         yield clients
     finally:
+        _STOPPING.set()
         for client in clients:
             client.close()
 
@@ -556,4 +564,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM, after the clean-up ran
+        print(f"bench: interrupted ({stop or 'Ctrl-C'}); server stopped, database dropped")
+        sys.exit(130)
