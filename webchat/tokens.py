@@ -151,4 +151,6 @@ def identity_hash(secret: str, user_id: str) -> str:
 
 
 def identity_verify(secret: str, user_id: str, user_hash: str) -> bool:
-    return bool(secret) and hmac.compare_digest(identity_hash(secret, user_id), user_hash.lower())
+    # Compare bytes: compare_digest refuses non-ASCII str, and a visitor may send anything.
+    expected = identity_hash(secret, user_id).encode()
+    return bool(secret) and hmac.compare_digest(expected, user_hash.lower().encode())

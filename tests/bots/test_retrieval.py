@@ -234,11 +234,12 @@ def _synthetic_docs(n: int, seed: int = 7) -> list[Doc]:
 
 
 def _build_seconds(docs: list[Doc]) -> float:
+    """CPU seconds (not wall time: other processes on a busy CI machine don't count)."""
     best = float("inf")
-    for _ in range(3):  # best of three: robust against a busy machine
-        started = time.perf_counter()
+    for _ in range(3):  # best of three: robust against GC pauses
+        started = time.process_time()
         KnowledgeIndex(docs)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 
@@ -250,11 +251,11 @@ def test_two_thousand_articles_build_in_linear_time_and_answer_fast(docs):
     assert large_seconds < 5  # generous: about 0.3 s on a developer machine
 
     index = KnowledgeIndex([*large, *docs])
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(10):
         assert answered_title(index, "how much is shipping") == SHIPPING
         assert not index.answer("do you sell kayaks on finance").answered
-    assert time.perf_counter() - started < 5  # 20 answers; about 0.1 s on a developer machine
+    assert time.process_time() - started < 5  # 20 answers; about 0.1 s on a developer machine
 
 
 # --- eval -------------------------------------------------------------------------------------

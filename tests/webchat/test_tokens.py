@@ -125,3 +125,4 @@ def test_identity_hash():
     assert identity_verify("s3cret", "user-42", digest.upper())
     assert not identity_verify("s3cret", "user-43", digest)
     assert not identity_verify("", "user-42", identity_hash("", "user-42"))
+    assert not identity_verify("s3cret", "user-42", "é" * 64)  # non-ASCII: refused, no crash
