@@ -25,6 +25,11 @@ from support.models import (
 class ChatwootConnectionForm(forms.ModelForm):
     """Secrets are write-only: leave a field empty to keep what is stored."""
 
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="e.g. https://chatwoot.example.com",
+    )
     api_token = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

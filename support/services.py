@@ -242,7 +242,7 @@ def approval_item_draft(*, item_id: int) -> ApprovalItem | None:
     latency_ms = int((time.monotonic() - started) * 1000)
     with transaction.atomic():
         item = (
-            ApprovalItem.objects.select_for_update()
+            ApprovalItem.objects.select_for_update(of=("self",))
             .select_related("connection", "link")
             .get(pk=item_id)
         )
@@ -337,7 +337,7 @@ def approval_item_note_post(*, item: ApprovalItem, from_retry: bool = False) -> 
 
 def _item_lock(item: ApprovalItem) -> ApprovalItem:
     return (
-        ApprovalItem.objects.select_for_update()
+        ApprovalItem.objects.select_for_update(of=("self",))
         .select_related("connection", "link")
         .get(tenant_id=item.tenant_id, pk=item.pk)
     )

@@ -205,7 +205,7 @@ def webhook_process(*, delivery_id: int) -> str | None:
     try:
         with transaction.atomic():
             delivery = (
-                WebhookDelivery.objects.select_for_update()
+                WebhookDelivery.objects.select_for_update(of=("self",))
                 .select_related("connection")
                 .filter(pk=delivery_id, valid=True)
                 .first()
