@@ -1,9 +1,8 @@
 """Prometheus gauges for the rollout state and SLO gates, read from the database at scrape
 time (so every web instance reports the same truth, whoever changed it).
 
-Registered on the default registry in `RolloutConfig.ready`. Under gunicorn with
-PROMETHEUS_MULTIPROC_DIR, `core.metrics.exposition` builds its own registry; it must also
-`registry.register(RolloutCollector())` to include these.
+Registered in `RolloutConfig.ready` through `core.metrics.register_scrape_time_collector`,
+so they are exposed in single-process and gunicorn multi-process mode alike.
 """
 
 from __future__ import annotations
@@ -119,14 +118,7 @@ class RolloutCollector(Collector):
         )
 
 
-_registered = False
-
-
 def register() -> None:
-    global _registered
-    if _registered:
-        return
-    from prometheus_client import REGISTRY
+    from core.metrics import register_scrape_time_collector
 
-    REGISTRY.register(RolloutCollector())
-    _registered = True
+    register_scrape_time_collector(RolloutCollector())

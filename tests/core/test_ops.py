@@ -115,3 +115,11 @@ def test_production_check_deploy_is_clean():
     result = _run_manage(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_metrics_in_multiprocess_mode_include_scrape_time_gauges(client, tmp_path, monkeypatch):
+    """Under gunicorn (PROMETHEUS_MULTIPROC_DIR) the rollout gauges must still be exposed."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    body = client.get("/metrics").content.decode()
+    assert "replybase_rollout_" in body
