@@ -30,12 +30,17 @@ def cors_origin_allowed(origin: str) -> bool:
     """Does any active site allow this origin? django-cors-headers asks on every API request.
 
     Only origins some site allows get CORS headers; each route then checks the origin
-    strictly against the one site the request is for.
+    strictly against the one site the request is for. The cached answer carries the
+    generation it was computed in, so one round trip reads both.
     """
-    key = f"{CORS_CACHE_PREFIX}{_cors_generation()}:{origin[:300]}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+    answer_key = f"{CORS_CACHE_PREFIX}answer:{origin[:300]}"
+    cached = cache.get_many([CORS_GENERATION_KEY, answer_key])
+    generation = cached.get(CORS_GENERATION_KEY)
+    if generation is None:
+        generation = _cors_generation()
+    answer = cached.get(answer_key)
+    if answer is not None and answer[0] == generation:
+        return answer[1]
     allowed = False
     rules = WebChatSite.objects.filter(active=True).values_list("allowed_domains", flat=True)
     for site_rules in rules.iterator(chunk_size=2000):
@@ -44,7 +49,7 @@ def cors_origin_allowed(origin: str) -> bool:
         ):
             allowed = True
             break
-    cache.set(key, allowed, CORS_CACHE_SECONDS)
+    cache.set(answer_key, (generation, allowed), CORS_CACHE_SECONDS)
     return allowed
 
 

@@ -17,7 +17,7 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_replybase_{_RUN}"}
 REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "core.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": f"rbtest{_RUN}",
         "TIMEOUT": 300,
