@@ -51,7 +51,21 @@ class PublicApi(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         response["Cache-Control"] = "no-store"
+        self._let_refused_origin_read_the_refusal(request, response)
         return response
+
+    @staticmethod
+    def _let_refused_origin_read_the_refusal(request, response) -> None:
+        """A refused origin gets no CORS headers from the allowlist, so a browser would see
+        only a network error and the widget would retry. The refusal holds no secrets: let
+        that origin read it, so the widget stops at once."""
+        origin = request.headers.get("Origin")
+        refused = response.status_code == 403 and isinstance(response.data, dict)
+        code = response.data.get("error", {}).get("code") if refused else None
+        readable = code in ("origin_not_allowed", "webchat_disabled")
+        if origin and readable and "Access-Control-Allow-Origin" not in response:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Vary"] = "Origin"
 
     # --- shared checks ---------------------------------------------------------------
 

@@ -99,7 +99,10 @@ class TestConfig:
         allowed = widget_client.config()
         assert allowed["Access-Control-Allow-Origin"] == ORIGIN
         denied = widget_client.config(origin="https://evil.test")
-        assert "Access-Control-Allow-Origin" not in denied
+        # the refusal itself is readable (so the widget stops), nothing else is
+        assert error_of(denied) == (403, "origin_not_allowed")
+        assert denied["Access-Control-Allow-Origin"] == "https://evil.test"
+        assert "Access-Control-Allow-Credentials" not in denied
 
     @pytest.mark.parametrize("route", ["config", "init", "messages", "events"])
     def test_preflight(self, client, site, route):
