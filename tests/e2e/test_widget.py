@@ -560,16 +560,6 @@ def test_api_unreachable_shows_an_error_and_recovers(page: Page, shop: Shop):
     assert _inbound_texts(shop) == ["How long does shipping take?"]
 
 
-SERVER_ERROR_BUG = (
-    "Bug: a 5xx answer without a JSON error body (Django's own 500 page, a proxy's 502/503) "
-    "reaches the visitor as the raw code: webchat/widget/src/api.js builds the error as "
-    "`new Error(message || code)` with code 'http_500', and widget.js report() shows "
-    "e.message for every non-network, non-429 error, so the alert reads 'http_500'. "
-    "Expected: readable copy (e.g. 'Something went wrong. Retrying…') while the outbox retries."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SERVER_ERROR_BUG)
 def test_server_error_shows_readable_copy_and_recovers(page: Page, shop: Shop, host_pages):
     w = Widget(page)
     page.goto(shop.url)

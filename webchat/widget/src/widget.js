@@ -317,7 +317,9 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
           ? navigator.onLine
             ? 'Connection problem. Retrying…'
             : OFFLINE
-          : e.message,
+          : e.status >= 500
+            ? 'Something went wrong. Retrying…'
+            : e.message,
     )
   }
 
