@@ -6,33 +6,9 @@ from django.db import transaction
 from bots.services import InboundResult, inbound_handle
 from crm.models import Message
 from tests.factories import ConversationFactory, MessageFactory
-from tests.factories.bots import KnowledgeArticleFactory
+from tests.factories.bots import SAMPLE_ARTICLES, KnowledgeArticleFactory
 
-ARTICLES = [
-    (
-        "Shipping options and delivery times",
-        "Standard shipping costs $6.95 and arrives in 3 to 5 business days. Shipping is free "
-        "on orders over $75. Expedited shipping costs $14.95 and arrives in 2 business days.",
-        ["shipping", "delivery"],
-    ),
-    (
-        "Our return policy",
-        "You can return unworn items within 60 days of delivery for a full refund. "
-        "Start a return from the Orders page.",
-        ["returns", "refund"],
-    ),
-    (
-        "Gift cards",
-        "Gift cards never expire and can be used online and in stores. Check your balance "
-        "on the gift card page.",
-        ["gift card"],
-    ),
-    (
-        "Store opening hours",
-        "Our stores are open 9am to 6pm Monday to Saturday and closed on Sundays.",
-        ["hours", "store"],
-    ),
-]
+ARTICLES = SAMPLE_ARTICLES
 
 
 @pytest.fixture

@@ -13,37 +13,14 @@ from django.test import TestCase
 
 from support.models import WebhookDelivery
 from tests.factories import KnowledgeArticleFactory
+from tests.factories.bots import SAMPLE_ARTICLES
 from tests.factories.support import WEBHOOK_SECRET, ChatwootConnectionFactory
 from tests.standins.base import RecordedRequest, Response, StandinServer
 from tests.standins.chatwoot import rails_json, sign_webhook
 
 WEBHOOK_PATH = "/api/webhooks/chatwoot/{token}/"
 
-ARTICLES = [
-    (
-        "Shipping options and delivery times",
-        "Standard shipping costs $6.95 and arrives in 3 to 5 business days. Shipping is free "
-        "on orders over $75. Expedited shipping costs $14.95 and arrives in 2 business days.",
-        ["shipping", "delivery"],
-    ),
-    (
-        "Our return policy",
-        "You can return unworn items within 60 days of delivery for a full refund. "
-        "Start a return from the Orders page.",
-        ["returns", "refund"],
-    ),
-    (
-        "Gift cards",
-        "Gift cards never expire and can be used online and in stores. Check your balance "
-        "on the gift card page.",
-        ["gift card"],
-    ),
-    (
-        "Store opening hours",
-        "Our stores are open 9am to 6pm Monday to Saturday and closed on Sundays.",
-        ["hours", "store"],
-    ),
-]
+ARTICLES = SAMPLE_ARTICLES
 SHIPPING_QUESTION = "How much does standard shipping cost?"
 
 
