@@ -84,8 +84,10 @@ def new_context(
     A widget left running keeps calling the API (polls, telemetry, a keepalive flush on
     pagehide). A request still inside the live server when `transactional_db` truncates the
     tables deadlocks with the TRUNCATE (an INSERT's foreign-key check wants a lock the
-    TRUNCATE holds) and the flush fails. So before the contexts close: refuse new API calls,
-    let the ones in flight finish, and leave the page while the refusal is in place.
+    TRUNCATE holds) or fails on rows already gone. So before the contexts close: cut the
+    widget's fetch in each page (a keepalive request sent while a page unloads can slip past
+    Playwright's routing), refuse API calls at the context too, let the requests in flight
+    finish, and only then leave the pages.
     """
     made: list[tuple[BrowserContext, set[Request]]] = []
 
@@ -107,11 +109,13 @@ def _quiesce(context: BrowserContext, in_flight: set[Request]) -> None:
     try:
         context.route(f"**{API_PATH}**", lambda route: route.abort())
         pages = context.pages
+        for page in pages:
+            page.evaluate("() => { window.fetch = () => Promise.reject(new TypeError('ended')) }")
         deadline = time.monotonic() + 10
         while in_flight and pages and time.monotonic() < deadline:
             pages[0].wait_for_timeout(25)  # lets Playwright deliver the request events
         for page in pages:
-            page.goto("about:blank")  # pagehide: the widget's last flush is refused
+            page.goto("about:blank")  # its pagehide flush now fails in the page
     except PlaywrightError:
         pass  # the test closed the context itself
 
