@@ -7,11 +7,11 @@ too, e.g. during a maintenance window).
 
 from __future__ import annotations
 
-import httpx
 import structlog
 from django.conf import settings
 from django.core.cache import cache
 
+from core.alerts import webhook_text_post
 from support import metrics
 from support.models import AlertLevel, SupportAlert
 
@@ -52,15 +52,11 @@ def alert_send(
         if not url:
             metrics.ALERTS.labels(kind, "not_configured").inc()
             return alert
-        try:
-            response = httpx.post(url, json={"text": full}, timeout=ALERT_TIMEOUT_SECONDS)
-        except httpx.HTTPError as exc:
-            alert.error = f"{type(exc).__name__}: {exc}"[:500]
-        else:
-            if response.status_code < 300:
-                alert.delivered = True
-            else:
-                alert.error = f"HTTP {response.status_code}: {response.text[:200]}"
+        error = webhook_text_post(
+            url=url, text=full, timeout=ALERT_TIMEOUT_SECONDS, sender="support"
+        )
+        alert.error = error or ""
+        alert.delivered = error is None
         alert.save(update_fields=["delivered", "error", "updated_at"])
         metrics.ALERTS.labels(kind, "sent" if alert.delivered else "failed").inc()
         if alert.error:
