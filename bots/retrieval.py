@@ -99,7 +99,7 @@ FUNCTION_WORDS = _words(
     can cannot could did do does doing done down during each either else even ever every
     few for from further had has have having he her here hers him his how however i if in
     into is it its itself just least let lets like many may maybe me might mine more most
-    much must my myself neither no nor not now of off often on once one only or other our
+    much must my myself neither never no nor not now of off often on once one only or other our
     ours out over own per please quite rather really same say says she should so some
     somebody someone something still such than that the their theirs them then there these
     they this those through thus to too under until up upon us very via was we were what
@@ -141,6 +141,7 @@ WEAK_WORDS = _words(
     work works working help people best sell sells selling carry carries offer offers
     provide provides redeem apply enter check bought buying purchased person forgot forget
     forgotten max maximum min minimum limit history different another
+    two three four five six seven eight nine ten twenty hundred
     """
 )
 WEAK_WEIGHT = 0.35
@@ -570,6 +571,43 @@ def analyze(text: str) -> list[str]:
     return _terms(_raw_tokens(text))
 
 
+# Answer types: a question asking "how long" or "how much" wants a passage that states a
+# duration or an amount of money. Articles state them as numbers ("within 2 hours",
+# "$15"), not with the question's words, so stated amounts emit the concept as well.
+_TIME_UNITS = _words(
+    "minute minutes min mins hour hours hr hrs day days week weeks month months year years"
+)
+_NUMBER_WORDS = _words(
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty"
+    " forty fifty sixty ninety hundred"
+)
+_UNIT_GAP = _words("to or and business working calendar more extra full")
+
+
+def _answer_type_terms(tokens: list[str]) -> list[str]:
+    """``duration`` for every stated length of time, ``cost`` for every sum of money."""
+    terms: list[str] = []
+    for i, token in enumerate(tokens):
+        if not (token.isdigit() or token in _NUMBER_WORDS):
+            continue
+        if i and tokens[i - 1] == "dollar":
+            terms.append("cost")
+            continue
+        for nxt in tokens[i + 1 : i + 4]:
+            if nxt in _TIME_UNITS:
+                terms.append("duration")
+                break
+            if not (nxt.isdigit() or nxt in _UNIT_GAP or nxt in _NUMBER_WORDS):
+                break
+    return terms
+
+
+def analyze_passage(text: str) -> list[str]:
+    """Article text -> index terms, with the answer types it states."""
+    tokens = _raw_tokens(text)
+    return _terms(tokens) + _answer_type_terms(tokens)
+
+
 _PRODUCT_TERMS = frozenset(t for w in PRODUCT_WORDS for t in _terms([w]))
 
 
@@ -662,7 +700,9 @@ class KnowledgeIndex:
             tokens = {name: _raw_tokens(text) for name, text in fields.items()}
             for toks in tokens.values():
                 raw_vocab.update(set(toks))
-            field_terms.append({name: _terms(toks) for name, toks in tokens.items()})
+            terms = {name: _terms(toks) for name, toks in tokens.items()}
+            terms["body"] += _answer_type_terms(tokens["body"])
+            field_terms.append(terms)
         self._build_postings(field_terms)
         n = len(self.docs)
         self._idf = {
@@ -724,8 +764,9 @@ class KnowledgeIndex:
             ]
         elif len(token) == 5:
             candidates = [c for c in candidates if sorted(c[0]) == sorted(token) or len(c[0]) == 6]
-        elif len(token) <= 7:
-            # Typos rarely hit the first letter; requiring it avoids "bike" -> "hike".
+        else:
+            # Typos rarely hit the first letter; requiring it avoids "bike" -> "hike" and,
+            # two edits away, "teachers" -> "reaches".
             candidates = [c for c in candidates if c[0][0] == token[0]]
         if not candidates:
             return [token], 1.0
@@ -907,7 +948,7 @@ _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 
 def _relevance(text: str, term_mass: dict[str, float]) -> float:
     """Question weight found in ``text``; each term counts once, so length is no merit."""
-    return sum(term_mass.get(t, 0.0) for t in set(analyze(text)))
+    return sum(term_mass.get(t, 0.0) for t in set(analyze_passage(text)))
 
 
 def _best(chunks: list[str], term_mass: dict[str, float]) -> int:
