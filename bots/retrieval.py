@@ -264,7 +264,8 @@ _SYNONYM_TABLE = {
     "track": "track | tracking | where is my order | where is my package | where is my parcel"
     " | where is my stuff | where is my delivery | where is my shipment | where is it"
     " | see where | order status | wismo | not arrived | never arrived | not shown up"
-    " | still waiting | stuck | not moved | not moving | no update | no updates | late"
+    " | still waiting | stuck | not moved | not moving | no update | no updates | is late"
+    " | running late | arrived late | late delivery | late package | late parcel | late order"
     " | delayed | delay | overdue | not received | never received | not receive"
     " | lost package | lost parcel | lost order | stolen | porch pirate",
     "parcel": "parcel | package",
@@ -661,8 +662,8 @@ MISSING_TOPIC_SHARE = 0.4
 # eval set with `python -m eval.run --fit-confidence`; the label is "the best article is
 # the right one", so the output estimates the chance an answer is right and
 # DEFAULT_THRESHOLD = 0.5 is the natural decision boundary.
-CONFIDENCE_WEIGHTS = (2.44, 1.93, 0.71, -2.86, -1.41)
-CONFIDENCE_BIAS = -1.60
+CONFIDENCE_WEIGHTS = (2.64, 1.98, 0.67, -2.76, -1.39)
+CONFIDENCE_BIAS = -1.75
 
 
 def _confidence(features: Features | None) -> float:
