@@ -268,9 +268,10 @@ def evaluation():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Known gap (issue 4): on the all split 90.8% answered correctly (target 90%) but "
-    "only 89.0% of unanswerable questions declined (target 95%); passage-level, missing-term "
-    "and literal-word confidence features did not separate the remaining misses on dev. "
+    reason="Known gap (issue 4): on the all split 91.1% answered correctly (target 90%) but "
+    "only 94.5% of unanswerable questions declined (target 95%, 120 of 127; dev 95.0%, test "
+    "92.3%); passage-level, literal-word and answer-type features did not separate the "
+    "remaining misses (questions combining two articles' topics) on dev. "
     "strict: this fails loudly the moment the target is met, so the marker gets removed.",
 )
 def test_eval_meets_the_targets_on_the_all_split(evaluation):
@@ -288,7 +289,7 @@ def test_eval_engine_beats_plain_bm25_on_every_split(evaluation):
 
 def test_eval_does_not_regress_below_measured_quality(evaluation):
     """Floors at the quality measured when the engine was written; raise them as it improves."""
-    floors = {"dev": (0.93, 0.90), "test": (0.82, 0.84), "all": (0.90, 0.88)}
+    floors = {"dev": (0.93, 0.95), "test": (0.84, 0.92), "all": (0.91, 0.94)}
     for split, (correct, declined) in floors.items():
         engine, _ = evaluation.run(split)
         assert engine.correct_rate >= correct, (split, engine.summary())
