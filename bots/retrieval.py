@@ -20,7 +20,11 @@ How a question is answered:
    article covers, how strongly, how much of it sits in the title/tags, and how much of
    the question is vocabulary no article uses. A question about something the articles
    never mention ("what is your policy on pets") keeps its weight in unknown words and
-   is declined; so is one whose only matches are generic words or product names.
+   is declined; so is one whose only matches are generic words or product names, and
+   one whose best article never mentions a help topic that carries much of the question
+   ("cancel my rewards membership" against the rewards article). Articles also emit the
+   answer types they state (a duration, a sum of money, a time of day), so "how long"
+   and "how much" questions find the passage that says it.
 5. **Extraction**: the reply is the most relevant paragraph of the best article, cut to
    its best sentences when long (the whole body when the article is short).
 
