@@ -4,6 +4,7 @@ Each test checks what the visitor sees (through the open shadow root, which Play
 locators pierce) and what the database holds afterwards.
 """
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tests.e2e.conftest import (
     eventually,
     stored_session,
 )
+from webchat import services
 from webchat.models import EventType, WebChatEvent, WebChatSession
 
 pytestmark = pytest.mark.e2e
@@ -159,6 +161,143 @@ def test_embed_boots_opens_closes_and_escape_returns_focus(page: Page, shop: Sho
             what=f"{event_type} telemetry",
         )
     assert not WebChatEvent.objects.filter(site=shop.site, type=EventType.ERROR).exists()
+
+
+# --- telemetry: network blips and leaving the page are not errors ----------------------
+
+# The host page's own listener for the widget's `error` event; it writes to localStorage,
+# which keeps what a page writes while it unloads (telemetry sent then may be lost).
+ERROR_LOG = """
+    window.ReplyBase = {q: [["on", "error", (e) => {
+        const log = JSON.parse(localStorage.getItem("errors") || "[]")
+        localStorage.setItem("errors", JSON.stringify([...log, e.code]))
+    }]]}
+"""
+
+
+def _errors_emitted(page: Page) -> list[str]:
+    return page.evaluate("JSON.parse(localStorage.getItem('errors') || '[]')")
+
+
+def _route_polls(page: Page, handle) -> list[str]:
+    """Send each `GET messages` to `handle(route, number)`; other calls go through."""
+    polls: list[str] = []
+
+    def route(route) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        polls.append(route.request.url)
+        handle(route, len(polls))
+
+    page.route("**/api/webchat/v1/messages*", route)
+    return polls
+
+
+def _is_good_poll(response: Response) -> bool:
+    return _is_api("messages")(response) and response.request.method == "GET" and response.ok
+
+
+def _closed_and_flushed(page: Page, w: Widget, shop: Shop) -> None:
+    """Close the panel and wait for its telemetry: events tracked before it are stored too."""
+    w.launcher.click()
+    expect(w.panel).to_be_hidden()
+    eventually(
+        lambda: WebChatEvent.objects.filter(
+            site=shop.site, type=EventType.LAUNCHER_CLOSED
+        ).exists(),
+        page=page,
+        what="launcher_closed telemetry",
+    )
+
+
+def _error_codes(shop: Shop) -> list[str]:
+    events = WebChatEvent.objects.filter(site=shop.site, type=EventType.ERROR).order_by("id")
+    return [event.payload["data"]["code"] for event in events]
+
+
+def test_a_poll_cut_once_then_answered_is_not_an_error(page: Page, shop: Shop):
+    page.add_init_script(ERROR_LOG)
+    w = Widget(page)
+    page.goto(shop.url)
+    polls = _route_polls(
+        page, lambda route, n: route.abort("aborted") if n == 1 else route.continue_()
+    )
+    with page.expect_response(_is_good_poll, timeout=UI_TIMEOUT):  # the retry
+        w.open_and_wait_for_init()
+    assert len(polls) == 2
+    expect(w.alert).to_be_hidden()
+    _closed_and_flushed(page, w, shop)
+
+    assert _errors_emitted(page) == []
+    assert _error_codes(shop) == []
+
+
+def test_a_poll_cut_twice_in_a_row_is_one_error(page: Page, shop: Shop):
+    page.add_init_script(ERROR_LOG)
+    w = Widget(page)
+    page.goto(shop.url)
+    polls = _route_polls(
+        page, lambda route, n: route.abort("aborted") if n <= 2 else route.continue_()
+    )
+    with page.expect_response(_is_good_poll, timeout=UI_TIMEOUT):  # the second retry
+        w.open_and_wait_for_init()
+    assert len(polls) == 3
+    _closed_and_flushed(page, w, shop)
+
+    assert _errors_emitted(page) == ["network"]
+    eventually(lambda: _error_codes(shop) == ["network"], page=page, what="one error event")
+
+
+def test_leaving_the_page_mid_poll_is_not_an_error(page: Page, shop: Shop, monkeypatch):
+    # The poll in flight when the visitor leaves is a retry (the first try was cut), so only
+    # knowing that the page unloads keeps its abort from counting as a second failure.
+    # The retry is held inside the live server (same process, another thread) so it is
+    # certainly in flight when the visitor leaves. (Holding it with page.route would also
+    # catch the keepalive telemetry flush of the page being left, which then never arrives.)
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    poll = services.messages_poll
+
+    def held_poll(**kwargs):
+        entered.set()
+        release.wait(10)
+        try:
+            return poll(**kwargs)
+        finally:
+            finished.set()
+
+    page.add_init_script(ERROR_LOG)
+    w = Widget(page)
+    page.goto(shop.url)
+    with page.expect_response(_is_good_poll, timeout=UI_TIMEOUT):  # the first poll after opening
+        w.open_and_wait_for_init()
+    w.launcher.click()
+    expect(w.panel).to_be_hidden()
+
+    polls = _route_polls(
+        page, lambda route, n: route.abort("aborted") if n == 1 else route.continue_()
+    )
+    monkeypatch.setattr(services, "messages_poll", held_poll)
+    w.launcher.click()  # opening polls at once: cut
+    eventually(entered.is_set, page=page, what="the retry to reach the server")
+    page.unroute("**/api/webchat/v1/messages*")
+    page.goto(shop.url + "?page=2")  # the visitor follows a link to another page of the shop
+    release.set()
+    assert finished.wait(10)
+    monkeypatch.undo()
+
+    eventually(  # the first page's telemetry, flushed on pagehide
+        lambda: WebChatEvent.objects.filter(
+            site=shop.site, type=EventType.LAUNCHER_CLOSED
+        ).exists(),
+        page=page,
+        what="the first page's telemetry",
+    )
+    assert len(polls) == 2  # the cut poll and the held retry
+    # What the first page's widget emitted while it unloaded, as the page's listener saw it
+    # (certain, where its telemetry sent during the unload may or may not get out).
+    assert _errors_emitted(page) == []
+    assert _error_codes(shop) == []
 
 
 # --- messaging ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 import { request } from './api.js'
 import { addCss, h } from './dom.js'
+import { createFailureGate } from './failures.js'
 import { tokenize } from './links.js'
 import { ack, lastId, merge } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
@@ -39,6 +40,12 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   let identity = {}
   let wake // ends the outbox's current backoff when the browser comes back online
   let quickFor // the message whose quick replies are shown
+  // pagehide until pageshow: the browser cuts the requests in flight (after pagehide, in
+  // Chromium). Not beforeunload: downloads, mailto: links and cancelled prompts fire it too.
+  let unloading = false
+  const leaving = () => unloading || document.hidden
+  const pollFailed = createFailureGate(leaving)
+  const sendFailed = createFailureGate(leaving)
   const elements = new Map() // cid or id → bubble
 
   // Events go with the session once init ran, else (or if the token went stale) with the site key.
@@ -57,7 +64,11 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     events,
   )
   const flushTimer = setInterval(() => telemetry.flush(), 5000)
-  addEventListener('pagehide', () => telemetry.flush(true))
+  addEventListener('pagehide', () => {
+    unloading = true
+    telemetry.flush(true)
+  })
+  addEventListener('pageshow', () => (unloading = false)) // back from the back/forward cache
 
   // ---------- DOM ----------
   const log = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages', tabindex: 0 })
@@ -339,11 +350,12 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       pending = !!r.pending_reply
       add(r.messages)
       pollFailures = 0
+      pollFailed.ok()
       showError()
     } catch (e) {
       delay = e.retryAfter || backoff(pollFailures)
       pollFailures++
-      report(e, delay)
+      if (pollFailed.counts(e)) report(e, delay)
     }
     polling = false
     schedule(delay || pollDelay({ open, pending, hidden: document.hidden }))
@@ -355,6 +367,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     wait: (ms) => new Promise((resolve) => setTimeout((wake = resolve), ms)),
     async send(item) {
       const r = await authed('POST', 'messages', { text: item.text, client_message_id: item.cid })
+      sendFailed.ok()
       msgs = ack(msgs, item.cid, r.message)
       pending = !!r.pending_reply
       add(r.replies)
@@ -368,7 +381,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
         if (local) local.state = 'failed'
         render()
       }
-      report(e, ms)
+      if (sendFailed.counts(e)) report(e, ms)
     },
   })
 
