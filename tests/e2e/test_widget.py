@@ -163,6 +163,38 @@ def test_embed_boots_opens_closes_and_escape_returns_focus(page: Page, shop: Sho
     assert not WebChatEvent.objects.filter(site=shop.site, type=EventType.ERROR).exists()
 
 
+def test_launcher_shows_a_close_icon_while_the_panel_is_open(page: Page, make_shop):
+    shop = make_shop(launcher_text="Chat with us")
+    w = Widget(page)
+    icon = w.launcher.locator("svg path")
+    text = w.launcher.get_by_text("Chat with us")
+    page.goto(shop.url)
+    expect(w.launcher).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.launcher).to_have_accessible_name("Open chat")
+    expect(text).to_be_visible()
+    chat_icon = icon.get_attribute("d")
+
+    w.open()
+    expect(w.launcher).to_have_accessible_name("Close chat")
+    expect(icon).not_to_have_attribute("d", chat_icon)  # the close (X) icon
+    expect(text).to_be_hidden()  # what the button shows matches what it says
+
+    w.launcher.click()
+    expect(w.panel).to_be_hidden()
+    expect(w.launcher).to_have_accessible_name("Open chat")
+    expect(icon).to_have_attribute("d", chat_icon)
+    expect(text).to_be_visible()
+
+    page.evaluate("ReplyBase.open()")  # opened by the host page's code, not the launcher
+    expect(w.panel).to_be_visible()
+    expect(w.launcher).to_have_accessible_name("Close chat")
+    expect(icon).not_to_have_attribute("d", chat_icon)
+    page.keyboard.press("Escape")
+    expect(w.panel).to_be_hidden()
+    expect(icon).to_have_attribute("d", chat_icon)
+    expect(w.launcher).to_have_accessible_name("Open chat")
+
+
 # --- telemetry: network blips and leaving the page are not errors ----------------------
 
 # The host page's own listener for the widget's `error` event; it writes to localStorage,

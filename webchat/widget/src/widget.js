@@ -4,6 +4,7 @@
 import { request } from './api.js'
 import { addCss, h } from './dom.js'
 import { createFailureGate } from './failures.js'
+import { createLauncherView } from './launcher.js'
 import { tokenize } from './links.js'
 import { ack, lastId, merge } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
@@ -171,7 +172,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       emit('message', m)
     }
     if (open) markSeen()
-    updateBadge()
+    updateLauncher()
     render()
   }
 
@@ -181,10 +182,9 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     if (seen != null && seen !== st.seen) store.set({ seen })
   }
 
-  function updateBadge() {
-    badge.textContent = unread > 9 ? '9+' : unread || ''
-    badge.hidden = !unread
-    launcher.setAttribute('aria-label', (open ? 'Close chat' : 'Open chat') + (unread ? `, ${unread} unread` : ''))
+  const showLauncher = createLauncherView(launcher, badge)
+  function updateLauncher() {
+    showLauncher(open, unread)
   }
 
   function showError(text) {
@@ -200,7 +200,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     box.classList.add('open')
     launcher.setAttribute('aria-expanded', 'true')
     markSeen()
-    updateBadge()
+    updateLauncher()
     fit()
     input.focus()
     telemetry.track('launcher_opened')
@@ -216,7 +216,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     panel.hidden = true
     box.classList.remove('open')
     launcher.setAttribute('aria-expanded', 'false')
-    updateBadge()
+    updateLauncher()
     if (hadFocus) launcher.focus()
     telemetry.track('launcher_closed')
     emit('close')
