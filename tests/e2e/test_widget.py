@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from bots.models import Engine
+from bots.models import Engine, FlowAction, FlowTrigger
 from crm.models import Direction, Message, SenderType
 from tests.e2e.conftest import (
     GREETING,
@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     eventually,
     stored_session,
 )
+from tests.factories import FlowRuleFactory
 from webchat import services
 from webchat.models import EventType, WebChatEvent, WebChatSession
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.e2e
 API_ROUTES = "**/api/webchat/v1/**"
 # Generous for a cold page load; every wait still returns as soon as the condition holds.
 UI_TIMEOUT = 10_000
+RETURNS_FLOW_REPLY = "Sorry it did not work out! Start a return from Account, then Orders."
 
 
 class Widget:
@@ -365,8 +367,19 @@ def test_message_roundtrip_shows_the_knowledge_base_answer(
     assert shop.conversation().pending_reply_since is None
 
 
-def test_quick_reply_click_sends_its_value_and_renders_the_reply(page: Page, shop: Shop):
+def test_quick_reply_click_shows_its_label_and_sends_its_value(page: Page, shop: Shop):
+    # A button rule answers the exact value of the "Returns" button: the flow engine
+    # matches on the value, so that is what the widget sends and the server stores.
+    FlowRuleFactory(
+        bot=shop.site.bot,
+        position=1,
+        trigger=FlowTrigger.BUTTON,
+        pattern="How do I return an item?",
+        action=FlowAction.REPLY,
+        reply_text=RETURNS_FLOW_REPLY,
+    )
     w = Widget(page)
+    visitor = w.page.locator("#replybase-widget .m.visitor")
     page.goto(shop.url)
     w.open_and_wait_for_init()
 
@@ -374,12 +387,33 @@ def test_quick_reply_click_sends_its_value_and_renders_the_reply(page: Page, sho
     expect(w.bubble("bot", GREETING)).to_be_visible(timeout=UI_TIMEOUT)
     expect(w.quick_replies).to_have_text(["Shipping times", "Returns"])
 
-    w.quick_replies.filter(has_text="Shipping times").click()
-    expect(w.bubble("visitor", "How long does shipping take?")).to_be_visible()
-    expect(w.bubble("bot", SHIPPING_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    w.quick_replies.filter(has_text="Returns").click()
+    expect(visitor).to_have_text(["You: Hi", "You: Returns"])  # the label, not the value
+    expect(w.bubble("bot", RETURNS_FLOW_REPLY)).to_be_visible(timeout=UI_TIMEOUT)
     expect(w.quick_replies).to_have_count(0)  # the answered question's buttons are gone
     w.expect_settled()
+    expect(visitor).to_have_text(["You: Hi", "You: Returns"])
 
+    assert _inbound_texts(shop) == ["Hi", "How do I return an item?"]
+    assert _messages(shop)[-1] == (SenderType.BOT, RETURNS_FLOW_REPLY)
+    page.reload()  # the stored value reads as the label in the history too
+    w.open_and_wait_for_init()
+    expect(w.bubble("bot", RETURNS_FLOW_REPLY)).to_be_visible(timeout=UI_TIMEOUT)
+    expect(visitor).to_have_text(["You: Hi", "You: Returns"])
+
+
+def test_quick_reply_value_reaches_the_knowledge_base(page: Page, shop: Shop):
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.send("Hi")
+    expect(w.bubble("bot", GREETING)).to_be_visible(timeout=UI_TIMEOUT)
+
+    w.quick_replies.filter(has_text="Shipping times").click()
+    expect(w.bubble("visitor", "Shipping times")).to_be_visible()
+    expect(w.bubble("bot", SHIPPING_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    w.expect_settled()
+    expect(w.bubble("visitor", "How long does shipping take?")).to_have_count(0)
     assert _inbound_texts(shop) == ["Hi", "How long does shipping take?"]
     assert _messages(shop)[-1] == (SenderType.BOT, SHIPPING_ANSWER)
 

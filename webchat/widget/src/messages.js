@@ -34,3 +34,14 @@ export function ack(list, cid, message) {
 export function lastId(list) {
   for (let i = list.length; i--; ) if (list[i].id != null) return list[i].id
 }
+
+/**
+ * What a message's bubble says. A visitor message that answers the quick replies of the
+ * message before it shows the button's label: a click sends the button's value (the bot's
+ * flows match on it), and typing that exact value is the same answer to the bot.
+ */
+export function shownText(m, before) {
+  const options = m.sender === 'visitor' && before && before.sender !== 'visitor' && before.quick_replies
+  const option = options && options.find((o) => o.value.trim() === m.text.trim())
+  return option ? option.label : m.text
+}

@@ -6,7 +6,7 @@ import { addCss, h } from './dom.js'
 import { createFailureGate } from './failures.js'
 import { createLauncherView } from './launcher.js'
 import { tokenize } from './links.js'
-import { ack, lastId, merge } from './messages.js'
+import { ack, lastId, merge, shownText } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
 import { solvePow } from './pow.js'
 import { backoff, pollDelay } from './schedule.js'
@@ -114,10 +114,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   box.addEventListener('keydown', (e) => e.key === 'Escape' && hide())
   launcher.setAttribute('aria-controls', 'rb-panel')
 
-  function bubble(m) {
+  function bubble(m, before) {
     const parts =
       m.sender === 'visitor'
-        ? [m.text]
+        ? [shownText(m, before)]
         : tokenize(m.text).map((t) =>
             typeof t === 'string' ? t : h('a', { href: t.href, target: '_blank', rel: 'noopener noreferrer' }, t.text),
           )
@@ -135,11 +135,11 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60
     const keys = new Set()
     let prev = welcome
-    for (const m of msgs) {
+    for (const [i, m] of msgs.entries()) {
       const k = m.cid ?? m.id
       keys.add(k)
       let el = elements.get(k)
-      if (!el) elements.set(k, (el = bubble(m)))
+      if (!el) elements.set(k, (el = bubble(m, msgs[i - 1])))
       const next = prev ? prev.nextSibling : log.firstChild
       if (next !== el) log.insertBefore(el, next)
       if (el.dataset.s !== m.state) m.state ? (el.dataset.s = m.state) : delete el.dataset.s

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ack, lastId, merge } from '../src/messages.js'
+import { ack, lastId, merge, shownText } from '../src/messages.js'
 
 const msg = (id, sec, extra = {}) => ({
   id,
@@ -65,4 +65,28 @@ test('ack of a retried send (same message again) does not duplicate', () => {
 test('lastId is the newest stored message, skipping unsent ones', () => {
   assert.equal(lastId([]), undefined)
   assert.equal(lastId([msg(1, 1), msg(2, 2), { cid: 'x' }]), 2)
+})
+
+const QUICK = [
+  { label: 'Shipping times', value: 'How long does shipping take?' },
+  { label: 'Returns', value: 'returns' },
+]
+const visitor = (text, extra = {}) => ({ cid: 'c', sender: 'visitor', direction: 'inbound', text, ...extra })
+
+test('a quick-reply answer shows the button label, not the value it sends', () => {
+  const offer = msg(1, 1, { quick_replies: QUICK })
+  assert.equal(shownText(visitor('How long does shipping take?'), offer), 'Shipping times')
+  assert.equal(shownText(visitor('returns'), offer), 'Returns')
+  // The stored message after a reload (same text, now with an id) reads the same.
+  assert.equal(shownText({ ...visitor('returns'), cid: undefined, id: 2 }, offer), 'Returns')
+})
+
+test('other messages show their own text', () => {
+  const offer = msg(1, 1, { quick_replies: QUICK })
+  assert.equal(shownText(visitor('returns please'), offer), 'returns please')
+  assert.equal(shownText(visitor('returns'), msg(1, 1)), 'returns', 'no quick replies before it')
+  assert.equal(shownText(visitor('returns'), msg(1, 1, { quick_replies: null })), 'returns')
+  assert.equal(shownText(visitor('returns'), undefined), 'returns', 'first message')
+  assert.equal(shownText(visitor('returns'), visitor('x', { quick_replies: QUICK })), 'returns')
+  assert.equal(shownText(msg(3, 3, { text: 'returns' }), offer), 'returns', 'only visitor bubbles change')
 })
