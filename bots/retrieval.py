@@ -11,6 +11,8 @@ How a question is answered:
    table for a shop's help topics ("money back" -> ``refund``, "postage" -> ``ship``)
    and stopword removal. Incidental words (who it is for, when, which colour) are
    dropped; generic words ("order", "policy") and product names ("tent") count less.
+   The shop's own name (a capitalised word many articles use) reads as "store" before a
+   "store ..." phrase, so "<shop> credit card" is the shop's own card, not one it takes.
 2. **Typo tolerance**, questions only: a word the articles never use is split into two
    known words ("giftcard") or corrected to a known word within a small edit distance
    ("shiping", "guarentee"). Corrections count a little less than typed words.
@@ -113,7 +115,9 @@ FUNCTION_WORDS = _words(
 )
 # Chat filler and incidental context (who it is for, when it happened, which colour, which
 # state; Alaska and Hawaii are left out on purpose, they change shipping): real visitors
-# add these to questions, but they never decide which article answers.
+# add these to questions, but they never decide which article answers. Irregular forms of
+# dropped verbs ("seen", "saw") go too. Weekday names say when ("ordered last tuesday");
+# Saturday and Sunday still reach the weekend concept through the phrase table.
 STOPWORDS = FUNCTION_WORDS | _words(
     """
     hi hello hey hiya heya yo ok okay k thanks thank cheers lol haha hmm um uh er yeah yes
@@ -125,7 +129,8 @@ STOPWORDS = FUNCTION_WORDS | _words(
     gave take took find found able possible way ways lot lots thing things stuff everything
     anything something there re ll ve d s t m im back nothing none whatever else
     last yesterday today tonight ago recently lately soon now certain right came come comes
-    happen happens happened
+    happen happens happened seen saw inside
+    monday tuesday wednesday thursday friday mondays tuesdays wednesdays thursdays fridays
     mom mum dad mother father brother sister wife husband son daughter kid kids child
     children friend friends boyfriend girlfriend partner family wifey hubby bf gf
     black white blue red green yellow orange purple pink grey gray brown navy olive
@@ -628,6 +633,60 @@ _PRODUCT_TERMS = frozenset(t for w in PRODUCT_WORDS for t in _terms([w]))
 _CONCEPT_TERMS = frozenset(t for canonical in SYNONYMS for t in canonical.split())
 
 
+# The shop's own name: a capitalised word inside sentences (not opening one) of at least
+# a fifth of the articles ("our Northwind stores", "Northwind gift cards"). Read as
+# "store" where that makes a "store ..." phrase: "<shop> credit card" is the shop's own
+# card (``storecard``), not a card the shop accepts.
+BRAND_MIN_SHARE = 0.2
+BRAND_MIN_ARTICLES = 3
+_SENTENCE_BREAK_RE = re.compile(r"[.!?:;]\s+|\n+")
+_WORD_RE = re.compile(r"[A-Za-z]+")
+
+
+def _brand_words(docs: list[Doc]) -> frozenset[str]:
+    """Lowercased capitalised words that at least BRAND_MIN_SHARE of the articles use
+    inside a sentence; words the vocabulary knows ("Visa", "Monday") are no name."""
+    counts: Counter[str] = Counter()
+    for doc in docs:
+        words: set[str] = set()
+        for sentence in _SENTENCE_BREAK_RE.split(f"{doc.title}\n{doc.body}"):
+            words.update(
+                w.lower()
+                for w in _WORD_RE.findall(sentence)[1:]
+                if w[0].isupper() and w[1:].islower()
+            )
+        counts.update(words)
+    needed = max(BRAND_MIN_ARTICLES, BRAND_MIN_SHARE * len(docs))
+    return frozenset(w for w, n in counts.items() if n >= needed and w not in _LEXICON_WORDS)
+
+
+# Tails of the "store ..." phrases (surface and stemmed), longest first.
+_STORE_TAILS = frozenset(
+    key[1:]
+    for key in (*_SURFACE_PHRASES, *_STEM_PHRASES)
+    if len(key) > 1 and key[0] in ("store", stem("store"))
+)
+_STORE_TAIL_LENGTHS = tuple(sorted({len(tail) for tail in _STORE_TAILS}, reverse=True))
+
+
+def _own_brand(tokens: list[str], brand: frozenset[str]) -> list[str]:
+    """Raw tokens with the shop's name read as "store" where a "store ..." phrase follows."""
+    if brand.isdisjoint(tokens):
+        return tokens
+    result = list(tokens)
+    for i, token in enumerate(tokens):
+        if token not in brand:
+            continue
+        for n in _STORE_TAIL_LENGTHS:
+            tail = tuple(tokens[i + 1 : i + 1 + n])
+            if len(tail) == n and (
+                tail in _STORE_TAILS or tuple(stem(t) for t in tail) in _STORE_TAILS
+            ):
+                result[i] = "store"
+                break
+    return result
+
+
 # --------------------------------------------------------------------------------------
 # Confidence
 # --------------------------------------------------------------------------------------
@@ -727,11 +786,14 @@ class KnowledgeIndex:
         self._postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self._heading_terms: list[frozenset[str]] = []
         self._doc_terms: list[frozenset[str]] = []
+        self._brand = _brand_words(self.docs)
         raw_vocab: Counter[str] = Counter()
         field_terms: list[dict[str, list[str]]] = []
         for doc in self.docs:
             fields = {"title": doc.title, "tags": " ".join(doc.tags), "body": doc.body}
-            tokens = {name: _raw_tokens(text) for name, text in fields.items()}
+            tokens = {
+                name: _own_brand(_raw_tokens(text), self._brand) for name, text in fields.items()
+            }
             for toks in tokens.values():
                 raw_vocab.update(set(toks))
             terms = {name: _terms(toks) for name, toks in tokens.items()}
@@ -835,6 +897,7 @@ class KnowledgeIndex:
             words, weight = self._correct(token)
             tokens.extend(words)
             weights.extend([weight] * len(words))
+        tokens = _own_brand(tokens, self._brand)
         # Map terms back to the weight of the tokens they came from: phrase matching can
         # merge tokens, so analyse token by token for weights and keep the min per term.
         terms = _terms(tokens)

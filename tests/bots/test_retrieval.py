@@ -89,6 +89,31 @@ def test_questions_the_articles_cannot_answer_are_declined(kb, question):
     assert answer.confidence < DEFAULT_THRESHOLD
 
 
+def test_the_shops_own_name_before_card_means_a_store_card():
+    """A word many articles capitalise is the shop's name: "<shop> credit card" is a card
+    of its own, which no article covers, while cards it accepts are still answered."""
+    docs = [
+        Doc(1, "Payment", "We accept Visa and Mastercard credit cards and Acme gift cards."),
+        Doc(2, "Stores", "Our Acme stores are open every day. Pay there with Visa."),
+        Doc(
+            3, "Returns", "Return items to any Acme store within 30 days. Visa refunds take a week."
+        ),
+        Doc(4, "Shipping", "Standard shipping takes 3 to 5 business days."),
+    ]
+    index = KnowledgeIndex(docs)
+    assert index.answer("do you take credit cards").article_titles == ["Payment"]
+    assert index.answer("can i pay with an acme gift card").article_titles == ["Payment"]
+    assert not index.answer("can i get an acme credit card").answered
+    # Known vocabulary is never the shop's name, however many articles capitalise it.
+    terms = [term for term, *_ in index.explain("can i pay with a visa credit card")["terms"]]
+    assert "creditcard" in terms and "storecard" not in terms
+
+
+def test_incidental_days_and_verb_forms_do_not_count_as_unknown_topics(kb):
+    assert answered_title(kb, "i saw it cheaper at another store") == "Price match promise"
+    assert answered_title(kb, "ordered on tuesday, where is my package") == "Tracking your order"
+
+
 def test_threshold_decides_answered_and_confidence_is_bounded(kb):
     question = "how much is shipping"
     default = kb.answer(question)
@@ -266,14 +291,6 @@ def evaluation():
     return build_evaluation()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap (issue 4): on the all split 91.1% answered correctly (target 90%) but "
-    "only 94.5% of unanswerable questions declined (target 95%, 120 of 127; dev 95.0%, test "
-    "92.3%); passage-level, literal-word and answer-type features did not separate the "
-    "remaining misses (questions combining two articles' topics) on dev. "
-    "strict: this fails loudly the moment the target is met, so the marker gets removed.",
-)
 def test_eval_meets_the_targets_on_the_all_split(evaluation):
     engine, _ = evaluation.run("all")
     assert engine.correct_rate >= TARGET_CORRECT, engine.summary()
@@ -289,7 +306,7 @@ def test_eval_engine_beats_plain_bm25_on_every_split(evaluation):
 
 def test_eval_does_not_regress_below_measured_quality(evaluation):
     """Floors at the quality measured when the engine was written; raise them as it improves."""
-    floors = {"dev": (0.93, 0.95), "test": (0.84, 0.92), "all": (0.91, 0.94)}
+    floors = {"dev": (0.945, 0.96), "test": (0.846, 0.923), "all": (0.92, 0.952)}
     for split, (correct, declined) in floors.items():
         engine, _ = evaluation.run(split)
         assert engine.correct_rate >= correct, (split, engine.summary())
