@@ -1,23 +1,29 @@
 """Per-IP, per-site and per-session limits on the public API, counted in the shared cache
-(Redis in production) by django-ratelimit, so they hold across any number of web instances."""
+(Redis in production), so they hold across any number of web instances.
+
+The counters are django-ratelimit's: its rates ("20/m", "100/5m"), its fixed windows with
+a per-key jitter, its cache keys and its `RATELIMIT_*` settings. Its `is_ratelimited` costs
+two cache round trips per limit (add, then incr) and a route has up to three limits, so
+all of a request's counters are bumped here in one round trip (`core.cache.counters_hit`).
+"""
 
 import hashlib
+import time
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate
 
+from core.cache import counters_hit
 from core.exceptions import RateLimited
 from webchat import metrics
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def period_seconds(rate: str) -> int:
     """Seconds in the window of a django-ratelimit rate like '20/m' or '100/5m'."""
-    _, period = rate.split("/", 1)
-    multiplier = int(period[:-1]) if len(period) > 1 else 1
-    return multiplier * _UNITS[period[-1]]
+    return _split_rate(rate)[1]
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -36,26 +42,33 @@ def ip_hash(ip: str) -> str:
 def enforce(
     request: HttpRequest, *, route: str, site_id: int | None = None, session_id: int | None = None
 ) -> None:
-    """Count this request against every limit of `route`; raise RateLimited on the first hit."""
+    """Count this request against every limit of `route`; raise RateLimited on the first
+    one exceeded (Retry-After: the seconds left in that limit's window)."""
+    if not settings.RATELIMIT_ENABLE:
+        return
     values = {
         "ip": client_ip(request),
         "site": f"site:{site_id}" if site_id is not None else None,
         "session": f"session:{session_id}" if session_id is not None else None,
     }
+    limits = []  # (scope, rate, limit, window end, cache key, seconds the key lives)
     for scope, rate in settings.WEBCHAT_RATE_LIMITS[route].items():
         value = values.get(scope)
         if value is None:
             continue
-        limited = is_ratelimited(
-            request,
-            group=f"webchat:{route}:{scope}",
-            key=lambda _group, _request, value=value: value,
-            rate=rate,
-            increment=True,
-        )
-        if limited:
+        limit, period = _split_rate(rate)
+        window = _get_window(value, period)
+        key = _make_cache_key(f"webchat:{route}:{scope}", window, rate, value, ALL)
+        limits.append((scope, rate, limit, window, key, period + EXPIRATION_FUDGE))
+    if not limits:
+        return
+    counts = counters_hit(
+        caches[settings.RATELIMIT_USE_CACHE], {key: ttl for *_, key, ttl in limits}
+    )
+    for (scope, rate, limit, window, _key, _ttl), count in zip(limits, counts, strict=True):
+        if count > limit:
             metrics.RATE_LIMITED.labels(route, scope).inc()
             raise RateLimited(
                 f"Too many requests ({scope} limit {rate}). Try again later.",
-                retry_after=period_seconds(rate),
+                retry_after=max(1, window - int(time.time())),
             )

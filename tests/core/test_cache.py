@@ -1,7 +1,8 @@
 import pytest
 from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
-from core.cache import RedisCache
+from core.cache import RedisCache, counters_hit
 
 
 def test_default_cache_is_the_atomic_incr_backend():
@@ -16,3 +17,35 @@ def test_incr_counts_atomically_and_refuses_missing_keys():
     with pytest.raises(ValueError):
         cache.incr("never-set")
     assert cache.get("never-set") is None  # the failed incr did not create it
+
+
+def test_one_redis_client_serves_every_call():
+    """Django builds a redis.Redis per cache call; ours reuses one per connection pool."""
+    backend = cache._cache
+    assert backend.get_client(write=True) is backend.get_client(write=True)
+    assert backend.get_client() is backend.get_client("some-key")
+
+
+def test_counters_hit_counts_in_one_round_trip_and_sets_expiry(monkeypatch):
+    client = cache._cache.get_client(write=True)
+    calls = []
+    real = type(client).execute_command
+    monkeypatch.setattr(
+        type(client),
+        "execute_command",
+        lambda self, *args, **kw: calls.append(args[0]) or real(self, *args, **kw),
+    )
+    backend = caches["default"]
+    assert counters_hit(backend, {"rl:a": 60, "rl:b": 5}) == [1, 1]
+    assert counters_hit(backend, {"rl:a": 60, "rl:b": 5}) == [2, 2]
+    assert calls == ["EVAL", "EVAL"], calls  # one round trip a call, whatever the keys
+    monkeypatch.undo()
+    assert 55 < client.ttl(cache.make_key("rl:a")) <= 60
+    assert 0 < client.ttl(cache.make_key("rl:b")) <= 5
+    assert cache.get("rl:a") == 2  # plain integers, readable by django-ratelimit too
+
+
+def test_counters_hit_on_another_cache_backend():
+    local = LocMemCache("counters-test", {})
+    assert counters_hit(local, {"k": 60}) == [1]
+    assert counters_hit(local, {"k": 60, "j": 60}) == [2, 1]

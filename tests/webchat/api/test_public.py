@@ -502,7 +502,8 @@ class TestRateLimits:
         assert codes == [200, 200, 200, 429]
         response = widget_client.config()
         assert error_of(response) == (429, "rate_limited")
-        assert response["Retry-After"] == "60"
+        # the seconds left in the window of the limit that was hit (at most its period)
+        assert 1 <= int(response["Retry-After"]) <= 60
         assert WebChatEvent.objects.filter(site=site, type=EventType.RATE_LIMITED).exists()
 
     def test_messages_per_session(self, client, site):
