@@ -34,6 +34,9 @@ class Bot(TenantOwnedModel):
     llm_base_url = models.URLField(blank=True, help_text="e.g. https://api.openai.com/v1")
     llm_model = models.CharField(max_length=100, blank=True)
     llm_api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Bumped on every save or delete of one of its flow rules (bots.signals): the engine
+    # keeps the active rules in memory per (bot, version) instead of querying per message.
+    flow_rules_version = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="bot_unique_name")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 
 from django.db.models import Count, Max, Q, QuerySet
@@ -16,13 +18,32 @@ from tenants.models import Tenant
 KnowledgeSignature = tuple[int, datetime | None]
 
 
-def flow_rule_list_active(*, bot: Bot) -> list[FlowRule]:
-    """The bot's active rules in evaluation order."""
-    return list(
+# Active rules per (tenant, bot, rules version), kept in this process: the version moves on
+# every rule save/delete (bots.signals), so a changed rule set is a new key at once and the
+# engine runs no rules query per visitor message. Bounded: the oldest entries go first.
+_ACTIVE_RULES: OrderedDict[tuple[int, int, int], tuple[FlowRule, ...]] = OrderedDict()
+_ACTIVE_RULES_MAX = 2048
+_ACTIVE_RULES_LOCK = threading.Lock()
+
+
+def flow_rule_list_active(*, bot: Bot) -> tuple[FlowRule, ...]:
+    """The bot's active rules in evaluation order (treat them as read-only)."""
+    key = (bot.tenant_id, bot.pk, bot.flow_rules_version)
+    with _ACTIVE_RULES_LOCK:
+        rules = _ACTIVE_RULES.get(key)
+        if rules is not None:
+            _ACTIVE_RULES.move_to_end(key)
+            return rules
+    rules = tuple(
         FlowRule.objects.filter(tenant_id=bot.tenant_id, bot=bot, active=True).order_by(
             "position", "id"
         )
     )
+    with _ACTIVE_RULES_LOCK:
+        _ACTIVE_RULES[key] = rules
+        while len(_ACTIVE_RULES) > _ACTIVE_RULES_MAX:
+            _ACTIVE_RULES.popitem(last=False)
+    return rules
 
 
 def flow_rule_get(*, tenant_id: int, rule_id: int) -> FlowRule | None:

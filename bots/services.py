@@ -6,7 +6,8 @@ and the overdue safety net can race without losing or doubling a reply.
 
 `bot_state` keys: `awaiting` ("email" while collecting an email), `flow_rule_id` (the
 collect-email rule), `reasked` (the one re-ask was spent), `ai_waiting` (ids of inbound
-messages an AI reply is still owed for), `handoff_reason`.
+messages an AI reply is still owed for), `handoff_reason`, `visitor_spoke` (a visitor
+message was handled before: the next one is not a first message).
 """
 
 from __future__ import annotations
@@ -67,13 +68,33 @@ class InboundResult:
 # --- conversation state helpers --------------------------------------------------------
 
 
-def _conversation_lock(conversation: Conversation) -> None:
-    """Lock the row for the current transaction and reload the engine state from it."""
-    locked = Conversation.objects.select_for_update().get(
-        tenant_id=conversation.tenant_id, pk=conversation.pk
-    )
+def _conversation_lock(conversation: Conversation, *, with_bot: bool = False) -> None:
+    """Lock the row for the current transaction and reload the engine state from it
+    (and, with `with_bot`, its bot, read fresh in the same query)."""
+    rows = Conversation.objects.select_for_update(of=("self",))
+    if with_bot:
+        rows = rows.select_related("bot")
+    locked = rows.get(tenant_id=conversation.tenant_id, pk=conversation.pk)
     for name in _STATE_FIELDS:
         setattr(conversation, name, getattr(locked, name))
+    if with_bot:
+        conversation.bot = locked.bot
+
+
+def _conversation_lock_for(message: Message) -> Conversation:
+    """The message's conversation, locked, its state and bot fresh. When the caller has
+    not loaded it, the lock query loads it (one query, not two)."""
+    if Message.conversation.is_cached(message):
+        conversation = message.conversation
+        _conversation_lock(conversation, with_bot=True)
+        return conversation
+    conversation = (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("bot")
+        .get(tenant_id=message.tenant_id, pk=message.conversation_id)
+    )
+    message.conversation = conversation
+    return conversation
 
 
 def _conversation_save(conversation: Conversation) -> None:
@@ -187,6 +208,7 @@ class _Turn:
     bot: Bot
     replies: list[Message] = field(default_factory=list)
     pending: bool = False
+    first_from_visitor: bool = False
 
     @property
     def text(self) -> str:
@@ -226,11 +248,12 @@ def inbound_handle(*, message: Message) -> InboundResult:
     are stored at once; an AI reply is scheduled on commit (`pending`). Nothing is
     replied while the conversation is handed off; a resolved one is reopened.
     """
-    conversation = message.conversation
-    with transaction.atomic():
-        _conversation_lock(conversation)
+    # Joins the caller's transaction: a failure here must undo the stored message too.
+    with transaction.atomic(savepoint=False):
+        conversation = _conversation_lock_for(message)
         bot = conversation.bot
         turn = _Turn(message=message, conversation=conversation, bot=bot)
+        turn.first_from_visitor = _first_from_visitor(turn)
         if bot is not None and conversation.status != ConversationStatus.HANDOFF:
             if conversation.status == ConversationStatus.RESOLVED:
                 conversation.status = ConversationStatus.OPEN
@@ -249,9 +272,7 @@ def _flows_run(turn: _Turn) -> bool:
     rules = flow_rule_list_active(bot=turn.bot)
     if not rules:
         return False
-    first = any(r.trigger == FlowTrigger.GREETING for r in rules) and (
-        message_is_first_from_visitor(message=turn.message)
-    )
+    first = turn.first_from_visitor
     rule = flows.first_match(rules, turn.text, first_message=first)
     if rule is None:
         return False
@@ -266,6 +287,24 @@ def _flows_run(turn: _Turn) -> bool:
             return False
         _flow_apply(turn, rule)
     return True
+
+
+def bot_state_new() -> dict:
+    """The engine state of a conversation created for a visitor who has not written yet."""
+    return {"visitor_spoke": False}
+
+
+def _first_from_visitor(turn: _Turn) -> bool:
+    """Is this the visitor's first message here? `bot_state["visitor_spoke"]` remembers that
+    one came before (set now, saved with the turn). New web conversations start with it
+    False; others (from before the flag, other channels) ask the transcript once."""
+    state = turn.conversation.bot_state or {}
+    spoke = state.get("visitor_spoke")
+    if spoke:
+        return False
+    first = spoke is False or message_is_first_from_visitor(message=turn.message)
+    turn.conversation.bot_state = {**state, "visitor_spoke": True}
+    return first
 
 
 def _flow_apply(turn: _Turn, rule: FlowRule) -> None:

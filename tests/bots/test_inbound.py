@@ -201,3 +201,65 @@ def test_asking_for_a_human_while_awaiting_email_hands_off(conversation, say, co
     assert result.replies[0].metadata["ai_outcome"] == "handoff"
     assert conversation.status == ConversationStatus.HANDOFF
     assert "awaiting" not in conversation.bot_state
+
+
+# --- hot path: rules kept in memory per bot version, first message known from the state ----
+
+
+def _tables_read(queries) -> str:
+    return " ".join(q["sql"] for q in queries)
+
+
+def test_rules_are_read_once_per_version_and_edits_apply_to_the_next_message(
+    bot, conversation, say
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    hours = rule(bot, position=5, pattern="hours", reply_text="9 to 5.")
+    say(conversation, "hours?")  # warms the rules of this bot version
+    with CaptureQueriesContext(connection) as queries:
+        _, result = say(conversation, "hours?")
+    assert [r.text for r in result.replies] == ["9 to 5."]
+    assert '"bots_flowrule"' not in _tables_read(queries)
+
+    hours.reply_text = "10 to 6."
+    hours.save()  # bumps the bot's flow_rules_version
+    _, result = say(conversation, "hours?")
+    assert [r.text for r in result.replies] == ["10 to 6."]
+
+    rule(bot, position=1, pattern="hours", reply_text="Closed today.")
+    _, result = say(conversation, "hours?")
+    assert [r.text for r in result.replies] == ["Closed today."]
+
+    hours.delete()
+    bot.flow_rules.filter(reply_text="Closed today.").get().delete()
+    _, result = say(conversation, "hours?", commit=False)
+    assert result.replies == [] and result.pending is True
+
+
+def test_a_new_web_conversation_knows_its_first_message_without_reading_the_transcript(
+    bot, tenant, say
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from bots.services import bot_state_new
+
+    rule(bot, trigger=FlowTrigger.GREETING, pattern="", reply_text="Welcome!")
+    fresh = ConversationFactory(tenant=tenant, bot=bot, bot_state=bot_state_new())
+    with CaptureQueriesContext(connection) as queries:
+        _, first = say(fresh, "hello")
+    assert [r.text for r in first.replies] == ["Welcome!"]
+    assert 'FROM "crm_message"' not in _tables_read(queries)  # no "earlier message?" query
+    assert fresh.bot_state["visitor_spoke"] is True
+    _, second = say(fresh, "hello", commit=False)
+    assert second.replies == [] and second.pending is True
+
+
+def test_a_conversation_from_before_the_flag_asks_the_transcript_once(bot, conversation, say):
+    rule(bot, trigger=FlowTrigger.GREETING, pattern="", reply_text="Welcome!")
+    assert "visitor_spoke" not in conversation.bot_state
+    _, first = say(conversation, "hello")
+    assert [r.text for r in first.replies] == ["Welcome!"]
+    assert conversation.bot_state["visitor_spoke"] is True
