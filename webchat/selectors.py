@@ -99,12 +99,13 @@ def site_list(*, tenant) -> QuerySet[WebChatSite]:
     return WebChatSite.objects.filter(tenant=tenant).select_related("bot").order_by("name")
 
 
-def session_get(*, site_id: int, session_id: int) -> WebChatSession | None:
-    return (
-        WebChatSession.objects.select_related("conversation")
-        .filter(site_id=site_id, pk=session_id)
-        .first()
-    )
+def session_get(
+    *, site_id: int, session_id: int, with_conversation: bool = True
+) -> WebChatSession | None:
+    sessions = WebChatSession.objects.filter(site_id=site_id, pk=session_id)
+    if with_conversation:
+        sessions = sessions.select_related("conversation")
+    return sessions.first()
 
 
 def session_find_for_resume(

@@ -3,12 +3,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bots.services import inbound_handle, reply_overdue_resolve
+from bots.services import bot_state_new, inbound_handle, reply_overdue_resolve
 from core.exceptions import InvalidRequest
 from crm.models import (
     Channel,
@@ -181,6 +182,7 @@ def session_start(
             bot=site_row.bot,
             contact=contact,
             external_session_id=visitor,
+            bot_state=bot_state_new(),
         )
         session = WebChatSession.objects.create(
             tenant_id=site.tenant_id,
@@ -243,14 +245,19 @@ def _pending(conversation_id: int) -> bool:
 
 
 def message_receive(*, session: WebChatSession, text: str, client_message_id: str) -> Received:
-    """Store a visitor message once (idempotent on client_message_id) and let the bot answer."""
-    conversation = session.conversation
+    """Store a visitor message once (idempotent on client_message_id) and let the bot answer.
+
+    The answer holds the flow replies stored in the same transaction. An AI reply is
+    computed by a worker and reaches the widget by polling; only when tasks run in-process
+    (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) is it already stored at commit, and
+    then it is read back so the widget gets it at once.
+    """
     with transaction.atomic():
         try:
             with transaction.atomic():
                 message = Message.objects.create(
                     tenant_id=session.tenant_id,
-                    conversation=conversation,
+                    conversation_id=session.conversation_id,
                     direction=Direction.INBOUND,
                     sender_type=SenderType.VISITOR,
                     text=text,
@@ -260,18 +267,20 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
         except IntegrityError:
             message = None
         if message is not None:
-            inbound_handle(message=message)
+            handled = inbound_handle(message=message)  # locks and loads the conversation
             handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
     if message is None:
         message = Message.objects.get(
-            conversation=conversation, client_message_id=client_message_id
+            conversation_id=session.conversation_id, client_message_id=client_message_id
         )
-        return Received(message, False, _replies_after(message), _pending(conversation.pk))
+        return Received(message, False, _replies_after(message), _pending(session.conversation_id))
     metrics.MESSAGES.labels("inbound").inc()
-    replies = _replies_after(message)
+    replies, pending = handled.replies, handled.pending
+    if pending and current_app.conf.task_always_eager:
+        replies, pending = _replies_after(message), _pending(session.conversation_id)
     if replies:
         metrics.MESSAGES.labels("outbound").inc(len(replies))
-    return Received(message, True, replies, _pending(conversation.pk))
+    return Received(message, True, replies, pending)
 
 
 def messages_poll(*, session: WebChatSession, after: int) -> tuple[list[Message], bool]:

@@ -7,7 +7,7 @@ rate limits per IP/site/session; errors are {"error": {"code", "message"}}.
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +28,7 @@ from webchat.exceptions import (
 from webchat.models import EventType, WebChatSession
 from webchat.origins import origin_allowed, origin_of_url
 from webchat.selectors import SiteSnapshot, session_get, site_snapshot_for_id, site_snapshot_for_key
+from webchat.signals import VERIFIED_ORIGIN_ATTR
 from webchat.tokens import challenge_consume, challenge_issue, session_token_read
 
 ERROR_RESPONSES = {400: None, 401: None, 403: None, 404: None, 413: None, 429: None}
@@ -99,6 +100,7 @@ class PublicApi(APIView):
                 session_id=session_id,
             )
             raise OriginNotAllowed()
+        setattr(request._request, VERIFIED_ORIGIN_ATTR, origin)
         decision = webchat_allowed(site)
         if not decision.allowed:
             metrics.DISABLED.labels(decision.reason).inc()
@@ -118,8 +120,11 @@ class PublicApi(APIView):
             raise
         return origin
 
-    def authenticate(self, request: Request) -> tuple[SiteSnapshot, WebChatSession]:
-        """Resolve the Bearer session token to its site and session, checking everything."""
+    def authenticate(
+        self, request: Request, *, with_conversation: bool = True
+    ) -> tuple[SiteSnapshot, WebChatSession]:
+        """Resolve the Bearer session token to its site and session, checking everything
+        (`with_conversation`: load the session's conversation in the same query)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -144,7 +149,9 @@ class PublicApi(APIView):
                 detail={"reason": "wrong_origin", "origin": origin, "route": self.route},
             )
             raise TokenInvalid("This session token was issued to another website.")
-        session = session_get(site_id=site.id, session_id=claims.session_id)
+        session = session_get(
+            site_id=site.id, session_id=claims.session_id, with_conversation=with_conversation
+        )
         if session is None or session.visitor_id != claims.visitor_id:
             raise TokenInvalid("This session no longer exists. Start a new session.")
         if session.conversation_id != claims.conversation_id:
@@ -167,8 +174,16 @@ class PublicApi(APIView):
             )
 
 
-def _serialize(serializer_class, instance) -> dict:
-    return serializer_class(instance).data
+# Output shapes keep no per-request state, so each is built once: instantiating a DRF
+# serializer deep-copies all its declared fields, a large share of a hot route's time.
+_OUTPUT_SERIALIZERS: dict[type, serializers.Serializer] = {}
+
+
+def _serialize(serializer_class: type[serializers.Serializer], instance) -> dict:
+    serializer = _OUTPUT_SERIALIZERS.get(serializer_class)
+    if serializer is None:
+        serializer = _OUTPUT_SERIALIZERS.setdefault(serializer_class, serializer_class())
+    return serializer.to_representation(instance)
 
 
 class ConfigApi(PublicApi):
@@ -267,7 +282,8 @@ class MessagesApi(PublicApi):
         },
     )
     def post(self, request: Request) -> Response:
-        _site, session = self.authenticate(request)
+        # The engine loads the conversation itself, under its row lock.
+        _site, session = self.authenticate(request, with_conversation=False)
         body = s.MessageInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         received = services.message_receive(

@@ -1,0 +1,68 @@
+"""What the hot public routes cost: database queries and cache round trips (no timing).
+
+Throughput itself is measured by `make bench`; these budgets keep the per-request work
+from creeping back: config is served from the cache alone, a message is one insert plus
+the conversation's locked read-modify-write.
+"""
+
+import pytest
+from django.core.cache import caches
+from redis.client import Redis
+
+from bots.models import FlowAction, FlowTrigger
+from tests.factories.bots import FlowRuleFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def redis_commands(monkeypatch):
+    """The commands this process sends to Redis from now on."""
+    sent: list[str] = []
+    real = Redis.execute_command
+
+    def counted(self, *args, **kwargs):
+        sent.append(str(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Redis, "execute_command", counted)
+    return sent
+
+
+def test_config_costs_no_query_and_three_cache_round_trips(
+    widget_client, redis_commands, django_assert_num_queries
+):
+    assert caches["default"].__class__.__module__ == "core.cache"
+    widget_client.config()  # warms the site snapshot and the rollout decision
+    redis_commands.clear()
+    with django_assert_num_queries(0):
+        response = widget_client.config()
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == widget_client.origin
+    # site snapshot, rollout decision (with its generation), every rate limit at once;
+    # CORS asks nothing more: the site's own origin check already said yes
+    assert redis_commands == ["GET", "MGET", "EVAL"]
+
+
+def test_message_answered_by_a_flow_costs_one_insert_and_the_locked_update(
+    widget_client, bot, redis_commands, django_assert_num_queries
+):
+    FlowRuleFactory(
+        bot=bot,
+        trigger=FlowTrigger.KEYWORD,
+        pattern="opening hours",
+        action=FlowAction.REPLY,
+        reply_text="9 to 5, Monday to Friday.",
+    )
+    widget_client.init()
+    widget_client.send("opening hours?")  # warms the bot's rules in this process
+    redis_commands.clear()
+    # session; BEGIN; savepoint + insert + release; conversation (+ bot) FOR UPDATE;
+    # reply insert; conversation update; COMMIT. No rules, transcript or re-read query.
+    with django_assert_num_queries(9):
+        response = widget_client.send("what are your opening hours")
+    assert response.status_code == 201
+    body = response.json()
+    assert [r["text"] for r in body["replies"]] == ["9 to 5, Monday to Friday."]
+    assert body["pending_reply"] is False
+    assert redis_commands == ["GET", "MGET", "EVAL"]
