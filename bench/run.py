@@ -1,13 +1,18 @@
 """Throughput of the widget API against a one-insert DRF baseline, same server, same run.
 
-    python -m bench.run [--seconds N] [--concurrency C] [--rounds R] [--ai-deferred]
+    python -m bench.run [--seconds N] [--concurrency C] [--rounds R] [--ai-eager]
 
 Creates and migrates a fresh `replybase_bench` database, seeds a tenant, bot, knowledge
 base and site through the project's services, starts one gunicorn (2 workers, gthread)
 on a free loopback port, then measures requests/second of `POST bench/baseline`,
 `GET config` and `POST messages` in interleaved rounds (so machine noise hits all three
 alike) and compares the medians. Exits 1 when a target is missed or a request failed.
-gunicorn is always stopped, the database dropped and the run's Redis keys deleted.
+gunicorn is always stopped, the database dropped and the run's Redis keys (cache prefix
+and Celery queue) deleted.
+
+`POST messages` is measured as deployed: the request stores the message, runs the flows
+and queues the AI reply on the Redis broker for a worker (none runs here). `--ai-eager`
+computes the AI reply inside the request instead, as the embedded mode does.
 """
 
 from __future__ import annotations
@@ -93,13 +98,15 @@ def database_drop(name: str) -> None:
 
 
 def cache_keys_delete() -> int:
-    """Delete this run's keys only (its own prefix), never the whole Redis database."""
+    """Delete this run's keys only (its cache prefix and its Celery queue), never the
+    whole Redis database."""
+    from django.conf import settings
     from django.core.cache import cache
 
     client = cache._cache.get_client(write=True)
     keys = list(client.scan_iter(match=f"{cache.make_key('')}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    keys.append(settings.CELERY_TASK_DEFAULT_QUEUE)
+    client.delete(*keys)
     return len(keys)
 
 
@@ -501,9 +508,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint")
     parser.add_argument(
-        "--ai-deferred",
+        "--ai-eager",
         action="store_true",
-        help="queue the AI reply instead of computing it in the request (as with a worker)",
+        help="compute the AI reply inside the request instead of queueing it for a worker",
     )
     return parser.parse_args(argv)
 
@@ -520,7 +527,7 @@ def benchmark(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> i
         print(
             f"gunicorn {WORKERS} workers x {THREADS} threads at {server.base_url}; "
             f"{args.concurrency} client connections; {args.rounds} rounds x {args.seconds:g} s; "
-            f"AI reply {'queued (not measured)' if args.ai_deferred else 'computed in the request'}",
+            f"AI reply {'computed in the request' if args.ai_eager else 'queued for a worker'}",
             flush=True,
         )
         tokens = open_sessions(server.base_url, data.site_key, count=max(8, args.concurrency * 2))
@@ -543,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     os.environ.setdefault("BENCH_CACHE_PREFIX", f"rbbench{os.getpid()}")
-    os.environ["BENCH_CELERY_EAGER"] = "0" if args.ai_deferred else "1"
+    os.environ["BENCH_CELERY_EAGER"] = "1" if args.ai_eager else "0"
+    os.environ.setdefault("BENCH_CELERY_QUEUE", f"replybase-bench-{os.getpid()}")
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     import django
     from django.conf import settings

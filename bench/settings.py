@@ -36,12 +36,14 @@ CACHES = {
     }
 }
 
-# No worker runs during the benchmark: by default the AI reply runs inside the request
-# (eager), so `POST messages` is measured with its whole cost, bot answer included.
-# `bench.run --ai-deferred` measures the request alone, as production (where a Celery
-# worker answers) sees it: tasks go to an in-memory queue nobody reads.
-CELERY_TASK_ALWAYS_EAGER = env.bool("BENCH_CELERY_EAGER", default=True)
-CELERY_BROKER_URL = REDIS_URL if CELERY_TASK_ALWAYS_EAGER else "memory://"
+# As deployed, a Celery worker computes the AI reply: `POST messages` stores the message,
+# runs the flows and queues the task on the Redis broker, exactly as in production. No
+# worker runs during the benchmark, so the tasks pile up in a queue of the run's own
+# (`BENCH_CELERY_QUEUE`), which `bench.run` deletes at the end. `bench.run --ai-eager`
+# computes the AI reply inside the request instead (the embedded mode's way).
+CELERY_TASK_ALWAYS_EAGER = env.bool("BENCH_CELERY_EAGER", default=False)
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE = env("BENCH_CELERY_QUEUE", default="replybase-bench")
 
 # The load comes from one address and a handful of sessions: limits high enough never to
 # trip, but still counted in Redis on every request exactly as in production.
