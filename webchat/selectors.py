@@ -99,12 +99,24 @@ def site_list(*, tenant) -> QuerySet[WebChatSite]:
     return WebChatSite.objects.filter(tenant=tenant).select_related("bot").order_by("name")
 
 
+SESSION_AUTH_FIELDS = (
+    "id",
+    "tenant_id",
+    "site_id",
+    "visitor_id",
+    "conversation_id",
+    "last_seen_at",
+)
+
+
 def session_get(
     *, site_id: int, session_id: int, with_conversation: bool = True
 ) -> WebChatSession | None:
     sessions = WebChatSession.objects.filter(site_id=site_id, pk=session_id)
     if with_conversation:
         sessions = sessions.select_related("conversation")
+    else:  # the visitor-message route: just what authentication and the engine read
+        sessions = sessions.only(*SESSION_AUTH_FIELDS)
     return sessions.first()
 
 
