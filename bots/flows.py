@@ -11,8 +11,12 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Protocol, TypeVar
 
+import regex
+import structlog
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+log = structlog.get_logger(__name__)
 
 # Triggers and actions, spelled as in bots.models (which imports this module lazily).
 GREETING, KEYWORD, REGEX, BUTTON = "greeting", "keyword", "regex", "button"
@@ -58,9 +62,47 @@ def _keyword_regex(keyword: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
 
 
+# A tenant's regex runs on every visitor message, in the request. The stdlib `re` cannot
+# stop a pattern that backtracks catastrophically (one tenant's "(a|aa)+b" would hold a
+# web worker for minutes), so tenant patterns go through `regex`, which takes a time limit;
+# a match that runs out of time counts as no match.
+REGEX_TIMEOUT_SECONDS = 0.05
+# Saving a pattern tries it on long messages of these shapes first.
+_SLOW_PROBES = tuple(
+    (chunk * (MAX_MATCH_CHARS // len(chunk)))[: MAX_MATCH_CHARS - 1] + "!"
+    for chunk in ("a", " ", "ab", "a1 ", "aA-_. ")
+)
+
+
 @lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern, regex.IGNORECASE | regex.V0)
+
+
+@lru_cache(maxsize=1024)
+def _usable(pattern: str) -> bool:
+    """Compiles and does not match an empty message (what validation refuses first)."""
+    try:
+        return not _compiled(pattern).search("")
+    except regex.error:
+        return False
+
+
+def _regex_search(pattern: str, text: str) -> bool:
+    try:
+        return _compiled(pattern).search(text, timeout=REGEX_TIMEOUT_SECONDS) is not None
+    except TimeoutError:
+        log.warning("flows.regex_timeout", pattern=pattern[:200], text_length=len(text))
+        return False
+
+
+def _too_slow(compiled: regex.Pattern[str]) -> bool:
+    for probe in _SLOW_PROBES:
+        try:
+            compiled.search(probe, timeout=REGEX_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return True
+    return False
 
 
 def pattern_problem(trigger: str, pattern: str) -> str | None:
@@ -73,10 +115,15 @@ def pattern_problem(trigger: str, pattern: str) -> str | None:
             return "Enter a regular expression."
         try:
             compiled = _compiled(pattern)
-        except re.error as exc:
+        except regex.error as exc:
             return f"This regular expression does not compile: {exc}."
         if compiled.search(""):
             return "This regular expression matches an empty message, so it would match everything."
+        if _too_slow(compiled):
+            return (
+                "This regular expression takes too long on long messages (it backtracks "
+                "a lot): simplify it, e.g. avoid nested repeats like (a+)+ or (a|aa)+."
+            )
     if trigger == BUTTON and not pattern.strip():
         return "Enter the button value this rule answers."
     return None
@@ -112,9 +159,9 @@ def rule_matches(rule: RuleLike, text: str, *, first_message: bool) -> bool:
     if rule.trigger == KEYWORD:
         return any(_keyword_regex(k).search(text) for k in keywords(rule.pattern))
     if rule.trigger == REGEX:
-        if pattern_problem(REGEX, rule.pattern):
+        if not _usable(rule.pattern):
             return False  # saved before validation (e.g. through the shell): never crash
-        return _compiled(rule.pattern).search(text) is not None
+        return _regex_search(rule.pattern, text)
     return False
 
 

@@ -154,3 +154,22 @@ def test_factory_rule_is_valid():
     rule = FlowRuleFactory(bot=BotFactory())
     rule.full_clean()
     assert rule.tenant == rule.bot.tenant
+
+
+# --- tenant regexes cannot hold a worker -------------------------------------------------
+
+
+def test_a_catastrophic_regex_saved_anyway_gives_up_in_time_and_does_not_match():
+    import time
+
+    rule = R("regex", r"(a|aa)+b")  # exponential backtracking on a run of a's
+    started = time.perf_counter()
+    assert not flows.rule_matches(rule, "a" * 1500, first_message=False)
+    assert time.perf_counter() - started < 1.0  # the stdlib re would take minutes here
+    assert flows.rule_matches(rule, "aab", first_message=False)
+
+
+def test_a_catastrophic_regex_is_refused_when_saved(bot):
+    with pytest.raises(ValidationError, match="takes too long"):
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=r"(a|aa)+b").full_clean()
+    _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=r"order\s*#?\d{5}").full_clean()
