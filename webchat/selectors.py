@@ -1,3 +1,4 @@
+import re
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -9,6 +10,8 @@ from crm.models import Conversation, ConversationStatus, Message
 from webchat.models import WebChatSession, WebChatSite
 
 SITE_CACHE_PREFIX = "webchat:site:v1:"
+# What `webchat.models.new_site_key` makes ("wk_" + URL-safe base64), with room to spare.
+SITE_KEY_SHAPE = re.compile(r"wk_[A-Za-z0-9_-]{8,61}")
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ def _snapshot(site: WebChatSite) -> SiteSnapshot:
 
 def site_snapshot_for_key(*, site_key: str) -> SiteSnapshot | None:
     """The active site for a public key (current key, or the previous one during its grace)."""
-    if not site_key or len(site_key) > 64:
-        return None
+    if not SITE_KEY_SHAPE.fullmatch(site_key or ""):
+        return None  # never a site: no query, and no negative cache entry per junk key
     cache_key = SITE_CACHE_PREFIX + site_key
     cached = cache.get(cache_key)
     if cached is not None:

@@ -6,7 +6,7 @@ rate limits per IP/site/session; errors are {"error": {"code", "message"}}.
 """
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -191,7 +191,7 @@ class ConfigApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_config",
-        parameters=[OpenApiParameter("site_key", str, required=True)],
+        parameters=[s.ConfigQuerySerializer],
         responses={200: s.ConfigOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
@@ -303,7 +303,7 @@ class MessagesApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_messages_list",
-        parameters=[OpenApiParameter("after", int, required=False)],
+        parameters=[s.MessagesQuerySerializer],
         responses={200: s.MessagesOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:

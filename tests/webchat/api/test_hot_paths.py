@@ -66,3 +66,25 @@ def test_message_answered_by_a_flow_costs_one_insert_and_the_locked_update(
     assert [r["text"] for r in body["replies"]] == ["9 to 5, Monday to Friday."]
     assert body["pending_reply"] is False
     assert redis_commands == ["GET", "MGET", "EVAL"]
+
+
+def test_junk_site_keys_cost_no_query_and_leave_nothing_in_the_cache(
+    widget_client, redis_commands, django_assert_num_queries
+):
+    widget_client.config(site_key="nope")  # fills the CORS answer for this origin
+    redis_commands.clear()
+    for junk, status, code in [
+        ("nope", 404, "unknown_site"),
+        ("wk_bad key!", 404, "unknown_site"),
+        ("<script>", 404, "unknown_site"),
+        ("wk_" + "x" * 80, 400, "invalid_request"),  # longer than any key
+    ]:
+        with django_assert_num_queries(0):
+            response = widget_client.config(site_key=junk)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert "SET" not in redis_commands  # no negative cache entry per junk key
+    # a well-formed key that is no site is looked up once, then answered from the cache
+    with django_assert_num_queries(1):
+        assert widget_client.config(site_key="wk_" + "a" * 24).status_code == 404
+    with django_assert_num_queries(0):
+        assert widget_client.config(site_key="wk_" + "a" * 24).status_code == 404
