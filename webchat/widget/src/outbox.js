@@ -26,17 +26,22 @@ export function createOutbox({ send, onError = () => {}, online = () => true, wa
   async function flush() {
     if (busy) return
     busy = true
+    // Failed tries of items[0]; every way past it (sent or dropped) goes through next().
+    let attempt = 0
+    const next = () => {
+      items.shift()
+      attempt = 0
+    }
     try {
-      for (let attempt = 0; items.length && online(); ) {
+      while (items.length && online()) {
         const item = items[0]
         try {
           await send(item)
-          items.shift()
-          attempt = 0
+          next()
         } catch (e) {
           const ms = retryable(e) ? e.retryAfter || backoff(attempt) : 0
-          attempt++
-          if (!ms) items.shift()
+          if (ms) attempt++
+          else next()
           onError(e, item, ms)
           if (ms) await wait(ms)
         }

@@ -53,6 +53,74 @@ test('other errors drop the message and move on', async () => {
   assert.deepEqual(sent, ['good'])
 })
 
+// Math.random pinned at 0.5, so backoff(n) is exactly 750 * 2 ** n (750, 1500, 3000, ...).
+const pinJitter = (t) => t.mock.method(Math, 'random', () => 0.5)
+
+// A scripted send: each cid's failures in order; once a cid's list is empty it succeeds.
+function scripted(script) {
+  const attempts = []
+  const waits = []
+  const reported = []
+  const outbox = createOutbox({
+    send: async (item) => {
+      attempts.push(item.cid)
+      const errors = script[item.cid] || []
+      if (errors.length) throw errors.shift()
+    },
+    onError: (e, item, ms) => reported.push([item.cid, e.status, ms]),
+    wait: async (ms) => waits.push(ms),
+  })
+  return { outbox, attempts, waits, reported }
+}
+
+test('a dropped message does not carry its retry count into the next message', async (t) => {
+  pinJitter(t)
+  const { outbox, attempts, waits, reported } = scripted({
+    a: [fail('http_503', 503), fail('network', 0), fail('validation_error', 400)],
+    b: [fail('http_502', 502), fail('http_502', 502)],
+  })
+  outbox.add('dropped after two retries', 'a')
+  outbox.add('next', 'b')
+  await tick()
+  assert.deepEqual(attempts, ['a', 'a', 'a', 'b', 'b', 'b'])
+  assert.deepEqual(reported, [['a', 503, 750], ['a', 0, 1500], ['a', 400, 0], ['b', 502, 750], ['b', 502, 1500]])
+  assert.deepEqual(waits, [750, 1500, 750, 1500], "b's backoff starts again at attempt 0")
+  assert.equal(outbox.items.length, 0)
+})
+
+test('a message dropped on its first try does not lengthen the next message\'s first retry', async (t) => {
+  pinJitter(t)
+  const { outbox, waits } = scripted({ a: [fail('webchat_disabled', 403)], b: [fail('network', 0)] })
+  outbox.add('refused', 'a')
+  outbox.add('next', 'b')
+  await tick()
+  assert.deepEqual(waits, [750])
+})
+
+test('a sent message does not carry its retry count into the next message', async (t) => {
+  pinJitter(t)
+  const { outbox, attempts, waits } = scripted({
+    a: [fail('http_503', 503), fail('rate_limited', 429, 5000), fail('network', 0)],
+    b: [fail('network', 0)],
+  })
+  outbox.add('sent on the fourth try', 'a')
+  outbox.add('next', 'b')
+  await tick()
+  assert.deepEqual(attempts, ['a', 'a', 'a', 'a', 'b', 'b'])
+  // Retry-After replaces the backoff but still counts as an attempt, as before.
+  assert.deepEqual(waits, [750, 5000, 3000, 750])
+})
+
+test('a dropped message resets the count for a message added after the queue emptied', async (t) => {
+  pinJitter(t)
+  const { outbox, waits } = scripted({ a: [fail('http_500', 500), fail('validation_error', 400)], b: [fail('network', 0)] })
+  outbox.add('dropped', 'a')
+  await tick()
+  outbox.add('later', 'b')
+  await tick()
+  assert.deepEqual(waits, [750, 750])
+})
+
 test('offline messages wait for the next flush and are sent once', async () => {
   let online = false
   const sent = []
