@@ -62,7 +62,8 @@ _STATE_FIELDS = (
 @dataclass
 class InboundResult:
     replies: list[Message]  # outbound bot messages stored synchronously, oldest first
-    pending: bool  # True when an AI reply was scheduled
+    pending: bool  # True when an AI reply was scheduled for this message
+    reply_owed: bool = False  # an AI reply is still owed here (for this or an earlier one)
 
 
 # --- conversation state helpers --------------------------------------------------------
@@ -263,7 +264,11 @@ def inbound_handle(*, message: Message) -> InboundResult:
         if not turn.replies:
             conversation.last_message_at = message.created_at or timezone.now()
         _conversation_save(conversation)
-    return InboundResult(replies=turn.replies, pending=turn.pending)
+    return InboundResult(
+        replies=turn.replies,
+        pending=turn.pending,
+        reply_owed=conversation.pending_reply_since is not None,
+    )
 
 
 def _flows_run(turn: _Turn) -> bool:

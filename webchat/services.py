@@ -275,8 +275,8 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
         )
         return Received(message, False, _replies_after(message), _pending(session.conversation_id))
     metrics.MESSAGES.labels("inbound").inc()
-    replies, pending = handled.replies, handled.pending
-    if pending and current_app.conf.task_always_eager:
+    replies, pending = handled.replies, handled.reply_owed
+    if handled.pending and current_app.conf.task_always_eager:
         replies, pending = _replies_after(message), _pending(session.conversation_id)
     if replies:
         metrics.MESSAGES.labels("outbound").inc(len(replies))

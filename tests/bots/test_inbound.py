@@ -263,3 +263,15 @@ def test_a_conversation_from_before_the_flag_asks_the_transcript_once(bot, conve
     _, first = say(conversation, "hello")
     assert [r.text for r in first.replies] == ["Welcome!"]
     assert conversation.bot_state["visitor_spoke"] is True
+
+
+def test_a_flow_answer_while_an_earlier_ai_reply_is_owed_still_says_a_reply_is_coming(
+    bot, conversation, say
+):
+    rule(bot, pattern="hours", reply_text="9 to 5.")
+    _, asked = say(conversation, "do gift cards expire?", commit=False)  # AI reply queued
+    assert asked.pending is True and asked.reply_owed is True
+    _, answered = say(conversation, "hours?", commit=False)
+    assert [r.text for r in answered.replies] == ["9 to 5."]
+    assert answered.pending is False  # nothing new scheduled for this one
+    assert answered.reply_owed is True  # but the first question's answer is still coming
