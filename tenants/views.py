@@ -1,24 +1,52 @@
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.exceptions import InvalidRequest
 from crm.selectors import conversation_counts
+from support import selectors as support_selectors
+from support.sla import LEVEL_ORDER, Level
 from tenants.access import SESSION_TENANT_KEY, tenant_view
 from tenants.forms import InviteForm, RoleForm, SwitchTenantForm, TenantSettingsForm
-from tenants.models import Membership, Role
+from tenants.models import Membership, Role, Tenant
 from tenants.selectors import membership_list_for_tenant, membership_list_for_user
 from tenants.services import membership_invite, membership_remove, membership_set_role
+
+HOME_ESCALATIONS = 5
+
+
+def _support_context(tenant: Tenant, now: datetime) -> dict:
+    """The SLA tiles of `/support/`, condensed; `support` is None without a Chatwoot
+    connection (the template shows what it is and where it is set up instead)."""
+    if not support_selectors.connection_list(tenant=tenant).exists():
+        return {"support": None}
+    sla = support_selectors.sla_overview(tenant=tenant, now=now, escalations=HOME_ESCALATIONS)
+    levels = sorted(sla.counts.items(), key=lambda pair: LEVEL_ORDER[Level(pair[0])])
+    return {
+        "support": {
+            "sla": sla,
+            "levels": levels,
+            "approval_depth": support_selectors.approval_queue_depth(tenant=tenant),
+        }
+    }
 
 
 @tenant_view()
 def home(request):
+    now = timezone.now()
     return render(
         request,
         "tenants/home.html",
-        {"counts": conversation_counts(tenant=request.tenant)},
+        {
+            "counts": conversation_counts(tenant=request.tenant),
+            "now": now,
+            **_support_context(request.tenant, now),
+        },
     )
 
 
