@@ -120,7 +120,10 @@ def session_get(
         sessions = sessions.select_related("conversation")
     else:  # the visitor-message route: just what authentication and the engine read
         sessions = sessions.only(*SESSION_AUTH_FIELDS)
-    return sessions.first()
+    try:
+        return sessions.get()  # unique on pk: no ORDER BY/LIMIT for the database to plan
+    except WebChatSession.DoesNotExist:
+        return None
 
 
 def session_find_for_resume(
