@@ -5,6 +5,11 @@ Mirrors Chatwoot's own code (``config/routes.rb``, the jbuilder views, ``Message
 
 - ``GET /health`` → ``{"status": "woot"}``; ``GET /api`` → versions and service states.
   There is no ``/rails/health`` route: unknown paths get Rails' HTML 404 page.
+- Contacts: ``identifier`` (like email and phone number) is unique per account, so a
+  second create with it is a 422. ``POST /contacts/filter`` takes Chatwoot's filter
+  payload (``attribute_key``, ``filter_operator``, ``values``, ``query_operator``;
+  standard text attributes compare case-insensitively, 15 a page);
+  ``GET /contacts/{id}/conversations`` lists the contact's latest 20 conversations.
 - Auth is the ``api_access_token`` header. No header → 401
   ``{"errors": ["You need to sign in or sign up before continuing."]}`` (Devise);
   a wrong token → 401 ``{"error": "Invalid Access Token"}``.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import threading
 import time
@@ -38,6 +44,15 @@ from tests.standins.base import RecordedRequest, Response, StandinServer
 
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 STATUSES = ("open", "resolved", "pending", "snoozed")
+CONTACTS_PER_PAGE = 15  # ContactsController::RESULTS_PER_PAGE
+CONTACT_CONVERSATIONS_LIMIT = 20
+# lib/filters/filter_keys.yml: the standard contact attributes and their operators.
+CONTACT_FILTER_KEYS = {
+    "name": ("equal_to", "not_equal_to", "contains", "does_not_contain"),
+    "phone_number": ("equal_to", "not_equal_to", "contains", "does_not_contain", "starts_with"),
+    "email": ("equal_to", "not_equal_to", "contains", "does_not_contain"),
+    "identifier": ("equal_to", "not_equal_to"),
+}
 DEFAULT_API_TOKEN = "cw-standin-token"  # a stand-in's fake credential
 WEBHOOK_TIMEOUT = 5.0  # Chatwoot's default WEBHOOK_TIMEOUT, in seconds
 SIGN_IN_REQUIRED = {"errors": ["You need to sign in or sign up before continuing."]}
@@ -185,7 +200,10 @@ class ChatwootStandin(StandinServer):
         self.add_route("GET", "/health", lambda request: Response(200, {"status": "woot"}))
         self.add_route("GET", "/api", self._api_status)
         self.add_route("GET", "/api/v1/profile", self._authed(self._profile))
+        contact = account + r"/contacts/(?P<contact_id>\d+)"
         self.add_route("POST", account + "/contacts", self._authed(self._create_contact))
+        self.add_route("POST", account + "/contacts/filter", self._authed(self._filter_contacts))
+        self.add_route("GET", contact + "/conversations", self._authed(self._contact_conversations))
         self.add_route("POST", account + "/conversations", self._authed(self._create_conversation))
         self.add_route("GET", conversation, self._authed(self._show_conversation))
         self.add_route("GET", conversation + "/messages", self._authed(self._list_messages))
@@ -748,6 +766,73 @@ class ChatwootStandin(StandinServer):
                 }
             },
         )
+
+    def _filter_contacts(self, request: RecordedRequest, body: dict) -> Response:
+        """``Contacts::FilterService``: conditions joined left to right by the previous
+        condition's ``query_operator`` (``and``/``or``)."""
+        conditions = body.get("payload")
+        if not isinstance(conditions, list) or not conditions:
+            return Response(422, {"error": "Invalid attribute"})
+        for condition in conditions:
+            if not isinstance(condition, dict):
+                return Response(422, {"error": "Invalid attribute"})
+            key, operator = condition.get("attribute_key"), condition.get("filter_operator")
+            if key not in CONTACT_FILTER_KEYS:
+                return Response(422, {"error": f"Invalid attribute key - [{key}]"})
+            if operator not in CONTACT_FILTER_KEYS[key]:
+                return Response(422, {"error": f"Invalid filter operator - [{operator}]"})
+            if not isinstance(condition.get("values"), list):
+                return Response(422, {"error": "Invalid value"})
+
+        def matches(contact: dict, condition: dict) -> bool:
+            value = str(contact.get(condition["attribute_key"]) or "").lower()
+            wanted = [str(v).lower() for v in condition["values"]]
+            operator = condition["filter_operator"]
+            if operator == "equal_to":
+                return value in wanted
+            if operator == "not_equal_to":
+                return value not in wanted
+            if operator == "contains":
+                return any(w in value for w in wanted)
+            if operator == "does_not_contain":
+                return not any(w in value for w in wanted)
+            return any(value.startswith(w) for w in wanted)  # starts_with
+
+        found = []
+        for contact in self._contacts.values():
+            result = matches(contact, conditions[0])
+            for previous, condition in itertools.pairwise(conditions):
+                joined = str(previous.get("query_operator") or "and").lower()
+                if joined == "or":
+                    result = result or matches(contact, condition)
+                else:
+                    result = result and matches(contact, condition)
+            if result:
+                found.append(contact)
+        params = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        page = params.get("page") or 1
+        start = (max(int(page), 1) - 1) * CONTACTS_PER_PAGE
+        return Response(
+            200,
+            {
+                "meta": {"count": len(found), "current_page": page},
+                "payload": [
+                    self._contact_rest(c) for c in found[start : start + CONTACTS_PER_PAGE]
+                ],
+            },
+        )
+
+    def _contact_conversations(
+        self, request: RecordedRequest, body: dict, contact_id: str
+    ) -> Response:
+        if int(contact_id) not in self._contacts:
+            return Response(404, NOT_FOUND)
+        conversations = sorted(
+            (c for c in self._conversations.values() if c["contact_id"] == int(contact_id)),
+            key=lambda c: c["id"],
+            reverse=True,
+        )[:CONTACT_CONVERSATIONS_LIMIT]
+        return Response(200, {"payload": [self._conversation_rest(c) for c in conversations]})
 
     def _create_conversation(self, request: RecordedRequest, body: dict) -> Response:
         source_id, contact_id = body.get("source_id"), body.get("contact_id")

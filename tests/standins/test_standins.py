@@ -404,6 +404,125 @@ def test_chatwoot_validation_errors(chatwoot_standin, cw_headers):
     assert (unknown.status_code, unknown.json()) == (404, {"error": "Resource could not be found"})
 
 
+def _filter(api, headers, key, operator, values, **condition):
+    body = {
+        "payload": [
+            {
+                "attribute_key": key,
+                "filter_operator": operator,
+                "values": values,
+                "query_operator": None,
+                **condition,
+            }
+        ]
+    }
+    return httpx.post(api + "/contacts/filter", headers=headers, json=body)
+
+
+def test_chatwoot_contact_identifier_is_unique_and_filtered_exactly(chatwoot_standin, cw_headers):
+    api = chatwoot_standin.url + "/api/v1/accounts/1"
+    for identifier in ("replybase:1:conversation:4", "replybase:1:conversation:40"):
+        created = httpx.post(
+            api + "/contacts",
+            headers=cw_headers,
+            json={"inbox_id": 1, "name": "Visitor", "identifier": identifier},
+        )
+        assert created.status_code == 200
+        assert created.json()["payload"]["contact"]["identifier"] == identifier
+    duplicate = httpx.post(
+        api + "/contacts",
+        headers=cw_headers,
+        json={"inbox_id": 1, "identifier": "replybase:1:conversation:4"},
+    )
+    assert duplicate.status_code == 422
+    assert duplicate.json() == {
+        "message": "Identifier has already been taken",
+        "attributes": ["identifier"],
+    }
+
+    found = _filter(api, cw_headers, "identifier", "equal_to", ["REPLYBASE:1:conversation:4"])
+    assert found.status_code == 200
+    body = found.json()
+    assert body["meta"] == {"count": 1, "current_page": 1}
+    [contact] = body["payload"]
+    assert contact["identifier"] == "replybase:1:conversation:4"  # not ...:40
+    assert contact["contact_inboxes"][0]["inbox"]["id"] == 1
+    assert contact["contact_inboxes"][0]["source_id"]
+
+    none = _filter(api, cw_headers, "identifier", "equal_to", ["replybase:1:conversation:5"])
+    assert none.json() == {"meta": {"count": 0, "current_page": 1}, "payload": []}
+    either = httpx.post(
+        api + "/contacts/filter",
+        headers=cw_headers,
+        json={
+            "payload": [
+                {
+                    "attribute_key": "identifier",
+                    "filter_operator": "equal_to",
+                    "values": ["replybase:1:conversation:4"],
+                    "query_operator": "or",
+                },
+                {
+                    "attribute_key": "identifier",
+                    "filter_operator": "equal_to",
+                    "values": ["replybase:1:conversation:40"],
+                    "query_operator": None,
+                },
+            ]
+        },
+    )
+    assert either.json()["meta"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "operator", "error"),
+    [
+        ("favourite_colour", "equal_to", "Invalid attribute key - [favourite_colour]"),
+        ("identifier", "contains", "Invalid filter operator - [contains]"),
+    ],
+)
+def test_chatwoot_contact_filter_refuses_unknown_keys_and_operators(
+    chatwoot_standin, cw_headers, key, operator, error
+):
+    api = chatwoot_standin.url + "/api/v1/accounts/1"
+    refused = _filter(api, cw_headers, key, operator, ["x"])
+    assert (refused.status_code, refused.json()) == (422, {"error": error})
+    missing = httpx.post(api + "/contacts/filter", headers=cw_headers, json={})
+    assert missing.status_code == 422
+
+
+def test_chatwoot_lists_a_contacts_conversations(chatwoot_standin, cw_headers):
+    api = chatwoot_standin.url + "/api/v1/accounts/1"
+    contact = httpx.post(
+        api + "/contacts", headers=cw_headers, json={"inbox_id": 1, "name": "Ann"}
+    ).json()["payload"]
+    contact_id = contact["contact"]["id"]
+    ids = []
+    for n in range(2):
+        conversation = httpx.post(
+            api + "/conversations",
+            headers=cw_headers,
+            json={
+                "inbox_id": 1,
+                "source_id": contact["contact_inbox"]["source_id"],
+                "custom_attributes": {"replybase_id": f"ours:{n}"},
+            },
+        ).json()
+        ids.append(conversation["id"])
+    chatwoot_standin.seed_conversation(contact_name="Someone else")
+
+    listed = httpx.get(api + f"/contacts/{contact_id}/conversations", headers=cw_headers)
+    assert listed.status_code == 200
+    payload = listed.json()["payload"]
+    assert [c["id"] for c in payload] == ids[::-1]  # newest first
+    assert [c["custom_attributes"]["replybase_id"] for c in payload] == ["ours:1", "ours:0"]
+    assert all(c["inbox_id"] == 1 and c["meta"]["sender"]["id"] == contact_id for c in payload)
+
+    unknown = httpx.get(api + "/contacts/999/conversations", headers=cw_headers)
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "Resource could not be found"})
+    assert httpx.get(api + f"/contacts/{contact_id}/conversations").status_code == 401
+
+
 def test_chatwoot_toggle_status(chatwoot_standin, cw_headers):
     conversation = chatwoot_standin.seed_conversation()
     url = chatwoot_standin.url + f"/api/v1/accounts/1/conversations/{conversation['id']}"
