@@ -8,7 +8,16 @@ so response bodies are never logged.
 
 Writes retry transient failures (connection errors, timeouts, 429, 5xx) after 1, 2, 4 and
 8 × `CHATWOOT_RETRY_BASE_SECONDS`; the last error is raised as `ChatwootError` and the
-caller parks the operation in the retry queue. Health probes never retry: they measure.
+caller parks the operation in the retry queue. A client made with `backoff=False` (work
+running inside someone's request: eager Celery) tries once and raises at once. Health
+probes never retry: they measure.
+
+Finding what an earlier attempt created: a contact we create carries an `identifier`
+(unique per account in Chatwoot), found again exactly with `POST /contacts/filter`
+(`/contacts/search?q=` matches substrings: `...:4` would also find `...:40`); a
+conversation carries our id in `custom_attributes[IDENTIFIER_ATTRIBUTE]`, found again in
+`GET /contacts/{id}/conversations` (the contact's latest 20 in the inboxes the token's
+user is a member of).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from support import metrics
 log = structlog.get_logger(__name__)
 
 BACKOFF_STEPS = (1, 2, 4, 8)
+IDENTIFIER_ATTRIBUTE = "replybase_id"
 HEALTH_TIMEOUT_SECONDS = 10.0
 MESSAGE_TYPE_NAMES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 USER_AGENT = "ReplyBase-Support/1.0"
@@ -52,6 +62,8 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class ContactCreated:
+    """A contact, created or found, and its `source_id` in our inbox ("" if it has none)."""
+
     contact_id: int
     source_id: str
 
@@ -123,20 +135,22 @@ class ChatwootClient:
         api_token: str,
         timeout: float | None = None,
         retry_base: float | None = None,
+        backoff: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.account_id = account_id
         self.api_token = api_token
         self.timeout = settings.CHATWOOT_HTTP_TIMEOUT if timeout is None else timeout
         base = settings.CHATWOOT_RETRY_BASE_SECONDS if retry_base is None else retry_base
-        self.delays = tuple(step * base for step in BACKOFF_STEPS)
+        self.delays = tuple(step * base for step in BACKOFF_STEPS) if backoff else ()
 
     @classmethod
-    def for_connection(cls, connection) -> ChatwootClient:
+    def for_connection(cls, connection, *, backoff: bool = True) -> ChatwootClient:
         return cls(
             base_url=connection.base_url,
             account_id=connection.account_id,
             api_token=connection.api_token,
+            backoff=backoff,
         )
 
     # --- plumbing ----------------------------------------------------------------------
@@ -258,11 +272,14 @@ class ChatwootClient:
         inbox_id: int,
         email: str = "",
         source_id: str = "",
+        identifier: str = "",
         additional_attributes: dict | None = None,
     ) -> ContactCreated:
         body: dict[str, Any] = {"name": name, "inbox_id": inbox_id}
         if email:
             body["email"] = email
+        if identifier:
+            body["identifier"] = identifier
         if source_id:
             body["source_id"] = source_id
         if additional_attributes:
@@ -280,6 +297,63 @@ class ChatwootClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise ChatwootError("Unexpected answer to creating a contact") from exc
 
+    def find_contact(self, *, identifier: str, inbox_id: int | None) -> ContactCreated | None:
+        """The contact whose `identifier` is exactly this one (Chatwoot compares it
+        case-insensitively), with its source_id in `inbox_id`; None when there is none."""
+        body = {
+            "payload": [
+                {
+                    "attribute_key": "identifier",
+                    "filter_operator": "equal_to",
+                    "values": [identifier],
+                    "query_operator": None,
+                }
+            ]
+        }
+        path = self._account_path("/contacts/filter")
+        data = self._call("find_contact", "POST", path, json=body, retry=True)
+        rows = data.get("payload") if isinstance(data, dict) else None
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or "id" not in row:
+                continue
+            if str(row.get("identifier") or "").lower() != identifier.lower():
+                continue
+            source_id = ""
+            for contact_inbox in row.get("contact_inboxes") or []:
+                inbox = (contact_inbox or {}).get("inbox") or {}
+                if inbox_id is not None and inbox.get("id") == inbox_id:
+                    source_id = str(contact_inbox.get("source_id") or "")
+                    break
+            try:
+                return ContactCreated(int(row["id"]), source_id)
+            except (TypeError, ValueError) as exc:
+                raise ChatwootError("Unexpected answer to filtering contacts") from exc
+        return None
+
+    def find_conversation(
+        self, *, contact_id: int, inbox_id: int | None, identifier: str
+    ) -> int | None:
+        """The id of the contact's conversation in `inbox_id` that carries our `identifier`
+        in `custom_attributes[IDENTIFIER_ATTRIBUTE]`; None when there is none."""
+        path = self._account_path(f"/contacts/{int(contact_id)}/conversations")
+        data = self._call("find_conversation", "GET", path, retry=True)
+        rows = data.get("payload") if isinstance(data, dict) else None
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or "id" not in row:
+                continue
+            attributes = row.get("custom_attributes") or {}
+            if not isinstance(attributes, dict):
+                continue
+            if attributes.get(IDENTIFIER_ATTRIBUTE) != identifier:
+                continue
+            if inbox_id is not None and row.get("inbox_id") != inbox_id:
+                continue
+            try:
+                return int(row["id"])
+            except (TypeError, ValueError) as exc:
+                raise ChatwootError("Unexpected answer to listing conversations") from exc
+        return None
+
     def create_conversation(
         self,
         *,
@@ -289,14 +363,17 @@ class ChatwootClient:
         additional_attributes: dict | None = None,
         custom_attributes: dict | None = None,
     ) -> int:
-        body = {
-            "source_id": source_id,
+        """A new conversation of the contact in `inbox_id`: through its contact inbox
+        `source_id`, or (without one) Chatwoot picks or makes the contact's inbox link."""
+        body: dict[str, Any] = {
             "inbox_id": inbox_id,
             "contact_id": contact_id,
             "status": "open",
             "additional_attributes": additional_attributes or {},
             "custom_attributes": custom_attributes or {},
         }
+        if source_id:
+            body["source_id"] = source_id
         data = self._call(
             "create_conversation",
             "POST",

@@ -91,3 +91,55 @@ def test_a_hanging_chatwoot_times_out_per_request(chatwoot_standin, settings):
         client.create_message(conversation_id=1, content="x")
     assert failure.value.message == "Connection timeout after 200ms" and failure.value.retryable
     assert len(chatwoot_standin.requests) == 5
+
+
+def test_without_backoff_a_call_is_tried_once(chatwoot_standin):
+    client = ChatwootClient(
+        base_url=chatwoot_standin.url, account_id=1, api_token="cw-standin-token", backoff=False
+    )
+    chatwoot_standin.set_fault("status", status=503)
+    with pytest.raises(ChatwootError) as failure:
+        client.create_message(conversation_id=1, content="x")
+    assert failure.value.retryable and len(chatwoot_standin.requests) == 1
+
+
+def test_contacts_and_conversations_are_found_by_our_identifier(cw_client, chatwoot_standin):
+    assert cw_client.find_contact(identifier="replybase:1:conversation:4", inbox_id=1) is None
+    near = cw_client.create_contact(
+        name="Near", inbox_id=1, identifier="replybase:1:conversation:40"
+    )
+    made = cw_client.create_contact(
+        name="Visitor", inbox_id=1, identifier="replybase:1:conversation:4", source_id="ours-4"
+    )
+    found = cw_client.find_contact(identifier="replybase:1:conversation:4", inbox_id=1)
+    assert found == made and found.source_id == "ours-4" and found != near
+    assert cw_client.find_contact(identifier="replybase:1:conversation:4", inbox_id=2) == (
+        type(made)(made.contact_id, "")  # no contact inbox in that inbox
+    )
+
+    ours = {"replybase_id": "replybase:1:conversation:4"}
+    assert (
+        cw_client.find_conversation(
+            contact_id=made.contact_id, inbox_id=1, identifier=ours["replybase_id"]
+        )
+        is None
+    )
+    cw_client.create_conversation(source_id="ours-4", inbox_id=1, contact_id=made.contact_id)
+    conversation_id = cw_client.create_conversation(
+        source_id="ours-4", inbox_id=1, contact_id=made.contact_id, custom_attributes=ours
+    )
+    assert (
+        cw_client.find_conversation(
+            contact_id=made.contact_id, inbox_id=1, identifier=ours["replybase_id"]
+        )
+        == conversation_id
+    )
+    assert (
+        cw_client.find_conversation(
+            contact_id=made.contact_id, inbox_id=2, identifier=ours["replybase_id"]
+        )
+        is None
+    )
+    with pytest.raises(ChatwootError) as failure:
+        cw_client.find_conversation(contact_id=999, inbox_id=1, identifier="x")
+    assert failure.value.status == 404 and not failure.value.retryable
