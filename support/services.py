@@ -7,12 +7,17 @@
 - Handoff: a webchat conversation handed to humans is mirrored into Chatwoot (contact,
   conversation, transcript as incoming messages) and later visitor messages follow.
 - Retry queue: a Chatwoot call that still fails after its backoff retries is parked in
-  OutboundRetry and run again by beat (or by hand from the admin).
+  OutboundRetry and run again by beat (or by hand from the admin). `inline=True` is work
+  running inside someone's request (eager Celery: embedded mode, tests): one attempt per
+  call and a failure goes straight to the retry queue, so nobody waits through backoff.
 
 No Chatwoot call ever runs inside a database transaction: state is read, the call is
 made, and the result is written in a short transaction of its own. Every message we post
 carries a `source_id` (`replybase:<kind>:<id>`), so a retry can look for it first and
-its webhook echo is recognised.
+its webhook echo is recognised. A mirrored contact and conversation carry
+`replybase:<tenant>:conversation:<id>` (contact `identifier`, conversation custom
+attribute), and are looked for before they are created: a retry after a crash between
+Chatwoot's answer and storing its id finds them instead of making a second one.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ from django.utils import timezone
 from core.exceptions import InvalidRequest
 from crm.models import Conversation, ConversationStatus, Message, SenderType
 from support import metrics
-from support.chatwoot.client import ChatwootClient, ChatwootError
+from support.chatwoot.client import (
+    IDENTIFIER_ATTRIBUTE,
+    ChatwootClient,
+    ChatwootError,
+    ContactCreated,
+)
 from support.chatwoot.events import OUR_SOURCE_PREFIX
 from support.exceptions import ApprovalNotPending
 from support.models import (
@@ -143,8 +153,8 @@ def connection_sync_from_env() -> ChatwootConnection | None:
     return connection
 
 
-def _client(connection: ChatwootConnection) -> ChatwootClient:
-    return ChatwootClient.for_connection(connection)
+def _client(connection: ChatwootConnection, *, inline: bool = False) -> ChatwootClient:
+    return ChatwootClient.for_connection(connection, backoff=not inline)
 
 
 # --- conversation links ----------------------------------------------------------------------
@@ -213,7 +223,7 @@ def _related_articles(*, tenant_id: int, question: str) -> list[dict]:
     ]
 
 
-def approval_item_draft(*, item_id: int) -> ApprovalItem | None:
+def approval_item_draft(*, item_id: int, inline: bool = False) -> ApprovalItem | None:
     """Draft a reply with the bot's engine (outside any transaction), store it, post the note."""
     from bots.services import answer_question
 
@@ -276,7 +286,7 @@ def approval_item_draft(*, item_id: int) -> ApprovalItem | None:
         latency_ms=latency_ms,
     )
     if text:
-        approval_item_note_post(item=item)
+        approval_item_note_post(item=item, inline=inline)
     return item
 
 
@@ -292,12 +302,14 @@ def private_note_text(item: ApprovalItem) -> str:
     return f"{header}:\n\n{item.draft_text}"
 
 
-def approval_item_note_post(*, item: ApprovalItem, from_retry: bool = False) -> bool:
+def approval_item_note_post(
+    *, item: ApprovalItem, from_retry: bool = False, inline: bool = False
+) -> bool:
     """Post the draft to Chatwoot as a private note (once); on failure park it for retry."""
     if item.private_note_id or not item.draft_text or item.link.chatwoot_conversation_id is None:
         retry_mark_done(operation=RetryOperation.PRIVATE_NOTE, object_id=item.pk)
         return True
-    client = _client(item.connection)
+    client = _client(item.connection, inline=inline)
     source_id = f"{OUR_SOURCE_PREFIX}note:{item.pk}"
     conversation_id = item.link.chatwoot_conversation_id
     try:
@@ -403,13 +415,13 @@ def approval_items_supersede(
     return items.update(status=ApprovalStatus.SUPERSEDED, updated_at=timezone.now())
 
 
-def approval_item_send(*, item_id: int, from_retry: bool = False) -> bool:
+def approval_item_send(*, item_id: int, from_retry: bool = False, inline: bool = False) -> bool:
     """Send an approved reply to Chatwoot as a public message (once)."""
     item = ApprovalItem.objects.select_related("connection", "link").filter(pk=item_id).first()
     if item is None or item.status != ApprovalStatus.APPROVED:
         retry_mark_done(operation=RetryOperation.REPLY, object_id=item_id)
         return item is not None and item.status == ApprovalStatus.SENT
-    client = _client(item.connection)
+    client = _client(item.connection, inline=inline)
     source_id = f"{OUR_SOURCE_PREFIX}reply:{item.pk}"
     conversation_id = item.link.chatwoot_conversation_id
     try:
@@ -512,21 +524,51 @@ def _transcript_text(message: Message) -> str:
     return f"[{SENDER_LABELS.get(message.sender_type, 'Bot')}] {message.text}"
 
 
-def handoff_sync(*, conversation_id: int, from_retry: bool = False) -> SyncResult:
+def handoff_identifier(conversation: Conversation) -> str:
+    """Our stable name of a mirrored conversation: the Chatwoot contact's `identifier` (one
+    contact per webchat conversation) and the Chatwoot conversation's custom attribute."""
+    return f"{OUR_SOURCE_PREFIX}{conversation.tenant_id}:conversation:{conversation.pk}"
+
+
+def _handoff_retry_waiting(conversation_id: int) -> bool:
+    return OutboundRetry.objects.filter(
+        operation=RetryOperation.HANDOFF_SYNC,
+        object_id=conversation_id,
+        status=RetryStatus.QUEUED,
+        next_attempt_at__gt=timezone.now(),
+    ).exists()
+
+
+def handoff_sync(
+    *, conversation_id: int, from_retry: bool = False, inline: bool = False
+) -> SyncResult:
     """Mirror a handed-off webchat conversation into Chatwoot and post what is not there yet.
 
     Each step stores its external id before the next one (contact, conversation, then
-    every message in order), so a retry carries on where the failure happened.
+    every message in order), so a retry carries on where the failure happened; the
+    contact and the conversation are looked for (by `handoff_identifier`) before they are
+    created, for when the id of an earlier attempt was never stored.
+
+    Inline (in the visitor's request) it makes one attempt per call, and while a parked
+    retry of this conversation is not due yet it calls nothing: Chatwoot failed moments
+    ago, and the retry posts every message that is pending when it runs.
     """
     conversation = Conversation.objects.select_related("contact").filter(pk=conversation_id).first()
     if conversation is None:
         retry_mark_done(operation=RetryOperation.HANDOFF_SYNC, object_id=conversation_id)
         return SyncResult(None, 0, True)
+    if inline and not from_retry and _handoff_retry_waiting(conversation_id):
+        log.info(
+            "support.handoff_deferred",
+            tenant_id=conversation.tenant_id,
+            conversation_id=conversation_id,
+        )
+        return SyncResult(None, 0, False)
     lock = f"support:handoff-sync:{conversation_id}"
     if not cache.add(lock, 1, SYNC_LOCK_SECONDS):
         raise SyncBusy(conversation_id)
     try:
-        return _handoff_sync_locked(conversation, from_retry=from_retry)
+        return _handoff_sync_locked(conversation, from_retry=from_retry, inline=inline)
     finally:
         cache.delete(lock)
 
@@ -561,24 +603,39 @@ def _handoff_link(conversation: Conversation) -> ChatwootConversationLink | None
     return ChatwootConversationLink.objects.select_related("connection").get(pk=link.pk)
 
 
-def _handoff_sync_locked(conversation: Conversation, *, from_retry: bool) -> SyncResult:
+def _handoff_sync_locked(
+    conversation: Conversation, *, from_retry: bool, inline: bool
+) -> SyncResult:
     link = _handoff_link(conversation)
     if link is None:
         return SyncResult(None, 0, True)
     connection = link.connection
-    client = _client(connection)
+    client = _client(connection, inline=inline)
+    identifier = handoff_identifier(conversation)
     posted = 0
+    found_conversation = False
     try:
         if link.chatwoot_contact_id is None:
-            _handoff_contact_create(client, link, conversation)
+            _handoff_contact_ensure(client, link, conversation, identifier=identifier)
         if link.chatwoot_conversation_id is None:
-            link.chatwoot_conversation_id = client.create_conversation(
-                source_id=link.contact_source_id,
-                inbox_id=connection.inbox_id,
+            chatwoot_id = client.find_conversation(
                 contact_id=link.chatwoot_contact_id,
-                additional_attributes={"source": "ReplyBase webchat"},
-                custom_attributes={"replybase_conversation_id": conversation.pk},
+                inbox_id=connection.inbox_id,
+                identifier=identifier,
             )
+            found_conversation = chatwoot_id is not None
+            if chatwoot_id is None:
+                chatwoot_id = client.create_conversation(
+                    source_id=link.contact_source_id,
+                    inbox_id=connection.inbox_id,
+                    contact_id=link.chatwoot_contact_id,
+                    additional_attributes={"source": "ReplyBase webchat"},
+                    custom_attributes={
+                        "replybase_conversation_id": conversation.pk,
+                        IDENTIFIER_ATTRIBUTE: identifier,
+                    },
+                )
+            link.chatwoot_conversation_id = chatwoot_id
             link.save(update_fields=["chatwoot_conversation_id", "updated_at"])
         pending = list(
             Message.objects.filter(
@@ -590,7 +647,7 @@ def _handoff_sync_locked(conversation: Conversation, *, from_retry: bool) -> Syn
             .order_by("id")
         )
         already: set[str] = set()
-        if from_retry and pending:
+        if (from_retry or found_conversation) and pending:
             already = {
                 m.source_id or ""
                 for m in client.list_messages(conversation_id=link.chatwoot_conversation_id)
@@ -626,30 +683,64 @@ def _handoff_sync_locked(conversation: Conversation, *, from_retry: bool) -> Syn
     return SyncResult(link, posted, True)
 
 
-def _handoff_contact_create(client: ChatwootClient, link, conversation: Conversation) -> None:
+def _identifier_taken(exc: ChatwootError) -> bool:
+    return exc.status == 422 and "identifier" in exc.message.lower()
+
+
+def _handoff_contact_ensure(
+    client: ChatwootClient, link, conversation: Conversation, *, identifier: str
+) -> None:
+    """The Chatwoot contact of this conversation: the one an earlier attempt made (found by
+    its identifier), else a new one."""
+    inbox_id = link.connection.inbox_id
+    contact = client.find_contact(identifier=identifier, inbox_id=inbox_id)
+    if contact is not None:
+        # Its own source_id in our inbox ("" if it has none there: the conversation is
+        # then created from contact and inbox, and Chatwoot links them).
+        source_id = contact.source_id
+    else:
+        try:
+            contact = _handoff_contact_create(client, link, conversation, identifier=identifier)
+        except ChatwootError as exc:
+            if not _identifier_taken(exc):
+                raise
+            # Another worker created it between our look-up and our create.
+            contact = client.find_contact(identifier=identifier, inbox_id=inbox_id)
+            if contact is None:
+                raise
+            source_id = contact.source_id
+        else:
+            source_id = contact.source_id or link.contact_source_id
+    link.chatwoot_contact_id = contact.contact_id
+    link.contact_source_id = source_id
+    link.save(update_fields=["chatwoot_contact_id", "contact_source_id", "updated_at"])
+
+
+def _handoff_contact_create(
+    client: ChatwootClient, link, conversation: Conversation, *, identifier: str
+) -> ContactCreated:
     name, email = _contact_name(conversation)
     attributes = {"replybase_conversation_id": conversation.pk}
     try:
-        created = client.create_contact(
+        return client.create_contact(
             name=name,
             email=email,
             inbox_id=link.connection.inbox_id,
             source_id=link.contact_source_id,
+            identifier=identifier,
             additional_attributes=attributes,
         )
     except ChatwootError as exc:
-        if exc.status != 422 or not email:
+        if exc.status != 422 or not email or _identifier_taken(exc):
             raise
         # The email belongs to an existing Chatwoot contact: keep it as an attribute.
-        created = client.create_contact(
+        return client.create_contact(
             name=name,
             inbox_id=link.connection.inbox_id,
             source_id=link.contact_source_id,
+            identifier=identifier,
             additional_attributes={**attributes, "email": email},
         )
-    link.chatwoot_contact_id = created.contact_id
-    link.contact_source_id = created.source_id or link.contact_source_id
-    link.save(update_fields=["chatwoot_contact_id", "contact_source_id", "updated_at"])
 
 
 def _link_synced(link: ChatwootConversationLink, message: Message, *, handed_off_at) -> None:
@@ -798,7 +889,7 @@ def retry_mark_done(*, operation: str, object_id: int) -> None:
     ).update(status=RetryStatus.DONE, done_at=timezone.now(), updated_at=timezone.now())
 
 
-def retry_run(*, retry: OutboundRetry) -> bool:
+def retry_run(*, retry: OutboundRetry, inline: bool = False) -> bool:
     """Run a parked operation again (it marks its row done, or counts the failure)."""
     if retry.status == RetryStatus.DONE:
         return True
@@ -821,11 +912,11 @@ def retry_run(*, retry: OutboundRetry) -> bool:
         if item is None:
             retry_mark_done(operation=retry.operation, object_id=retry.object_id)
             return True
-        return approval_item_note_post(item=item, from_retry=True)
+        return approval_item_note_post(item=item, from_retry=True, inline=inline)
     if retry.operation == RetryOperation.REPLY:
-        return approval_item_send(item_id=retry.object_id, from_retry=True)
+        return approval_item_send(item_id=retry.object_id, from_retry=True, inline=inline)
     if retry.operation == RetryOperation.HANDOFF_SYNC:
-        return handoff_sync(conversation_id=retry.object_id, from_retry=True).ok
+        return handoff_sync(conversation_id=retry.object_id, from_retry=True, inline=inline).ok
     return False
 
 

@@ -1,4 +1,10 @@
-"""Thin Celery wrappers over the support services (ids in, fetched again inside)."""
+"""Thin Celery wrappers over the support services (ids in, fetched again inside).
+
+A task executed eagerly (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) runs inside the
+request that queued it, so its Chatwoot calls are made `inline`: one attempt each, and a
+failure goes straight to the retry queue instead of sleeping through the backoff there.
+On a worker the calls keep their backoff retries.
+"""
 
 from celery import shared_task
 from django.db import OperationalError
@@ -7,10 +13,15 @@ from support import health, services, webhooks
 from support import monitor as support_monitor
 from support.models import OutboundRetry
 
-# Chatwoot calls retry with backoff inside the task (up to ~65 s for one call with a
-# hanging peer); these limits only stop a task stuck somewhere else.
+# On a worker, Chatwoot calls retry with backoff inside the task (up to ~65 s for one call
+# with a hanging peer); these limits only stop a task stuck somewhere else.
 OUTBOUND_SOFT_TIME_LIMIT = 240
 OUTBOUND_TIME_LIMIT = 300
+
+
+def _inline(task) -> bool:
+    """True when the task runs in the caller's process, i.e. inside a request."""
+    return bool(task.request.is_eager)
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), max_retries=3, retry_backoff=1)
@@ -19,6 +30,7 @@ def process_webhook(delivery_id: int) -> str | None:
 
 
 @shared_task(
+    bind=True,
     acks_late=True,
     soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
     time_limit=OUTBOUND_TIME_LIMIT,
@@ -26,11 +38,12 @@ def process_webhook(delivery_id: int) -> str | None:
     max_retries=3,
     retry_backoff=1,
 )
-def draft_reply(item_id: int) -> None:
-    services.approval_item_draft(item_id=item_id)
+def draft_reply(self, item_id: int) -> None:
+    services.approval_item_draft(item_id=item_id, inline=_inline(self))
 
 
 @shared_task(
+    bind=True,
     acks_late=True,
     soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
     time_limit=OUTBOUND_TIME_LIMIT,
@@ -38,8 +51,8 @@ def draft_reply(item_id: int) -> None:
     max_retries=3,
     retry_backoff=1,
 )
-def send_reply(item_id: int) -> bool:
-    return services.approval_item_send(item_id=item_id)
+def send_reply(self, item_id: int) -> bool:
+    return services.approval_item_send(item_id=item_id, inline=_inline(self))
 
 
 @shared_task(
@@ -51,21 +64,32 @@ def send_reply(item_id: int) -> bool:
 )
 def sync_handoff(self, conversation_id: int) -> bool:
     """Mirror / forward a handed-off webchat conversation; one worker per conversation."""
+    inline = _inline(self)
     try:
-        return services.handoff_sync(conversation_id=conversation_id).ok
-    except (services.SyncBusy, OperationalError) as exc:
+        return services.handoff_sync(conversation_id=conversation_id, inline=inline).ok
+    except services.SyncBusy as exc:
+        if inline:
+            # An eager retry reruns at once, without the countdown, up to max_retries
+            # times inside the request. The message stays pending: the sync holding the
+            # lock (if it read it) or the next sync of this conversation posts it.
+            return False
+        raise self.retry(exc=exc, countdown=2) from exc
+    except OperationalError as exc:
         raise self.retry(exc=exc, countdown=2) from exc
 
 
 @shared_task(
-    acks_late=True, soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT, time_limit=OUTBOUND_TIME_LIMIT
+    bind=True,
+    acks_late=True,
+    soft_time_limit=OUTBOUND_SOFT_TIME_LIMIT,
+    time_limit=OUTBOUND_TIME_LIMIT,
 )
-def retry_outbound(retry_id: int) -> bool:
+def retry_outbound(self, retry_id: int) -> bool:
     retry = OutboundRetry.objects.filter(pk=retry_id).first()
     if retry is None:
         return False
     try:
-        return services.retry_run(retry=retry)
+        return services.retry_run(retry=retry, inline=_inline(self))
     except services.SyncBusy:
         return False  # a sync is running right now; beat tries again later
 

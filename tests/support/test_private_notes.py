@@ -69,15 +69,24 @@ def test_the_notes_own_webhook_is_ignored(ask, chatwoot_standin, conv, post_webh
 def test_outage_retries_with_backoff_then_lands_in_the_retry_queue(ask, chatwoot_standin, conv):
     chatwoot_standin.set_fault("status", status=503, route=MESSAGES_ROUTE)
     item = ask()
-    attempts = chatwoot_standin.requests_to(MESSAGES_ROUTE)
-    assert len(attempts) == 5  # the first try and retries after 1, 2, 4, 8 × base
-    gaps = [b.time - a.time for a, b in itertools.pairwise(attempts)]
-    assert gaps[3] > gaps[0] and gaps[3] >= 0.08  # 8 × 10 ms
-    assert item.status == ApprovalStatus.PENDING and item.private_note_id is None
+    # Eager (inside the webhook's request): one attempt, then straight to the retry queue.
+    assert len(chatwoot_standin.requests_to(MESSAGES_ROUTE)) == 1
     [retry] = OutboundRetry.objects.all()
     assert retry.operation == "private_note" and retry.object_id == item.pk
     assert retry.status == RetryStatus.QUEUED and retry.retryable
     assert retry.last_error.startswith("HTTP 503")
+
+    # On a worker: the first try and retries after 1, 2, 4, 8 × base, then the same row.
+    chatwoot_standin.clear_requests()
+    assert services.approval_item_note_post(item=item) is False
+    attempts = chatwoot_standin.requests_to(MESSAGES_ROUTE)
+    assert len(attempts) == 5
+    gaps = [b.time - a.time for a, b in itertools.pairwise(attempts)]
+    assert gaps[3] > gaps[0] and gaps[3] >= 0.08  # 8 × 10 ms
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.PENDING and item.private_note_id is None
+    [retry] = OutboundRetry.objects.all()
+    assert retry.status == RetryStatus.QUEUED and retry.attempts == 2
 
     # Chatwoot is back: the beat task posts the note exactly once.
     chatwoot_standin.clear_faults()

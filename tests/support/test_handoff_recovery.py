@@ -1,0 +1,209 @@
+"""Webchat handoff when things go wrong between us and Chatwoot:
+
+- the process dies after Chatwoot created the contact or the conversation but before we
+  stored its id: the next attempt finds it (by our identifier) instead of making another;
+- in embedded mode (eager Celery) an unreachable Chatwoot costs the visitor's request one
+  attempt, not the backoff retries: the sync waits in the retry queue and lands later."""
+
+import time
+
+import pytest
+
+from crm.models import Conversation, ConversationStatus
+from support import services
+from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
+from support.tasks import retry_due, sync_handoff
+
+HUMAN = "I want to talk to a person"
+FILTER_ROUTE = "POST /api/v1/accounts/*/contacts/filter"
+
+
+class SimulatedCrash(Exception):
+    """The process died here."""
+
+
+def _incoming(standin, conversation_id):
+    return [
+        m["content"]
+        for m in standin.messages(conversation_id)
+        if m["message_type"] == "incoming" and not m["private"]
+    ]
+
+
+def _start_and_hand_off(widget_client) -> Conversation:
+    assert widget_client.init().status_code == 200
+    assert widget_client.send("Hello there").status_code == 201
+    assert widget_client.send(HUMAN).status_code == 201
+    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
+    assert conversation.status == ConversationStatus.HANDOFF
+    return conversation
+
+
+def _crash_once_when_storing(monkeypatch, field: str) -> list[str]:
+    """The first save of `field` on a link raises, as if the process died right there."""
+    crashed: list[str] = []
+    save = ChatwootConversationLink.save
+
+    def crashing_save(self, *args, **kwargs):
+        if not crashed and field in (kwargs.get("update_fields") or ()):
+            crashed.append(field)
+            raise SimulatedCrash(field)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatwootConversationLink, "save", crashing_save)
+    return crashed
+
+
+# --- idempotent contact and conversation -----------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["chatwoot_contact_id", "chatwoot_conversation_id"])
+def test_a_crash_before_storing_chatwoots_id_does_not_make_a_second_one(
+    widget_client, connection, chatwoot_standin, monkeypatch, field
+):
+    crashed = _crash_once_when_storing(monkeypatch, field)
+    assert widget_client.init().status_code == 200
+    assert widget_client.send("Hello there").status_code == 201
+    with pytest.raises(SimulatedCrash):
+        widget_client.send(HUMAN)  # the eager mirror task dies inside the request
+    assert crashed == [field]
+    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
+    assert conversation.status == ConversationStatus.HANDOFF
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    assert getattr(link, field) is None  # Chatwoot has it, we never stored its id
+    [contact] = chatwoot_standin.contacts
+
+    # The task runs again (a redelivery after the crash, or the next visitor message).
+    assert sync_handoff.delay(conversation_id=conversation.pk).get() is True
+    assert widget_client.send("Still there?").status_code == 201
+
+    assert len(chatwoot_standin.contacts) == 1 and len(chatwoot_standin.conversations) == 1
+    [cw] = chatwoot_standin.conversations
+    link.refresh_from_db()
+    assert link.chatwoot_contact_id == contact["id"] and link.chatwoot_conversation_id == cw["id"]
+    identifier = f"replybase:{conversation.tenant_id}:conversation:{conversation.pk}"
+    assert contact["identifier"] == cw["custom_attributes"]["replybase_id"] == identifier
+    transcript = _incoming(chatwoot_standin, cw["id"])
+    assert transcript[0] == "Hello there" and transcript[-1] == "Still there?"
+    assert len(transcript) == len(set(transcript)) == conversation.messages.count()
+    assert not OutboundRetry.objects.filter(status=RetryStatus.QUEUED).exists()
+
+
+def test_a_lost_link_finds_the_same_contact_conversation_and_messages(
+    widget_client, connection, chatwoot_standin
+):
+    conversation = _start_and_hand_off(widget_client)
+    [contact], [cw] = chatwoot_standin.contacts, chatwoot_standin.conversations
+    posted = _incoming(chatwoot_standin, cw["id"])
+    lost = ChatwootConversationLink.objects.get(conversation=conversation)
+    lost.delete()
+
+    result = services.handoff_sync(conversation_id=conversation.pk)
+
+    assert result.ok and result.posted == 0  # every message was already there
+    assert result.link.chatwoot_contact_id == contact["id"]
+    assert result.link.chatwoot_conversation_id == cw["id"]
+    assert result.link.contact_source_id == lost.contact_source_id  # the contact's own
+    assert len(chatwoot_standin.contacts) == 1 and len(chatwoot_standin.conversations) == 1
+    assert _incoming(chatwoot_standin, cw["id"]) == posted
+
+
+def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
+    widget_client, connection, chatwoot_standin, monkeypatch
+):
+    """Two workers looked, found nothing, and both created: the second's 422 on the
+    identifier sends it looking again instead of failing."""
+    filter_calls = []
+    find = services.ChatwootClient.find_contact
+
+    def racing_find(self, *, identifier, inbox_id):
+        filter_calls.append(identifier)
+        if len(filter_calls) == 1:
+            # The other worker's create lands between our look-up and our create.
+            self.create_contact(name="Other worker", inbox_id=inbox_id, identifier=identifier)
+            return None
+        return find(self, identifier=identifier, inbox_id=inbox_id)
+
+    monkeypatch.setattr(services.ChatwootClient, "find_contact", racing_find)
+    conversation = _start_and_hand_off(widget_client)
+    assert len(filter_calls) == 2
+    [contact] = chatwoot_standin.contacts
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    assert link.chatwoot_contact_id == contact["id"]
+    assert len(chatwoot_standin.conversations) == 1
+
+
+# --- eager mode: an unreachable Chatwoot does not hold the visitor's request -------------------
+
+
+@pytest.mark.parametrize("fault", ["hang", "down"])
+def test_an_unreachable_chatwoot_costs_the_handoff_request_one_attempt(
+    widget_client, connection, chatwoot_standin, settings, fault
+):
+    settings.CHATWOOT_HTTP_TIMEOUT = 0.5
+    settings.CHATWOOT_RETRY_BASE_SECONDS = 1.0  # the real backoff: 15 s of sleeps per call
+    chatwoot_standin.set_fault(fault, seconds=5)
+    started = time.monotonic()
+    conversation = _start_and_hand_off(widget_client)
+    elapsed = time.monotonic() - started
+
+    # One attempt in the request (the contact look-up), then the retry queue.
+    assert len(chatwoot_standin.requests) == 1
+    assert elapsed < 5  # generous: one 0.5 s timeout at most
+    assert chatwoot_standin.requests_to(FILTER_ROUTE)
+    retry = OutboundRetry.objects.get(operation="handoff_sync", object_id=conversation.pk)
+    assert retry.status == RetryStatus.QUEUED and retry.retryable and retry.attempts == 1
+    assert retry.next_attempt_at > retry.created_at
+
+    # Until that retry is due, a further visitor message calls nothing in its request.
+    assert widget_client.send("Anyone there?").status_code == 201
+    assert len(chatwoot_standin.requests) == 1
+    assert OutboundRetry.objects.filter(operation="handoff_sync").count() == 1
+
+    # Chatwoot is back: beat's retry mirrors everything, once.
+    chatwoot_standin.clear_faults()
+    OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
+    assert retry_due() == 1
+    retry.refresh_from_db()
+    assert retry.status == RetryStatus.DONE
+    [contact], [cw] = chatwoot_standin.contacts, chatwoot_standin.conversations
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    assert link.chatwoot_contact_id == contact["id"] and link.chatwoot_conversation_id == cw["id"]
+    transcript = _incoming(chatwoot_standin, cw["id"])
+    assert transcript[0] == "Hello there" and transcript[-1] == "Anyone there?"
+    assert len(transcript) == len(set(transcript)) == conversation.messages.count()
+
+
+def test_a_due_retry_is_attempted_once_by_the_next_visitor_message(
+    widget_client, connection, chatwoot_standin
+):
+    """Embedded mode runs no beat: once the parked retry is due, the visitor's next
+    message makes one attempt (and, still failing, pushes the retry further out)."""
+    chatwoot_standin.set_fault("down")
+    conversation = _start_and_hand_off(widget_client)
+    retry = OutboundRetry.objects.get(operation="handoff_sync", object_id=conversation.pk)
+    OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
+    chatwoot_standin.clear_requests()
+
+    assert widget_client.send("Hello?").status_code == 201
+    assert len(chatwoot_standin.requests) == 1
+    retry.refresh_from_db()
+    assert retry.attempts == 2 and retry.next_attempt_at > retry.created_at
+
+    chatwoot_standin.clear_faults()
+    OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
+    assert widget_client.send("Now?").status_code == 201
+    [cw] = chatwoot_standin.conversations
+    assert _incoming(chatwoot_standin, cw["id"])[-1] == "Now?"
+    retry.refresh_from_db()
+    assert retry.status == RetryStatus.DONE
+
+
+def test_on_a_worker_the_backoff_retries_stay(connection, chatwoot_standin, widget_client):
+    """Not inline (a worker): each call still tries five times before parking."""
+    chatwoot_standin.set_fault("down")
+    conversation = _start_and_hand_off(widget_client)
+    chatwoot_standin.clear_requests()
+    result = services.handoff_sync(conversation_id=conversation.pk, from_retry=True)
+    assert not result.ok
+    assert len(chatwoot_standin.requests_to(FILTER_ROUTE)) == 5
