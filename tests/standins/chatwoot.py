@@ -188,6 +188,7 @@ class ChatwootStandin(StandinServer):
         self.queue_services = self.data_services = "ok"  # what GET /api reports
         self.deliveries: list[dict] = []
         self._data = threading.RLock()
+        self._in_flight: list[threading.Thread] = []  # webhook deliveries not yet done
         self._created = time.time()
         self._contacts: dict[int, dict] = {}
         self._contact_inboxes: dict[int, dict] = {}
@@ -341,7 +342,19 @@ class ChatwootStandin(StandinServer):
             with self._data:
                 self.deliveries.append(outcome)
 
-        threading.Thread(target=deliver, name="chatwoot-webhook", daemon=True).start()
+        thread = threading.Thread(target=deliver, name="chatwoot-webhook", daemon=True)
+        with self._data:
+            self._in_flight = [t for t in self._in_flight if t.is_alive()] + [thread]
+        thread.start()
+
+    def stop(self) -> None:
+        """Also wait for webhooks still being delivered: one landing in our live server
+        after its test ended would touch a database that is no longer the test's."""
+        with self._data:
+            in_flight, self._in_flight = self._in_flight, []
+        for thread in in_flight:
+            thread.join(WEBHOOK_TIMEOUT + 1)
+        super().stop()
 
     # -- store ----------------------------------------------------------------------------
     def _next_id(self, kind: str, wanted: int | None = None) -> int:
