@@ -1,0 +1,58 @@
+"""webchat.ratelimits: django-ratelimit's counters, bumped for all of a route's limits at once."""
+
+import pytest
+from django.test import RequestFactory
+from django_ratelimit.core import get_usage
+
+from core.exceptions import RateLimited
+from webchat import ratelimits
+
+LIMITS = {"messages_post": {"ip": "5/m", "site": "100/m", "session": "3/m"}}
+
+
+@pytest.fixture
+def request_from_ip():
+    return RequestFactory().post("/api/webchat/v1/messages", REMOTE_ADDR="203.0.113.7")
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings):
+    settings.WEBCHAT_RATE_LIMITS = LIMITS
+
+
+def _usage(request, scope: str, value: str) -> dict:
+    """What django-ratelimit itself reads for this counter (without counting)."""
+    return get_usage(
+        request,
+        group=f"webchat:messages_post:{scope}",
+        key=lambda _group, _request: value,
+        rate=LIMITS["messages_post"][scope],
+        increment=False,
+    )
+
+
+def test_counts_are_django_ratelimits_own(request_from_ip):
+    for _ in range(2):
+        ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
+    assert _usage(request_from_ip, "ip", "203.0.113.7")["count"] == 2
+    assert _usage(request_from_ip, "site", "site:7")["count"] == 2
+    assert _usage(request_from_ip, "session", "session:9")["count"] == 2
+
+
+def test_the_first_limit_exceeded_refuses_with_the_time_left_in_its_window(request_from_ip):
+    for _ in range(3):
+        ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
+    with pytest.raises(RateLimited) as refused:
+        ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
+    assert "session limit 3/m" in refused.value.message
+    assert 1 <= refused.value.retry_after <= 60
+    window_end = _usage(request_from_ip, "session", "session:9")["time_left"]
+    assert abs(refused.value.retry_after - window_end) <= 1
+    # another session of the same visitor address is counted on its own
+    ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=10)
+
+
+def test_limits_off(settings, request_from_ip):
+    settings.RATELIMIT_ENABLE = False
+    for _ in range(10):
+        ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
