@@ -3,9 +3,8 @@
 `webchat_allowed(site)` is on every public widget request. Its decision is cached for
 `ROLLOUT_DECISION_TTL` seconds under a cache *generation*: every write through
 `rollout.services` bumps the generation, so every cached decision on every web instance
-goes stale at once; a change made any other way (a raw SQL update, a site's canary flag in
-the webchat admin) is seen within the TTL. A warm decision costs one cache round trip and
-no database query.
+goes stale at once; a change made any other way (a raw SQL update, say) is seen within the
+TTL. A warm decision costs one cache round trip and no database query.
 """
 
 from __future__ import annotations

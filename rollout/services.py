@@ -399,12 +399,16 @@ def tenant_demote(
 
 
 def site_canary_set(*, site: WebChatSite, actor, reason: str, is_canary: bool) -> WebChatSite:
-    """Mark a site as a low-risk canary (served to canary-only pilot tenants)."""
+    """Mark a site as a low-risk canary (served to canary-only pilot tenants).
+
+    The only way the flag changes: the webchat admin and the tenant dashboard show it
+    read-only. `before` is the locked row's value, not the caller's copy of the site."""
     reason = _reason_clean(reason)
-    if site.is_canary == is_canary:
-        raise NoChange()
     gate = gate_result_for_tenant(tenant_id=site.tenant_id)
     with transaction.atomic():
+        site = WebChatSite.objects.select_for_update().get(pk=site.pk, tenant_id=site.tenant_id)
+        if site.is_canary == is_canary:
+            raise NoChange()
         WebChatSite.objects.filter(pk=site.pk, tenant_id=site.tenant_id).update(
             is_canary=is_canary, updated_at=timezone.now()
         )

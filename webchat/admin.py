@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from webchat.models import WebChatEvent, WebChatHourlyRollup, WebChatSession, WebChatSite
 
@@ -18,8 +20,21 @@ class WebChatSiteAdmin(admin.ModelAdmin):
     list_filter = ["tenant", "active", "is_canary", "require_consent", "telemetry_enabled"]
     search_fields = ["name", "site_key", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant", "bot"]
-    readonly_fields = ["site_key", "previous_site_key", "previous_key_expires_at"]
+    # The canary flag is a rollout decision: it changes only on the tenant's rollout screen,
+    # which asks for a reason, writes the audit row and stales every cached decision at once.
+    exclude = ["is_canary"]
+    readonly_fields = ["site_key", "previous_site_key", "previous_key_expires_at", "canary"]
     raw_id_fields = ["bot"]
+
+    @admin.display(description="Canary site")
+    def canary(self, site: WebChatSite) -> str:
+        if site.pk is None:
+            return "No. Mark it on its tenant's rollout screen once the site exists."
+        return format_html(
+            '{} <a href="{}#sites">Change on the rollout screen</a> (audited, needs a reason).',
+            "Yes." if site.is_canary else "No.",
+            reverse("rollout:tenant", args=[site.tenant_id]),
+        )
 
 
 @admin.register(WebChatSession)
