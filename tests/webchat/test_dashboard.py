@@ -9,7 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from core.exceptions import InvalidRequest
 from crm.models import Direction, SenderType
+from rollout.models import AuditEntry
 from rollout.selectors import Decision, webchat_allowed
 from tenants.models import Role
 from tests.factories import (
@@ -254,6 +256,56 @@ def test_settings_save_reaches_the_public_api(client, owner, site, widget_client
     assert response.status_code == 302
     public = widget_client.config().json()["site"]
     assert (public["title"], public["color"], public["position"]) == ("Renamed", "#112233", "left")
+
+
+# --- the canary flag: an operator's rollout decision, never a tenant setting ----------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("start", [False, True])
+def test_a_posted_canary_flag_is_ignored(client, tenant, owner, site, start):
+    WebChatSite.objects.filter(pk=site.pk).update(is_canary=start)
+    client.force_login(owner)
+    response = client.post(
+        reverse("webchat_dashboard:settings", args=[site.pk]),
+        site_form_data(name=site.name, title="Renamed", is_canary="" if start else "on"),
+    )
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert (site.title, site.is_canary) == ("Renamed", start)
+    response = client.post(reverse("webchat_dashboard:new"), site_form_data(is_canary="on"))
+    assert response.status_code == 302
+    assert WebChatSite.objects.get(tenant=tenant, name="Second shop").is_canary is False
+    assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_site_services_refuse_the_canary_flag(tenant, owner, site):
+    with pytest.raises(InvalidRequest):
+        dashboard_services.site_settings_update(site=site, actor=owner, is_canary=True)
+    with pytest.raises(InvalidRequest):
+        dashboard_services.site_dashboard_create(
+            tenant=tenant, actor=owner, name="Blog", is_canary=True
+        )
+    site.refresh_from_db()
+    assert not site.is_canary
+    assert not WebChatSite.objects.filter(tenant=tenant, name="Blog").exists()
+
+
+@pytest.mark.django_db
+def test_settings_show_the_canary_flag_read_only(client, tenant, owner, site):
+    WebChatSite.objects.filter(pk=site.pk).update(is_canary=True)
+    rollout_link = reverse("rollout:tenant", args=[tenant.pk])
+    client.force_login(owner)
+    response = client.get(reverse("webchat_dashboard:settings", args=[site.pk]))
+    assert "is_canary" not in response.context["form"].fields
+    page = response.content.decode()
+    assert "Canary site: <strong>yes</strong>" in page
+    assert 'name="is_canary"' not in page and rollout_link not in page
+    owner.is_staff = True  # an operator who is also a member sees where to change it
+    owner.save(update_fields=["is_staff"])
+    page = client.get(reverse("webchat_dashboard:settings", args=[site.pk])).content.decode()
+    assert rollout_link + "#sites" in page
 
 
 @pytest.mark.django_db
