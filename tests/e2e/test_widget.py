@@ -739,3 +739,74 @@ def test_server_error_shows_readable_copy_and_recovers(page: Page, shop: Shop, h
     expect(w.alert).to_be_hidden()
     w.expect_settled()
     assert _inbound_texts(shop) == ["How long does shipping take?"]
+
+
+# The host page records the widget's `error` events and every state a bubble was drawn in
+# (data-s: sending, failed), through a MutationObserver on the widget's shadow root. Once
+# armed (`rbBreakNext = true`), a patched insertBefore throws on the next bot bubble: a host
+# page script breaking a DOM method the widget renders with.
+BROKEN_RENDER = """
+    window.rbErrors = []
+    window.rbStates = []
+    window.rbBreakNext = false
+    const insert = Node.prototype.insertBefore
+    Node.prototype.insertBefore = function (node, ref) {
+        if (window.rbBreakNext && node.classList && node.classList.contains("bot")) {
+            window.rbBreakNext = false
+            throw new Error("host page bug")
+        }
+        return insert.call(this, node, ref)
+    }
+    const record = (records) => {
+        for (const r of records) window.rbStates.push(r.oldValue, r.target.getAttribute("data-s"))
+    }
+    window.ReplyBase = {q: [
+        ["on", "error", (e) => window.rbErrors.push(e.code)],
+        ["on", "ready", () => new MutationObserver(record).observe(
+            document.getElementById("replybase-widget").shadowRoot,
+            {subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["data-s"]},
+        )],
+    ]}
+"""
+
+
+def test_a_page_error_after_the_server_took_the_message_is_not_a_failed_send(
+    page: Page, shop: Shop
+):
+    # Rendering the first answer's replies throws (after the server stored the message and the
+    # widget acknowledged it). A host page listener that throws cannot stand in: the loader
+    # catches what `ReplyBase.on` listeners throw.
+    page.add_init_script(BROKEN_RENDER)
+    w = Widget(page)
+    page.goto(shop.url)
+    with page.expect_response(_is_good_poll, timeout=UI_TIMEOUT):  # next poll: 7 s later
+        w.open_and_wait_for_init()
+    posted: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            "/api/webchat/v1/messages" in r.url and r.method == "POST" and posted.append(r.url)
+        ),
+    )
+
+    page.evaluate("window.rbBreakNext = true")
+    w.send("How long does shipping take?")
+    eventually(lambda: page.evaluate("window.rbErrors.length"), page=page, what="the error")
+    assert page.evaluate("window.rbBreakNext") is False  # it threw, in the send's render
+    assert "failed" not in page.evaluate("window.rbStates")
+    w.send("How do I return an item?")  # the outbox still sends
+
+    expect(w.bubble("bot", SHIPPING_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    w.expect_settled()
+    expect(w.alert).to_be_hidden()
+    expect(w.page.locator("#replybase-widget .m.visitor")).to_have_text(
+        ["You: How long does shipping take?", "You: How do I return an item?"]
+    )
+    assert "failed" not in page.evaluate("window.rbStates")
+    assert page.evaluate("window.rbErrors") == ["client_error"]
+    assert len(posted) == 2  # each message posted once: the first was not retried
+    assert _inbound_texts(shop) == ["How long does shipping take?", "How do I return an item?"]
+
+    _closed_and_flushed(page, w, shop)
+    eventually(lambda: _error_codes(shop) == ["client_error"], page=page, what="one error event")

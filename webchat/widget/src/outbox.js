@@ -16,10 +16,21 @@ export const uuid = () =>
 export const retryable = (e) => e.code === 'network' || e.status === 429 || e.status >= 500
 
 /**
- * send(item) posts one {cid, text}; onError(error, item, waitMs) is told of every failure
- * (waitMs 0: given up). While online() is false the queue waits for the next flush().
+ * send(item) posts one {cid, text} and resolves with the answer; onError(error, item, waitMs)
+ * is told of every failure (waitMs 0: given up). Once send resolved the server has the message,
+ * so sent(item, answer), the client's handling of the answer, runs after the item left the
+ * queue: what it throws goes to onSentError(error, item), never to onError, and is neither
+ * retried nor a reason to give the message up. While online() is false the queue waits for the
+ * next flush().
  */
-export function createOutbox({ send, onError = () => {}, online = () => true, wait = sleep }) {
+export function createOutbox({
+  send,
+  sent = () => {},
+  onError = () => {},
+  onSentError = () => {},
+  online = () => true,
+  wait = sleep,
+}) {
   const items = []
   let busy = false
 
@@ -35,15 +46,22 @@ export function createOutbox({ send, onError = () => {}, online = () => true, wa
     try {
       while (items.length && online()) {
         const item = items[0]
+        let answer
         try {
-          await send(item)
-          next()
+          answer = await send(item)
         } catch (e) {
           const ms = retryable(e) ? e.retryAfter || backoff(attempt) : 0
           if (ms) attempt++
           else next()
           onError(e, item, ms)
           if (ms) await wait(ms)
+          continue
+        }
+        next()
+        try {
+          await sent(item, answer)
+        } catch (e) {
+          onSentError(e, item)
         }
       }
     } finally {

@@ -368,11 +368,16 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     async send(item) {
       const r = await authed('POST', 'messages', { text: item.text, client_message_id: item.cid })
       sendFailed.ok()
-      msgs = ack(msgs, item.cid, r.message)
-      pending = !!r.pending_reply
-      add(r.replies)
+      return r
+    },
+    // The server has the message now (201, or 200 for a retry): what follows can only fail
+    // here, in the page, and then goes to onSentError. What needs nothing from the answer first.
+    sent(item, r) {
       showError()
       telemetry.track('message_sent')
+      pending = !!r.pending_reply
+      msgs = ack(msgs, item.cid, r.message)
+      add(r.replies)
       schedule(pollDelay({ open, pending }))
     },
     onError(e, item, ms) {
@@ -382,6 +387,19 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
         render()
       }
       if (sendFailed.counts(e)) report(e, ms)
+    },
+    // A bug in handling the answer, not a failed send: the bubble is not "failed" and the
+    // visitor sees no notice. The host page hears of it once; a poll now redraws the log and
+    // fetches replies the answer's handling missed.
+    onSentError(e, item) {
+      console.error(e)
+      const local = msgs.find((m) => m.cid === item.cid)
+      if (local) delete local.state
+      if (!dead) {
+        telemetry.track('error', { code: 'client_error' })
+        emit('error', { code: 'client_error', message: String((e && e.message) || e) })
+      }
+      schedule(0)
     },
   })
 

@@ -121,6 +121,80 @@ test('a dropped message resets the count for a message added after the queue emp
   assert.deepEqual(waits, [750, 750])
 })
 
+// The widget's use: send() is the POST, sent() applies its answer (ack, replies, render,
+// telemetry). Once the POST resolved the server has the message; a throw in sent() is a
+// client-side bug, not a failed send.
+test('a message the server accepted is not given up when handling its answer throws', async () => {
+  const posted = []
+  const handled = []
+  const failures = []
+  const bugs = []
+  const waits = []
+  const outbox = createOutbox({
+    send: async (item) => {
+      posted.push(item.cid)
+      return { message: { id: posted.length, client_message_id: item.cid } }
+    },
+    sent: (item, answer) => {
+      handled.push([item.cid, answer.message.id])
+      if (item.cid === 'a') throw new TypeError("Cannot read properties of undefined (reading 'id')")
+    },
+    onError: (e, item, ms) => failures.push([item.cid, ms]),
+    onSentError: (e, item) => bugs.push([item.cid, e.name]),
+    wait: async (ms) => waits.push(ms),
+  })
+  outbox.add('accepted, then the widget throws', 'a')
+  outbox.add('next', 'b')
+  await tick()
+  assert.deepEqual(failures, [], 'not a failed send: nothing is marked failed or retried')
+  assert.deepEqual(bugs, [['a', 'TypeError']], 'reported once, as what it is')
+  assert.deepEqual(posted, ['a', 'b'], 'posted once; the next message still goes out')
+  assert.deepEqual(handled, [['a', 1], ['b', 2]])
+  assert.deepEqual(waits, [])
+  assert.equal(outbox.items.length, 0)
+})
+
+test('an async sent() that rejects is handled the same way, and a later failure still retries', async (t) => {
+  pinJitter(t)
+  const bugs = []
+  const failures = []
+  const errors = { b: [fail('network', 0)] }
+  const waits = []
+  const outbox = createOutbox({
+    send: async (item) => {
+      if (errors[item.cid]?.length) throw errors[item.cid].shift()
+      return {}
+    },
+    sent: async (item) => {
+      if (item.cid === 'a') throw new Error('render failed')
+    },
+    onError: (e, item, ms) => failures.push([item.cid, e.code, ms]),
+    onSentError: (e, item) => bugs.push([item.cid, e.message]),
+    wait: async (ms) => waits.push(ms),
+  })
+  outbox.add('one', 'a')
+  outbox.add('two', 'b')
+  await tick()
+  assert.deepEqual(bugs, [['a', 'render failed']])
+  assert.deepEqual(failures, [['b', 'network', 750]], 'no retry count carried over from a')
+  assert.deepEqual(waits, [750])
+  assert.equal(outbox.items.length, 0)
+})
+
+test('a failed send never reaches sent()', async () => {
+  const handled = []
+  const outbox = createOutbox({
+    send: async () => {
+      throw fail('validation_error', 400)
+    },
+    sent: (item) => handled.push(item.cid),
+  })
+  outbox.add('refused', 'a')
+  await tick()
+  assert.deepEqual(handled, [])
+  assert.equal(outbox.items.length, 0)
+})
+
 test('offline messages wait for the next flush and are sent once', async () => {
   let online = false
   const sent = []
