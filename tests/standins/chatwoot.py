@@ -10,6 +10,15 @@ Mirrors Chatwoot's own code (``config/routes.rb``, the jbuilder views, ``Message
   payload (``attribute_key``, ``filter_operator``, ``values``, ``query_operator``;
   standard text attributes compare case-insensitively, 15 a page);
   ``GET /contacts/{id}/conversations`` lists the contact's latest 20 conversations.
+  ``PUT``/``PATCH /contacts/{id}`` updates the given keys (``additional_attributes`` and
+  ``custom_attributes`` are merged) with the same uniqueness 422s, answering
+  ``{"payload": <contact>}``.
+- Contact inboxes (``ContactInboxBuilder``): ``POST /contacts/{id}/contact_inboxes`` with
+  ``inbox_id`` and an optional ``source_id`` (a UUID when absent) finds or creates that
+  contact's link to the inbox and answers ``{"source_id", "inbox"}``; a source_id another
+  contact holds in the inbox is a 500 (``RecordNotUnique``, unhandled there).
+  ``POST /conversations`` with a ``source_id`` uses that contact inbox; naming another
+  ``contact_id`` is a 422 ``source_id should be unique``.
 - Auth is the ``api_access_token`` header. No header → 401
   ``{"errors": ["You need to sign in or sign up before continuing."]}`` (Devise);
   a wrong token → 401 ``{"error": "Invalid Access Token"}``.
@@ -204,7 +213,12 @@ class ChatwootStandin(StandinServer):
         contact = account + r"/contacts/(?P<contact_id>\d+)"
         self.add_route("POST", account + "/contacts", self._authed(self._create_contact))
         self.add_route("POST", account + "/contacts/filter", self._authed(self._filter_contacts))
+        self.add_route("PUT", contact, self._authed(self._update_contact))
+        self.add_route("PATCH", contact, self._authed(self._update_contact))
         self.add_route("GET", contact + "/conversations", self._authed(self._contact_conversations))
+        self.add_route(
+            "POST", contact + "/contact_inboxes", self._authed(self._create_contact_inbox)
+        )
         self.add_route("POST", account + "/conversations", self._authed(self._create_conversation))
         self.add_route("GET", conversation, self._authed(self._show_conversation))
         self.add_route("GET", conversation + "/messages", self._authed(self._list_messages))
@@ -216,6 +230,11 @@ class ChatwootStandin(StandinServer):
     def contacts(self) -> list[dict]:
         with self._data:
             return [dict(c) for c in self._contacts.values()]
+
+    @property
+    def contact_inboxes(self) -> list[dict]:
+        with self._data:
+            return [dict(ci) for ci in self._contact_inboxes.values()]
 
     @property
     def conversations(self) -> list[dict]:
@@ -752,15 +771,8 @@ class ChatwootStandin(StandinServer):
         inbox_id = body.get("inbox_id")
         if inbox_id is not None and int(inbox_id) != self.inbox_id:
             return Response(404, NOT_FOUND)
-        labels = {"email": "Email", "phone_number": "Phone number", "identifier": "Identifier"}
-        for field, label in labels.items():
-            value = body.get(field)
-            if field == "email" and value:
-                value = value.lower()
-            if value and any(c[field] == value for c in self._contacts.values()):
-                return Response(
-                    422, {"message": f"{label} has already been taken", "attributes": [field]}
-                )
+        if (taken := self._unique_taken(body)) is not None:
+            return taken
         contact = self._new_contact(**{k: v for k, v in body.items() if k != "inbox_id"})
         contact_inbox = (
             self._new_contact_inbox(contact, body.get("source_id"))
@@ -778,6 +790,59 @@ class ChatwootStandin(StandinServer):
                     },
                 }
             },
+        )
+
+    def _unique_taken(self, body: dict, *, contact_id: int | None = None) -> Response | None:
+        """The 422 of ``Contact``'s uniqueness validations (email case-insensitively), all
+        failing ones at once as Rails' ``full_messages`` joins them."""
+        labels = {"email": "Email", "phone_number": "Phone number", "identifier": "Identifier"}
+        taken = []
+        for field in labels:
+            value = body.get(field)
+            if field == "email" and value:
+                value = value.lower()
+            if value and any(
+                c[field] == value for c in self._contacts.values() if c["id"] != contact_id
+            ):
+                taken.append(field)
+        if not taken:
+            return None
+        message = ", ".join(f"{labels[field]} has already been taken" for field in taken)
+        return Response(422, {"message": message, "attributes": taken})
+
+    def _update_contact(self, request: RecordedRequest, body: dict, contact_id: str) -> Response:
+        """``ContactsController#update``: the permitted keys given are assigned, the two
+        attribute hashes merged into the stored ones."""
+        contact = self._contacts.get(int(contact_id))
+        if contact is None:
+            return Response(404, NOT_FOUND)
+        if (taken := self._unique_taken(body, contact_id=contact["id"])) is not None:
+            return taken
+        for key in ("name", "email", "phone_number", "identifier", "blocked"):
+            if key in body:
+                value = body[key]
+                contact[key] = value.lower() if key == "email" and value else value
+        for key in ("additional_attributes", "custom_attributes"):
+            if isinstance(body.get(key), dict):
+                contact[key] = {**contact[key], **body[key]}
+        return Response(200, {"payload": self._contact_rest(contact)})
+
+    def _create_contact_inbox(
+        self, request: RecordedRequest, body: dict, contact_id: str
+    ) -> Response:
+        """``ContactInboxesController#create`` through ``ContactInboxBuilder``:
+        ``find_or_create_by!(contact_id, inbox_id, source_id)``."""
+        contact = self._contacts.get(int(contact_id))
+        inbox_id = body.get("inbox_id")
+        if contact is None or inbox_id is None or int(inbox_id) != self.inbox_id:
+            return Response(404, NOT_FOUND)
+        source_id = str(body.get("source_id") or uuid.uuid4())
+        held = [ci for ci in self._contact_inboxes.values() if ci["source_id"] == source_id]
+        if held and held[0]["contact_id"] != contact["id"]:
+            return Response(500, self.error_body(500))  # RecordNotUnique, not rescued
+        contact_inbox = held[0] if held else self._new_contact_inbox(contact, source_id)
+        return Response(
+            200, {"source_id": contact_inbox["source_id"], "inbox": self._inbox_record()}
         )
 
     def _filter_contacts(self, request: RecordedRequest, body: dict) -> Response:
@@ -856,6 +921,8 @@ class ChatwootStandin(StandinServer):
             if not found:
                 return Response(404, NOT_FOUND)
             contact_inbox = found[0]
+            if contact_id is not None and int(contact_id) != contact_inbox["contact_id"]:
+                return Response(422, {"error": "source_id should be unique"})
         elif contact_id is not None and body.get("inbox_id") is not None:
             contact = self._contacts.get(int(contact_id))
             if contact is None:

@@ -523,6 +523,114 @@ def test_chatwoot_lists_a_contacts_conversations(chatwoot_standin, cw_headers):
     assert httpx.get(api + f"/contacts/{contact_id}/conversations").status_code == 401
 
 
+def test_chatwoot_contact_inboxes_are_found_or_created(chatwoot_standin, cw_headers):
+    """``ContactInboxBuilder``: one contact, a contact inbox (and so a conversation) per
+    ``source_id``; the same ``source_id`` again finds the same one."""
+    api = chatwoot_standin.url + "/api/v1/accounts/1"
+    created = httpx.post(
+        api + "/contacts",
+        headers=cw_headers,
+        json={"inbox_id": 1, "name": "Ann", "identifier": "replybase:1:contact:7"},
+    ).json()["payload"]
+    contact_id = created["contact"]["id"]
+    url = api + f"/contacts/{contact_id}/contact_inboxes"
+
+    made = httpx.post(url, headers=cw_headers, json={"inbox_id": 1, "source_id": "conv-2"})
+    assert made.status_code == 200
+    assert made.json()["source_id"] == "conv-2"
+    inbox = made.json()["inbox"]
+    assert inbox["id"] == 1 and inbox["channel_type"] == "Channel::Api"
+    again = httpx.post(url, headers=cw_headers, json={"inbox_id": 1, "source_id": "conv-2"})
+    assert again.json() == made.json()
+    generated = httpx.post(url, headers=cw_headers, json={"inbox_id": 1}).json()["source_id"]
+    assert str(uuid.UUID(generated)) == generated
+    [row] = _filter(api, cw_headers, "identifier", "equal_to", ["replybase:1:contact:7"]).json()[
+        "payload"
+    ]
+    assert [ci["source_id"] for ci in row["contact_inboxes"]] == [
+        created["contact_inbox"]["source_id"],
+        "conv-2",
+        generated,
+    ]
+
+    conversations = [
+        httpx.post(
+            api + "/conversations",
+            headers=cw_headers,
+            json={"inbox_id": 1, "contact_id": contact_id, "source_id": source_id},
+        ).json()
+        for source_id in (created["contact_inbox"]["source_id"], "conv-2")
+    ]
+    assert [c["meta"]["sender"]["id"] for c in conversations] == [contact_id, contact_id]
+    listed = httpx.get(api + f"/contacts/{contact_id}/conversations", headers=cw_headers).json()
+    assert len(listed["payload"]) == 2
+
+    other = httpx.post(
+        api + "/contacts", headers=cw_headers, json={"inbox_id": 1, "name": "Bob"}
+    ).json()["payload"]["contact"]["id"]
+    # Another contact's source_id: RecordNotUnique (500 here, 422 creating a conversation).
+    held = httpx.post(
+        api + f"/contacts/{other}/contact_inboxes",
+        headers=cw_headers,
+        json={"inbox_id": 1, "source_id": "conv-2"},
+    )
+    assert held.status_code == 500
+    wrong = httpx.post(
+        api + "/conversations",
+        headers=cw_headers,
+        json={"inbox_id": 1, "contact_id": other, "source_id": "conv-2"},
+    )
+    assert (wrong.status_code, wrong.json()) == (422, {"error": "source_id should be unique"})
+    for path, body in (
+        ("/contacts/999/contact_inboxes", {"inbox_id": 1}),
+        (f"/contacts/{contact_id}/contact_inboxes", {"inbox_id": 2}),
+    ):
+        missing = httpx.post(api + path, headers=cw_headers, json=body)
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"error": "Resource could not be found"},
+        )
+    assert httpx.post(url, json={"inbox_id": 1}).status_code == 401
+
+
+def test_chatwoot_contact_update(chatwoot_standin, cw_headers):
+    api = chatwoot_standin.url + "/api/v1/accounts/1"
+    for email in ("a@example.com", "b@example.com"):
+        httpx.post(api + "/contacts", headers=cw_headers, json={"inbox_id": 1, "email": email})
+    bee = api + "/contacts/2"
+    httpx.put(bee, headers=cw_headers, json={"additional_attributes": {"city": "Ghent"}})
+
+    taken = httpx.put(bee, headers=cw_headers, json={"name": "Bee", "email": "A@example.com"})
+    assert (taken.status_code, taken.json()) == (
+        422,
+        {"message": "Email has already been taken", "attributes": ["email"]},
+    )
+    httpx.put(api + "/contacts/1", headers=cw_headers, json={"identifier": "ours:1"})
+    both = httpx.put(
+        bee, headers=cw_headers, json={"email": "a@example.com", "identifier": "ours:1"}
+    )
+    assert both.json() == {  # every failed validation at once, as Rails' full_messages
+        "message": "Email has already been taken, Identifier has already been taken",
+        "attributes": ["email", "identifier"],
+    }
+    kept = httpx.put(
+        bee,
+        headers=cw_headers,
+        json={"name": "Bee", "additional_attributes": {"email": "a@example.com"}},
+    )
+    assert kept.status_code == 200
+    contact = kept.json()["payload"]
+    assert (contact["id"], contact["name"], contact["email"]) == (2, "Bee", "b@example.com")
+    assert contact["additional_attributes"] == {"city": "Ghent", "email": "a@example.com"}
+    assert contact["contact_inboxes"][0]["inbox"]["id"] == 1
+    own = httpx.patch(bee, headers=cw_headers, json={"email": "B@Example.COM"})
+    assert own.status_code == 200 and own.json()["payload"]["email"] == "b@example.com"
+
+    unknown = httpx.put(api + "/contacts/999", headers=cw_headers, json={"name": "x"})
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "Resource could not be found"})
+    assert httpx.put(bee, json={"name": "x"}).status_code == 401
+
+
 def test_chatwoot_toggle_status(chatwoot_standin, cw_headers):
     conversation = chatwoot_standin.seed_conversation()
     url = chatwoot_standin.url + f"/api/v1/accounts/1/conversations/{conversation['id']}"
