@@ -18,6 +18,10 @@ Finding what an earlier attempt created: a contact we create carries an `identif
 conversation carries our id in `custom_attributes[IDENTIFIER_ATTRIBUTE]`, found again in
 `GET /contacts/{id}/conversations` (the contact's latest 20 in the inboxes the token's
 user is a member of).
+
+One Chatwoot contact is one person with all their conversations: each conversation goes
+through its own contact inbox (`POST /contacts/{id}/contact_inboxes`, find-or-create by
+`source_id` in Chatwoot's `ContactInboxBuilder`), created with that `source_id`.
 """
 
 from __future__ import annotations
@@ -62,10 +66,15 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class ContactCreated:
-    """A contact, created or found, and its `source_id` in our inbox ("" if it has none)."""
+    """A contact, created or found, and its `source_id` in our inbox ("" if it has none);
+    `name`, `email` and `email_attribute` (`additional_attributes.email`) as Chatwoot has
+    them, to tell whether an update is needed."""
 
     contact_id: int
     source_id: str
+    name: str = ""
+    email: str = ""
+    email_attribute: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,26 @@ def _transport_error(exc: httpx.HTTPError, timeout: float) -> str:
 
 def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """Only the fields that have a value: a key left out is one Chatwoot leaves as it is."""
+    return {key: value for key, value in fields.items() if value}
+
+
+def _contact(row: Any, source_id: str) -> ContactCreated:
+    """A contact row of Chatwoot's contact partial; TypeError/ValueError when it is none."""
+    if not isinstance(row, dict):
+        raise TypeError("not a contact")
+    attributes = row.get("additional_attributes")
+    email_attribute = attributes.get("email") if isinstance(attributes, dict) else None
+    return ContactCreated(
+        int(row["id"]),
+        source_id,
+        name=str(row.get("name") or ""),
+        email=str(row.get("email") or ""),
+        email_attribute=str(email_attribute or ""),
+    )
 
 
 def _epoch(value: Any) -> datetime | None:
@@ -275,15 +304,16 @@ class ChatwootClient:
         identifier: str = "",
         additional_attributes: dict | None = None,
     ) -> ContactCreated:
-        body: dict[str, Any] = {"name": name, "inbox_id": inbox_id}
-        if email:
-            body["email"] = email
-        if identifier:
-            body["identifier"] = identifier
-        if source_id:
-            body["source_id"] = source_id
-        if additional_attributes:
-            body["additional_attributes"] = additional_attributes
+        body = {
+            "name": name,
+            "inbox_id": inbox_id,
+            **_given(
+                email=email,
+                identifier=identifier,
+                source_id=source_id,
+                additional_attributes=additional_attributes,
+            ),
+        }
         data = self._call(
             "create_contact", "POST", self._account_path("/contacts"), json=body, retry=True
         )
@@ -291,9 +321,7 @@ class ChatwootClient:
         try:
             contact = payload["contact"]
             contact_inbox = payload.get("contact_inbox") or {}
-            return ContactCreated(
-                int(contact["id"]), str(contact_inbox.get("source_id") or source_id)
-            )
+            return _contact(contact, str(contact_inbox.get("source_id") or source_id))
         except (KeyError, TypeError, ValueError) as exc:
             raise ChatwootError("Unexpected answer to creating a contact") from exc
 
@@ -325,10 +353,37 @@ class ChatwootClient:
                     source_id = str(contact_inbox.get("source_id") or "")
                     break
             try:
-                return ContactCreated(int(row["id"]), source_id)
+                return _contact(row, source_id)
             except (TypeError, ValueError) as exc:
                 raise ChatwootError("Unexpected answer to filtering contacts") from exc
         return None
+
+    def update_contact(
+        self,
+        *,
+        contact_id: int,
+        name: str = "",
+        email: str = "",
+        additional_attributes: dict | None = None,
+    ) -> None:
+        """`PUT /contacts/{id}` with only what is given (Chatwoot merges
+        `additional_attributes` into the stored ones); an email another contact has is a
+        422 "Email has already been taken"."""
+        body = _given(name=name, email=email, additional_attributes=additional_attributes)
+        path = self._account_path(f"/contacts/{int(contact_id)}")
+        self._call("update_contact", "PUT", path, json=body, retry=True)
+
+    def create_contact_inbox(self, *, contact_id: int, inbox_id: int, source_id: str = "") -> str:
+        """The contact's link to `inbox_id` under `source_id` (Chatwoot finds it when it
+        exists, else creates it; without a source_id it makes a UUID); returns the
+        source_id to create a conversation with."""
+        body = {"inbox_id": inbox_id, **_given(source_id=source_id)}
+        path = self._account_path(f"/contacts/{int(contact_id)}/contact_inboxes")
+        data = self._call("create_contact_inbox", "POST", path, json=body, retry=True)
+        found = data.get("source_id") if isinstance(data, dict) else None
+        if not found:
+            raise ChatwootError("Unexpected answer to creating a contact inbox")
+        return str(found)
 
     def find_conversation(
         self, *, contact_id: int, inbox_id: int | None, identifier: str

@@ -1,5 +1,7 @@
 """The typed Chatwoot client against the stand-in: wire format, errors, retries."""
 
+from dataclasses import replace
+
 import pytest
 
 from support.chatwoot.client import ChatwootClient, ChatwootError
@@ -114,7 +116,7 @@ def test_contacts_and_conversations_are_found_by_our_identifier(cw_client, chatw
     found = cw_client.find_contact(identifier="replybase:1:conversation:4", inbox_id=1)
     assert found == made and found.source_id == "ours-4" and found != near
     assert cw_client.find_contact(identifier="replybase:1:conversation:4", inbox_id=2) == (
-        type(made)(made.contact_id, "")  # no contact inbox in that inbox
+        replace(made, source_id="")  # no contact inbox in that inbox
     )
 
     ours = {"replybase_id": "replybase:1:conversation:4"}
@@ -143,3 +145,27 @@ def test_contacts_and_conversations_are_found_by_our_identifier(cw_client, chatw
     with pytest.raises(ChatwootError) as failure:
         cw_client.find_conversation(contact_id=999, inbox_id=1, identifier="x")
     assert failure.value.status == 404 and not failure.value.retryable
+
+
+def test_contact_inboxes_and_contact_updates(cw_client, chatwoot_standin):
+    ann = cw_client.create_contact(name="Ann", inbox_id=1, email="ann@example.com")
+    bob = cw_client.create_contact(name="Bob", inbox_id=1, identifier="replybase:1:contact:2")
+    made = [
+        cw_client.create_contact_inbox(contact_id=bob.contact_id, inbox_id=1, source_id=source)
+        for source in ("c-5", "c-5", "")
+    ]
+    assert made[:2] == ["c-5", "c-5"] and made[2]  # found again; a UUID without a source_id
+    assert len(chatwoot_standin.contact_inboxes) == 4
+    conversation_id = cw_client.create_conversation(
+        source_id="c-5", inbox_id=1, contact_id=bob.contact_id
+    )
+    assert chatwoot_standin.conversations[0]["id"] == conversation_id
+
+    cw_client.update_contact(contact_id=bob.contact_id, name="Bob Ray", email="bob@example.com")
+    found = cw_client.find_contact(identifier="replybase:1:contact:2", inbox_id=1)
+    assert (found.name, found.email, found.email_attribute) == ("Bob Ray", "bob@example.com", "")
+    with pytest.raises(ChatwootError) as failure:
+        cw_client.update_contact(contact_id=bob.contact_id, email=ann.email)
+    assert failure.value.status == 422 and not failure.value.retryable
+    assert failure.value.message == "HTTP 422: Email has already been taken"
+    assert chatwoot_standin.last_request.json == {"email": "ann@example.com"}  # only what's given
