@@ -14,10 +14,12 @@
 No Chatwoot call ever runs inside a database transaction: state is read, the call is
 made, and the result is written in a short transaction of its own. Every message we post
 carries a `source_id` (`replybase:<kind>:<id>`), so a retry can look for it first and
-its webhook echo is recognised. A mirrored contact and conversation carry
-`replybase:<tenant>:conversation:<id>` (contact `identifier`, conversation custom
-attribute), and are looked for before they are created: a retry after a crash between
-Chatwoot's answer and storing its id finds them instead of making a second one.
+its webhook echo is recognised. A mirrored conversation carries
+`replybase:<tenant>:conversation:<id>` (custom attribute); its Chatwoot contact is one per
+crm Contact, `identifier` `replybase:<tenant>:contact:<id>` (an anonymous visitor's is
+the conversation's own), with a contact inbox per conversation. Both are looked for
+before they are created: a retry after a crash between Chatwoot's answer and storing its
+id finds them instead of making a second one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.exceptions import InvalidRequest
-from crm.models import Conversation, ConversationStatus, Message, SenderType
+from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from support import metrics
 from support.chatwoot.client import (
     IDENTIFIER_ATTRIBUTE,
@@ -512,8 +514,13 @@ class SyncResult:
     ok: bool
 
 
-def _contact_name(conversation: Conversation) -> tuple[str, str]:
+def _crm_contact(conversation: Conversation) -> Contact | None:
     contact = conversation.contact
+    return contact if contact is not None and contact.tenant_id == conversation.tenant_id else None
+
+
+def _contact_name(conversation: Conversation) -> tuple[str, str]:
+    contact = _crm_contact(conversation)
     name = (contact.name or contact.email) if contact else ""
     return name or f"Website visitor #{conversation.pk}", (contact.email if contact else "")
 
@@ -525,9 +532,19 @@ def _transcript_text(message: Message) -> str:
 
 
 def handoff_identifier(conversation: Conversation) -> str:
-    """Our stable name of a mirrored conversation: the Chatwoot contact's `identifier` (one
-    contact per webchat conversation) and the Chatwoot conversation's custom attribute."""
+    """Our stable name of a mirrored conversation: the Chatwoot conversation's custom
+    attribute, and the contact `identifier` of an anonymous visitor."""
     return f"{OUR_SOURCE_PREFIX}{conversation.tenant_id}:conversation:{conversation.pk}"
+
+
+def handoff_contact_identifier(conversation: Conversation) -> str:
+    """The Chatwoot contact's `identifier`: one contact per crm Contact (a returning visitor
+    or known customer is one person to agents, all their conversations under it), else
+    one per webchat conversation."""
+    contact = _crm_contact(conversation)
+    if contact is None:
+        return handoff_identifier(conversation)
+    return f"{OUR_SOURCE_PREFIX}{conversation.tenant_id}:contact:{contact.pk}"
 
 
 def _handoff_retry_waiting(conversation_id: int) -> bool:
@@ -614,9 +631,10 @@ def _handoff_sync_locked(
     identifier = handoff_identifier(conversation)
     posted = 0
     found_conversation = False
+    contact_inbox_made = False
     try:
         if link.chatwoot_contact_id is None:
-            _handoff_contact_ensure(client, link, conversation, identifier=identifier)
+            contact_inbox_made = _handoff_contact_ensure(client, link, conversation)
         if link.chatwoot_conversation_id is None:
             chatwoot_id = client.find_conversation(
                 contact_id=link.chatwoot_contact_id,
@@ -625,6 +643,8 @@ def _handoff_sync_locked(
             )
             found_conversation = chatwoot_id is not None
             if chatwoot_id is None:
+                if not contact_inbox_made:
+                    _handoff_contact_inbox_ensure(client, link)
                 chatwoot_id = client.create_conversation(
                     source_id=link.contact_source_id,
                     inbox_id=connection.inbox_id,
@@ -687,20 +707,19 @@ def _identifier_taken(exc: ChatwootError) -> bool:
     return exc.status == 422 and "identifier" in exc.message.lower()
 
 
-def _handoff_contact_ensure(
-    client: ChatwootClient, link, conversation: Conversation, *, identifier: str
-) -> None:
-    """The Chatwoot contact of this conversation: the one an earlier attempt made (found by
-    its identifier), else a new one."""
+def _handoff_contact_ensure(client: ChatwootClient, link, conversation: Conversation) -> bool:
+    """The Chatwoot contact of this conversation's person: found by its identifier (made by
+    an earlier conversation of theirs or an earlier attempt, its name and email brought up
+    to date), else a new one. True when it was just made with this conversation's contact
+    inbox (`link.contact_source_id`), so that needs no call of its own."""
+    identifier = handoff_contact_identifier(conversation)
     inbox_id = link.connection.inbox_id
     contact = client.find_contact(identifier=identifier, inbox_id=inbox_id)
-    if contact is not None:
-        # Its own source_id in our inbox ("" if it has none there: the conversation is
-        # then created from contact and inbox, and Chatwoot links them).
-        source_id = contact.source_id
-    else:
+    made = False
+    if contact is None:
         try:
             contact = _handoff_contact_create(client, link, conversation, identifier=identifier)
+            made = contact.source_id == link.contact_source_id
         except ChatwootError as exc:
             if not _identifier_taken(exc):
                 raise
@@ -708,19 +727,25 @@ def _handoff_contact_ensure(
             contact = client.find_contact(identifier=identifier, inbox_id=inbox_id)
             if contact is None:
                 raise
-            source_id = contact.source_id
-        else:
-            source_id = contact.source_id or link.contact_source_id
+    if not made:
+        _handoff_contact_update(client, contact, conversation)
     link.chatwoot_contact_id = contact.contact_id
-    link.contact_source_id = source_id
-    link.save(update_fields=["chatwoot_contact_id", "contact_source_id", "updated_at"])
+    link.save(update_fields=["chatwoot_contact_id", "updated_at"])
+    return made
+
+
+def _handoff_contact_attributes(conversation: Conversation) -> dict:
+    contact = _crm_contact(conversation)
+    if contact is None:
+        return {"replybase_conversation_id": conversation.pk}
+    return {"replybase_contact_id": contact.pk}
 
 
 def _handoff_contact_create(
     client: ChatwootClient, link, conversation: Conversation, *, identifier: str
 ) -> ContactCreated:
     name, email = _contact_name(conversation)
-    attributes = {"replybase_conversation_id": conversation.pk}
+    attributes = _handoff_contact_attributes(conversation)
     try:
         return client.create_contact(
             name=name,
@@ -741,6 +766,61 @@ def _handoff_contact_create(
             identifier=identifier,
             additional_attributes={**attributes, "email": email},
         )
+
+
+def _handoff_contact_update(
+    client: ChatwootClient, contact: ContactCreated, conversation: Conversation
+) -> None:
+    """Bring a found contact's name and email up to date with the crm Contact (a returning
+    visitor may have told us them since). Only what we know is sent, so nothing an agent
+    added is blanked. An email another Chatwoot contact has (422) is kept as an attribute,
+    as on create; a failure here is logged and the handoff carries on."""
+    crm = _crm_contact(conversation)
+    if crm is None:
+        return  # an anonymous visitor's contact, found after a crash: made by us as it is
+    name = crm.name or crm.email
+    email = crm.email.lower()
+    changes = {
+        "name": name if name and name != contact.name else "",
+        "email": email if email and email != contact.email.lower() else "",
+    }
+    if not any(changes.values()) or (
+        not changes["name"] and changes["email"] == contact.email_attribute.lower()
+    ):
+        return
+    try:
+        try:
+            client.update_contact(contact_id=contact.contact_id, **changes)
+        except ChatwootError as exc:
+            if exc.status != 422 or not changes["email"]:
+                raise
+            client.update_contact(
+                contact_id=contact.contact_id,
+                name=changes["name"],
+                additional_attributes={"email": changes["email"]},
+            )
+    except ChatwootError as exc:
+        log.warning(
+            "support.handoff_contact_update_failed",
+            tenant_id=conversation.tenant_id,
+            conversation_id=conversation.pk,
+            chatwoot_contact_id=contact.contact_id,
+            status=exc.status,
+            error=exc.message,
+        )
+
+
+def _handoff_contact_inbox_ensure(client: ChatwootClient, link) -> None:
+    """This conversation's contact inbox (`link.contact_source_id`) on the contact, for the
+    conversation to be created through: Chatwoot finds it if an earlier attempt made it."""
+    source_id = client.create_contact_inbox(
+        contact_id=link.chatwoot_contact_id,
+        inbox_id=link.connection.inbox_id,
+        source_id=link.contact_source_id,
+    )
+    if source_id != link.contact_source_id:  # a link from before, without a source_id
+        link.contact_source_id = source_id
+        link.save(update_fields=["contact_source_id", "updated_at"])
 
 
 def _link_synced(link: ChatwootConversationLink, message: Message, *, handed_off_at) -> None:

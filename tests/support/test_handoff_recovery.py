@@ -103,8 +103,9 @@ def test_a_lost_link_finds_the_same_contact_conversation_and_messages(
     assert result.ok and result.posted == 0  # every message was already there
     assert result.link.chatwoot_contact_id == contact["id"]
     assert result.link.chatwoot_conversation_id == cw["id"]
-    assert result.link.contact_source_id == lost.contact_source_id  # the contact's own
     assert len(chatwoot_standin.contacts) == 1 and len(chatwoot_standin.conversations) == 1
+    # The conversation was found, so no contact inbox was made for the new link either.
+    assert [ci["source_id"] for ci in chatwoot_standin.contact_inboxes] == [lost.contact_source_id]
     assert _incoming(chatwoot_standin, cw["id"]) == posted
 
 
