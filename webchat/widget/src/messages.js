@@ -14,7 +14,8 @@ export function merge(list, incoming) {
   for (const m of incoming || []) {
     if (!m || m.id == null || ids.has(m.id)) continue
     ids.add(m.id)
-    const local = m.client_message_id && out.findIndex((x) => x.cid === m.client_message_id)
+    // Replies carry client_message_id null: only a visitor's own message can match a bubble.
+    const local = m.client_message_id ? out.findIndex((x) => x.cid === m.client_message_id) : -1
     if (local >= 0) out[local] = { ...m, cid: out[local].cid }
     else out.push(m), added.push(m)
   }

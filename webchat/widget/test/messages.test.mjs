@@ -41,6 +41,17 @@ test('a polled message carrying client_message_id replaces the local copy', () =
   assert.equal(added.length, 0)
 })
 
+test('replies carrying client_message_id null are added, never matched to a bubble', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const reply = msg(6, 6, { client_message_id: null })
+  const { list, added } = merge([local], [reply])
+  assert.deepEqual(added, [reply])
+  assert.equal(list.length, 2)
+  assert.equal(list[0].id, 6)
+  assert.equal(list[1].cid, 'c1') // the unsent bubble is untouched, still last
+  assert.equal(list[1].state, 'sending')
+})
+
 test('ack swaps the local message for the stored one and keeps its key', () => {
   const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
   const list = ack([msg(1, 1), local], 'c1', msg(2, 2, { sender: 'visitor' }))
