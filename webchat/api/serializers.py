@@ -93,6 +93,9 @@ class MessageSerializer(serializers.Serializer):
     text = serializers.CharField()
     created_at = serializers.DateTimeField()
     quick_replies = serializers.SerializerMethodField()
+    # The visitor's own id for a message they sent (null on replies): the widget matches
+    # a polled or resumed message to the bubble it drew while sending.
+    client_message_id = serializers.CharField(allow_null=True)
 
     def get_quick_replies(self, message) -> list[dict] | None:
         replies = (message.metadata or {}).get("quick_replies")

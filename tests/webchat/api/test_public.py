@@ -312,6 +312,7 @@ class TestMessages:
         assert message["direction"] == "inbound"
         assert message["sender"] == "visitor"
         assert message["conversation_id"] == widget_client.conversation_id
+        assert message["client_message_id"] == "cm-1"  # the widget matches its bubble on it
         stored = Message.objects.get(pk=message["id"])
         assert stored.client_message_id == "cm-1"
         assert stored.tenant_id == site.tenant_id
@@ -326,7 +327,12 @@ class TestMessages:
         assert all(
             m["sender"] == "bot" and m["direction"] == "outbound" for m in polled["messages"]
         )
+        assert all(m["client_message_id"] is None for m in polled["messages"])
         assert all(r["sender"] == "bot" for r in body["replies"])
+        everything = widget_client.poll(0).json()["messages"]
+        assert [m["client_message_id"] for m in everything if m["direction"] == "inbound"] == [
+            "cm-1"
+        ]
 
     def test_retry_is_idempotent(self, widget_client):
         widget_client.init()
