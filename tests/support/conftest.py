@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import TestCase
 
+from crm.models import Conversation, ConversationStatus
 from support.models import WebhookDelivery
 from tests.factories import KnowledgeArticleFactory
 from tests.factories.bots import SAMPLE_ARTICLES
@@ -129,3 +130,27 @@ def alert_sink(settings) -> Iterator[AlertSink]:
         yield sink
     finally:
         sink.stop()
+
+
+# --- webchat handoff helpers shared by the handoff tests ---------------------------------
+
+HUMAN = "I want to talk to a person"
+
+
+def incoming_texts(standin, conversation_id) -> list[str]:
+    """The public incoming messages of a Chatwoot conversation at the stand-in."""
+    return [
+        m["content"]
+        for m in standin.messages(conversation_id)
+        if m["message_type"] == "incoming" and not m["private"]
+    ]
+
+
+def start_and_hand_off(widget_client) -> Conversation:
+    """A visitor says hello, then asks for a person: the conversation is handed off."""
+    assert widget_client.init().status_code == 200
+    assert widget_client.send("Hello there").status_code == 201
+    assert widget_client.send(HUMAN).status_code == 201
+    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
+    assert conversation.status == ConversationStatus.HANDOFF
+    return conversation

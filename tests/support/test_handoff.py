@@ -11,28 +11,14 @@ from crm.models import Contact, Conversation, ConversationStatus, Message
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import retry_due
 from tests.factories.support import WEBHOOK_SECRET, ChatwootConnectionFactory
-from tests.support.conftest import WEBHOOK_PATH, deliveries
+from tests.support.conftest import (
+    HUMAN,
+    WEBHOOK_PATH,
+    deliveries,
+    incoming_texts,
+    start_and_hand_off,
+)
 from tests.widget_client import WidgetClient
-
-HUMAN = "I want to talk to a person"
-
-
-def _incoming(standin, conversation_id):
-    return [
-        m["content"]
-        for m in standin.messages(conversation_id)
-        if m["message_type"] == "incoming" and not m["private"]
-    ]
-
-
-def _start_and_hand_off(widget_client) -> Conversation:
-    assert widget_client.init().status_code == 200
-    assert widget_client.send("Hello there").status_code == 201
-    response = widget_client.send(HUMAN)
-    assert response.status_code == 201
-    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
-    assert conversation.status == ConversationStatus.HANDOFF
-    return conversation
 
 
 def _agent_messages(widget_client) -> list[dict]:
@@ -41,7 +27,7 @@ def _agent_messages(widget_client) -> list[dict]:
 
 
 def test_full_handoff_roundtrip(widget_client, connection, chatwoot_standin, post_webhook):
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
 
     # Mirrored: a contact and a conversation in the connection's inbox, the transcript in it.
     [contact] = chatwoot_standin.contacts
@@ -50,7 +36,7 @@ def test_full_handoff_roundtrip(widget_client, connection, chatwoot_standin, pos
     assert cw["inbox_id"] == connection.inbox_id and cw["status"] == "open"
     link = ChatwootConversationLink.objects.get(conversation=conversation)
     assert link.chatwoot_conversation_id == cw["id"] and link.chatwoot_contact_id == contact["id"]
-    transcript = _incoming(chatwoot_standin, cw["id"])
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
     assert transcript[0] == "Hello there"
     assert HUMAN in transcript
     assert transcript[-1].startswith("[Bot] ")  # the bot's handoff message
@@ -58,7 +44,7 @@ def test_full_handoff_roundtrip(widget_client, connection, chatwoot_standin, pos
 
     # Further visitor messages are forwarded, and the bot stays quiet.
     assert widget_client.send("My order number is 1234").json()["replies"] == []
-    assert _incoming(chatwoot_standin, cw["id"])[-1] == "My order number is 1234"
+    assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "My order number is 1234"
 
     # The agent's public reply comes back to the widget (a redelivery changes nothing).
     reply = chatwoot_standin.make_webhook(
@@ -91,7 +77,7 @@ def test_full_handoff_roundtrip(widget_client, connection, chatwoot_standin, pos
 def test_our_transcript_echoes_are_not_drafted(
     widget_client, connection, chatwoot_standin, post_webhook
 ):
-    _start_and_hand_off(widget_client)
+    start_and_hand_off(widget_client)
     [cw] = chatwoot_standin.conversations
     [first] = [m for m in chatwoot_standin.messages(cw["id"]) if m["content"] == "Hello there"]
     echo = chatwoot_standin.make_webhook(
@@ -112,9 +98,9 @@ def test_chatwoot_outage_during_mirroring_is_retried_without_duplicates(
     chatwoot_standin.set_fault(
         "status", status=503, route="POST /api/v1/accounts/*/conversations/*/messages"
     )
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     [cw] = chatwoot_standin.conversations  # contact and conversation made it
-    assert _incoming(chatwoot_standin, cw["id"]) == []
+    assert incoming_texts(chatwoot_standin, cw["id"]) == []
     retry = OutboundRetry.objects.get(operation="handoff_sync", object_id=conversation.pk)
     assert retry.status == RetryStatus.QUEUED and "HTTP 503" in retry.last_error
 
@@ -124,7 +110,7 @@ def test_chatwoot_outage_during_mirroring_is_retried_without_duplicates(
     chatwoot_standin.clear_faults()
     OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
     assert retry_due() == 1
-    transcript = _incoming(chatwoot_standin, cw["id"])
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
     assert transcript[0] == "Hello there" and transcript[-1] == "Anyone there?"
     assert len(transcript) == len(set(transcript)) == conversation.messages.count()
     assert len(chatwoot_standin.contacts) == 1 and len(chatwoot_standin.conversations) == 1
@@ -134,7 +120,7 @@ def test_chatwoot_outage_during_mirroring_is_retried_without_duplicates(
 
 def test_outage_before_the_contact_exists(widget_client, connection, chatwoot_standin):
     chatwoot_standin.set_fault("down")
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     link = ChatwootConversationLink.objects.get(conversation=conversation)
     assert link.chatwoot_contact_id is None and link.chatwoot_conversation_id is None
     chatwoot_standin.clear_faults()
@@ -160,7 +146,7 @@ def test_a_known_email_is_kept_as_an_attribute(widget_client, connection, chatwo
 
 def test_without_a_chatwoot_connection_handoff_stays_local(widget_client, chatwoot_standin, tenant):
     ChatwootConnectionFactory(tenant=tenant, base_url=chatwoot_standin.url, inbox_id=None)
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     assert not ChatwootConversationLink.objects.filter(conversation=conversation).exists()
     assert not chatwoot_standin.requests
 
@@ -180,9 +166,9 @@ def test_handoff_roundtrip_through_chatwoots_own_webhooks(
     )
     chatwoot_standin.webhook_secret = WEBHOOK_SECRET
     widget = WidgetClient(client, site.site_key)
-    conversation = _start_and_hand_off(widget)
+    conversation = start_and_hand_off(widget)
     [cw] = chatwoot_standin.conversations
-    echoes = len(_incoming(chatwoot_standin, cw["id"]))
+    echoes = len(incoming_texts(chatwoot_standin, cw["id"]))
     chatwoot_standin.wait_for_deliveries(echoes)
 
     api = f"{chatwoot_standin.url}/api/v1/accounts/1/conversations/{cw['id']}"

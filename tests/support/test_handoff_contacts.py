@@ -8,11 +8,11 @@ import pytest
 from crm.models import Contact, Conversation, ConversationStatus
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import sync_handoff
-from tests.support.test_handoff_recovery import SimulatedCrash, _crash_once_when_storing, _incoming
+from tests.support.conftest import HUMAN, incoming_texts
+from tests.support.test_handoff_recovery import SimulatedCrash, _crash_once_when_storing
 from tests.widget_client import WidgetClient
 from webchat.tokens import identity_hash
 
-HUMAN = "I want to talk to a person"
 UPDATE_ROUTE = "PUT /api/v1/accounts/*/contacts/*"
 CONTACT_INBOX_ROUTE = "POST /api/v1/accounts/*/contacts/*/contact_inboxes"
 
@@ -75,8 +75,8 @@ def test_a_verified_user_handing_off_twice_is_one_contact_with_two_conversations
     assert inboxes[cw_two["contact_inbox_id"]]["source_id"] == link_two.contact_source_id
     assert link_one.contact_source_id != link_two.contact_source_id
     transcript_one, transcript_two = (
-        _incoming(chatwoot_standin, cw_one["id"]),
-        _incoming(chatwoot_standin, cw_two["id"]),
+        incoming_texts(chatwoot_standin, cw_one["id"]),
+        incoming_texts(chatwoot_standin, cw_two["id"]),
     )
     assert transcript_one[0] == "Where is order A?" and transcript_one[-1] == "Order A is 1001"
     assert transcript_two[0] == "And order B?"
@@ -115,7 +115,7 @@ def test_anonymous_visitors_each_get_their_own_contact(client, site, connection,
             c for c in chatwoot_standin.conversations if c["id"] == link.chatwoot_conversation_id
         ]
         assert cw["contact_id"] == link.chatwoot_contact_id
-        assert _incoming(chatwoot_standin, cw["id"])[0] in ("Hi", "Hello")
+        assert incoming_texts(chatwoot_standin, cw["id"])[0] in ("Hi", "Hello")
     assert not chatwoot_standin.requests_to(CONTACT_INBOX_ROUTE)  # made with each contact
 
 
@@ -143,7 +143,7 @@ def test_a_crash_in_the_second_handoff_makes_nothing_twice(
     assert sorted(ci["source_id"] for ci in chatwoot_standin.contact_inboxes) == sorted(
         [_link(one).contact_source_id, link_two.contact_source_id]
     )
-    transcript = _incoming(chatwoot_standin, link_two.chatwoot_conversation_id)
+    transcript = incoming_texts(chatwoot_standin, link_two.chatwoot_conversation_id)
     assert transcript[0] == "Second visit" and transcript[-1] == "Still there?"
     assert len(transcript) == len(set(transcript)) == two.messages.count()
     assert not OutboundRetry.objects.filter(status=RetryStatus.QUEUED).exists()
@@ -167,7 +167,7 @@ def test_an_email_another_chatwoot_contact_has_is_kept_as_an_attribute_on_update
         {"name": "Cara", "additional_attributes": {"email": "cara@example.com"}},
     ]
     link = _link(two)
-    assert _incoming(chatwoot_standin, link.chatwoot_conversation_id)[0] == "Second visit"
+    assert incoming_texts(chatwoot_standin, link.chatwoot_conversation_id)[0] == "Second visit"
 
 
 def test_a_failing_contact_update_does_not_stop_the_handoff(
@@ -183,7 +183,7 @@ def test_a_failing_contact_update_does_not_stop_the_handoff(
     [contact] = chatwoot_standin.contacts
     link = _link(two)
     assert link.chatwoot_contact_id == contact["id"]
-    transcript = _incoming(chatwoot_standin, link.chatwoot_conversation_id)
+    transcript = incoming_texts(chatwoot_standin, link.chatwoot_conversation_id)
     assert transcript[0] == "Second visit" and len(transcript) == two.messages.count()
     assert not OutboundRetry.objects.filter(operation="handoff_sync").exists()
 
@@ -220,4 +220,4 @@ def test_a_link_to_an_old_per_conversation_contact_keeps_working(
     [cw] = [c for c in chatwoot_standin.conversations if c["id"] == link.chatwoot_conversation_id]
     assert cw["contact_id"] == old["meta"]["sender"]["id"]
     assert (cw["id"] == old["id"]) is mirrored
-    assert _incoming(chatwoot_standin, cw["id"])[-1] == "Still me"
+    assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "Still me"

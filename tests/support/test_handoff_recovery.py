@@ -13,30 +13,13 @@ from crm.models import Conversation, ConversationStatus
 from support import services
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import retry_due, sync_handoff
+from tests.support.conftest import HUMAN, incoming_texts, start_and_hand_off
 
-HUMAN = "I want to talk to a person"
 FILTER_ROUTE = "POST /api/v1/accounts/*/contacts/filter"
 
 
 class SimulatedCrash(Exception):
     """The process died here."""
-
-
-def _incoming(standin, conversation_id):
-    return [
-        m["content"]
-        for m in standin.messages(conversation_id)
-        if m["message_type"] == "incoming" and not m["private"]
-    ]
-
-
-def _start_and_hand_off(widget_client) -> Conversation:
-    assert widget_client.init().status_code == 200
-    assert widget_client.send("Hello there").status_code == 201
-    assert widget_client.send(HUMAN).status_code == 201
-    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
-    assert conversation.status == ConversationStatus.HANDOFF
-    return conversation
 
 
 def _crash_once_when_storing(monkeypatch, field: str) -> list[str]:
@@ -83,7 +66,7 @@ def test_a_crash_before_storing_chatwoots_id_does_not_make_a_second_one(
     assert link.chatwoot_contact_id == contact["id"] and link.chatwoot_conversation_id == cw["id"]
     identifier = f"replybase:{conversation.tenant_id}:conversation:{conversation.pk}"
     assert contact["identifier"] == cw["custom_attributes"]["replybase_id"] == identifier
-    transcript = _incoming(chatwoot_standin, cw["id"])
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
     assert transcript[0] == "Hello there" and transcript[-1] == "Still there?"
     assert len(transcript) == len(set(transcript)) == conversation.messages.count()
     assert not OutboundRetry.objects.filter(status=RetryStatus.QUEUED).exists()
@@ -92,9 +75,9 @@ def test_a_crash_before_storing_chatwoots_id_does_not_make_a_second_one(
 def test_a_lost_link_finds_the_same_contact_conversation_and_messages(
     widget_client, connection, chatwoot_standin
 ):
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     [contact], [cw] = chatwoot_standin.contacts, chatwoot_standin.conversations
-    posted = _incoming(chatwoot_standin, cw["id"])
+    posted = incoming_texts(chatwoot_standin, cw["id"])
     lost = ChatwootConversationLink.objects.get(conversation=conversation)
     lost.delete()
 
@@ -106,7 +89,7 @@ def test_a_lost_link_finds_the_same_contact_conversation_and_messages(
     assert len(chatwoot_standin.contacts) == 1 and len(chatwoot_standin.conversations) == 1
     # The conversation was found, so no contact inbox was made for the new link either.
     assert [ci["source_id"] for ci in chatwoot_standin.contact_inboxes] == [lost.contact_source_id]
-    assert _incoming(chatwoot_standin, cw["id"]) == posted
+    assert incoming_texts(chatwoot_standin, cw["id"]) == posted
 
 
 def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
@@ -126,7 +109,7 @@ def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
         return find(self, identifier=identifier, inbox_id=inbox_id)
 
     monkeypatch.setattr(services.ChatwootClient, "find_contact", racing_find)
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     assert len(filter_calls) == 2
     [contact] = chatwoot_standin.contacts
     link = ChatwootConversationLink.objects.get(conversation=conversation)
@@ -145,7 +128,7 @@ def test_an_unreachable_chatwoot_costs_the_handoff_request_one_attempt(
     settings.CHATWOOT_RETRY_BASE_SECONDS = 1.0  # the real backoff: 15 s of sleeps per call
     chatwoot_standin.set_fault(fault, seconds=5)
     started = time.monotonic()
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     elapsed = time.monotonic() - started
 
     # One attempt in the request (the contact look-up), then the retry queue.
@@ -170,7 +153,7 @@ def test_an_unreachable_chatwoot_costs_the_handoff_request_one_attempt(
     [contact], [cw] = chatwoot_standin.contacts, chatwoot_standin.conversations
     link = ChatwootConversationLink.objects.get(conversation=conversation)
     assert link.chatwoot_contact_id == contact["id"] and link.chatwoot_conversation_id == cw["id"]
-    transcript = _incoming(chatwoot_standin, cw["id"])
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
     assert transcript[0] == "Hello there" and transcript[-1] == "Anyone there?"
     assert len(transcript) == len(set(transcript)) == conversation.messages.count()
 
@@ -181,7 +164,7 @@ def test_a_due_retry_is_attempted_once_by_the_next_visitor_message(
     """Embedded mode runs no beat: once the parked retry is due, the visitor's next
     message makes one attempt (and, still failing, pushes the retry further out)."""
     chatwoot_standin.set_fault("down")
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     retry = OutboundRetry.objects.get(operation="handoff_sync", object_id=conversation.pk)
     OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
     chatwoot_standin.clear_requests()
@@ -195,7 +178,7 @@ def test_a_due_retry_is_attempted_once_by_the_next_visitor_message(
     OutboundRetry.objects.filter(pk=retry.pk).update(next_attempt_at=retry.created_at)
     assert widget_client.send("Now?").status_code == 201
     [cw] = chatwoot_standin.conversations
-    assert _incoming(chatwoot_standin, cw["id"])[-1] == "Now?"
+    assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "Now?"
     retry.refresh_from_db()
     assert retry.status == RetryStatus.DONE
 
@@ -203,7 +186,7 @@ def test_a_due_retry_is_attempted_once_by_the_next_visitor_message(
 def test_on_a_worker_the_backoff_retries_stay(connection, chatwoot_standin, widget_client):
     """Not inline (a worker): each call still tries five times before parking."""
     chatwoot_standin.set_fault("down")
-    conversation = _start_and_hand_off(widget_client)
+    conversation = start_and_hand_off(widget_client)
     chatwoot_standin.clear_requests()
     result = services.handoff_sync(conversation_id=conversation.pk, from_retry=True)
     assert not result.ok
