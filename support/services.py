@@ -531,6 +531,10 @@ def _transcript_text(message: Message) -> str:
     return f"[{SENDER_LABELS.get(message.sender_type, 'Bot')}] {message.text}"
 
 
+def _message_source_id(message: Message) -> str:
+    return f"{OUR_SOURCE_PREFIX}msg:{message.pk}"
+
+
 def handoff_identifier(conversation: Conversation) -> str:
     """Our stable name of a mirrored conversation: the Chatwoot conversation's custom
     attribute, and the contact `identifier` of an anonymous visitor."""
@@ -668,12 +672,14 @@ def _handoff_sync_locked(
         )
         already: set[str] = set()
         if (from_retry or found_conversation) and pending:
-            already = {
-                m.source_id or ""
-                for m in client.list_messages(conversation_id=link.chatwoot_conversation_id)
-            }
+            already = set(
+                client.find_messages_by_source_id(
+                    conversation_id=link.chatwoot_conversation_id,
+                    source_ids=[_message_source_id(m) for m in pending],
+                )
+            )
         for message in pending:
-            source_id = f"{OUR_SOURCE_PREFIX}msg:{message.pk}"
+            source_id = _message_source_id(message)
             if source_id not in already:
                 client.create_message(
                     conversation_id=link.chatwoot_conversation_id,

@@ -17,7 +17,9 @@ Finding what an earlier attempt created: a contact we create carries an `identif
 (`/contacts/search?q=` matches substrings: `...:4` would also find `...:40`); a
 conversation carries our id in `custom_attributes[IDENTIFIER_ATTRIBUTE]`, found again in
 `GET /contacts/{id}/conversations` (the contact's latest 20 in the inboxes the token's
-user is a member of).
+user is a member of); our messages carry a `source_id`, looked for in
+`GET /conversations/{id}/messages`, which gives the latest 20 and pages back with
+`before=<message id>` (Chatwoot's `MessageFinder`).
 
 One Chatwoot contact is one person with all their conversations: each conversation goes
 through its own contact inbox (`POST /contacts/{id}/contact_inboxes`, find-or-create by
@@ -27,6 +29,7 @@ through its own contact inbox (`POST /contacts/{id}/contact_inboxes`, find-or-cr
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +44,8 @@ log = structlog.get_logger(__name__)
 
 BACKOFF_STEPS = (1, 2, 4, 8)
 IDENTIFIER_ATTRIBUTE = "replybase_id"
+MESSAGES_PAGE = 20  # MessageFinder: the latest 20, or the 20 before `before=<id>`
+MESSAGES_AFTER_PAGE = 100  # MessageFinder: the 100 after `after=<id>`
 HEALTH_TIMEOUT_SECONDS = 10.0
 MESSAGE_TYPE_NAMES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 USER_AGENT = "ReplyBase-Support/1.0"
@@ -466,24 +471,68 @@ class ChatwootClient:
             raise ChatwootError("Unexpected answer to creating a message")
         return message
 
+    def _message_page(self, conversation_id: int, query: str) -> list[ChatwootMessage]:
+        path = self._account_path(f"/conversations/{conversation_id}/messages") + query
+        data = self._call("list_messages", "GET", path, retry=True)
+        rows = data.get("payload") if isinstance(data, dict) else None
+        rows = rows if isinstance(rows, list) else []
+        return [m for m in (self._message(row) for row in rows) if m is not None]
+
+    def _message_pages_back(self, conversation_id: int) -> Iterator[list[ChatwootMessage]]:
+        """The conversation's messages a page at a time, newest page first: Chatwoot's
+        `MessageFinder` gives the latest 20, and `before=<oldest id seen>` the 20 before."""
+        before: int | None = None
+        while True:
+            query = "" if before is None else f"?before={before}"
+            page = self._message_page(conversation_id, query)
+            if page:
+                yield page
+            oldest = min((m.id for m in page), default=None)
+            if len(page) < MESSAGES_PAGE or oldest is None or (before and oldest >= before):
+                return
+            before = oldest
+
     def list_messages(
         self, *, conversation_id: int, after: int | None = None
     ) -> list[ChatwootMessage]:
-        path = self._account_path(f"/conversations/{conversation_id}/messages")
-        if after is not None:
-            path += f"?after={int(after)}"
-        data = self._call("list_messages", "GET", path, retry=True)
-        rows = data.get("payload") if isinstance(data, dict) else None
-        return [m for m in (self._message(row) for row in rows or []) if m is not None]
+        """Every message of the conversation (after the id `after`), oldest first."""
+        if after is None:
+            pages = list(self._message_pages_back(conversation_id))
+            return [m for page in reversed(pages) for m in page]
+        messages: list[ChatwootMessage] = []
+        while True:  # `after=<id>` gives the next 100, oldest first
+            page = self._message_page(conversation_id, f"?after={int(after)}")
+            messages.extend(page)
+            newest = max((m.id for m in page), default=after)
+            if len(page) < MESSAGES_AFTER_PAGE or newest <= after:
+                return messages
+            after = newest
+
+    def find_messages_by_source_id(
+        self, *, conversation_id: int, source_ids: Iterable[str]
+    ) -> dict[str, ChatwootMessage]:
+        """Those of our earlier messages (by `source_id`) that the conversation has, paging
+        back only until every one is found (or the conversation's first message)."""
+        wanted = set(source_ids)
+        found: dict[str, ChatwootMessage] = {}
+        if not wanted:
+            return found
+        for page in self._message_pages_back(conversation_id):
+            for message in page:
+                if message.source_id in wanted:
+                    found.setdefault(message.source_id, message)
+            if len(found) == len(wanted):
+                break
+        return found
 
     def find_message_by_source_id(
         self, *, conversation_id: int, source_id: str
     ) -> ChatwootMessage | None:
         """Our own earlier message (we tag every message we post with a source_id)."""
-        for message in self.list_messages(conversation_id=conversation_id):
-            if message.source_id == source_id:
-                return message
-        return None
+        found = self.find_messages_by_source_id(
+            conversation_id=conversation_id, source_ids=[source_id]
+        )
+        return found.get(source_id)
 
     def toggle_status(self, *, conversation_id: int, status: str) -> str:
         path = self._account_path(f"/conversations/{conversation_id}/toggle_status")

@@ -10,6 +10,8 @@ Mirrors Chatwoot's own code (``config/routes.rb``, the jbuilder views, ``Message
   payload (``attribute_key``, ``filter_operator``, ``values``, ``query_operator``;
   standard text attributes compare case-insensitively, 15 a page);
   ``GET /contacts/{id}/conversations`` lists the contact's latest 20 conversations.
+- ``GET /conversations/{id}/messages`` is ``MessageFinder``: the latest 20 messages,
+  ``before=<id>`` the 20 before that one, ``after=<id>`` the 100 after it.
   ``PUT``/``PATCH /contacts/{id}`` updates the given keys (``additional_attributes`` and
   ``custom_attributes`` are merged) with the same uniqueness 422s, answering
   ``{"payload": <contact>}``.
@@ -55,6 +57,8 @@ MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 STATUSES = ("open", "resolved", "pending", "snoozed")
 CONTACTS_PER_PAGE = 15  # ContactsController::RESULTS_PER_PAGE
 CONTACT_CONVERSATIONS_LIMIT = 20
+MESSAGES_PAGE = 20  # MessageFinder: the latest 20, or the 20 before `before=<id>`
+MESSAGES_AFTER_PAGE = 100  # MessageFinder: the 100 after `after=<id>`
 # lib/filters/filter_keys.yml: the standard contact attributes and their operators.
 CONTACT_FILTER_KEYS = {
     "name": ("equal_to", "not_equal_to", "contains", "does_not_contain"),
@@ -966,11 +970,7 @@ class ChatwootStandin(StandinServer):
         if conv is None:
             return Response(404, NOT_FOUND)
         params = {k: v[-1] for k, v in parse_qs(request.query).items()}
-        messages = [m for m in self._messages.values() if m["conversation_id"] == conv["id"]]
-        if "before" in params:
-            messages = [m for m in messages if m["id"] < int(params["before"])][-20:]
-        if "after" in params:
-            messages = [m for m in messages if m["id"] > int(params["after"])][:100]
+        messages = self._found_messages(conv, params)
         contact = self._contacts[conv["contact_id"]]
         return Response(
             200,
@@ -984,6 +984,20 @@ class ChatwootStandin(StandinServer):
                 "payload": [self._message_rest(m) for m in messages],
             },
         )
+
+    def _found_messages(self, conv: dict, params: dict[str, str]) -> list[dict]:
+        """``MessageFinder#current_messages``: ``after`` and ``before`` → ids in
+        ``[after, before)`` (1000 at most); ``before`` → the 20 before it; ``after`` → the
+        100 after it; neither → the latest 20. Always oldest first."""
+        messages = [m for m in self._messages.values() if m["conversation_id"] == conv["id"]]
+        after, before = params.get("after"), params.get("before")
+        if after and before:
+            return [m for m in messages if int(after) <= m["id"] < int(before)][:1000]
+        if before:
+            return [m for m in messages if m["id"] < int(before)][-MESSAGES_PAGE:]
+        if after:
+            return [m for m in messages if m["id"] > int(after)][:MESSAGES_AFTER_PAGE]
+        return messages[-MESSAGES_PAGE:]
 
     def _create_message(
         self, request: RecordedRequest, body: dict, conversation_id: str

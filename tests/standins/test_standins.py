@@ -387,6 +387,28 @@ def test_chatwoot_contact_conversation_message_flow(chatwoot_standin, cw_headers
     assert listed["meta"]["contact"]["id"] == contact["contact"]["id"]
 
 
+def test_chatwoot_lists_the_latest_20_messages_and_pages_back_with_before(
+    chatwoot_standin, cw_headers
+):
+    """`MessageFinder`: no parameter is the latest 20; `before=<id>` the 20 before it."""
+    conversation = chatwoot_standin.seed_conversation()
+    api = chatwoot_standin.url + f"/api/v1/accounts/{chatwoot_standin.account_id}"
+    messages_url = api + f"/conversations/{conversation['id']}/messages"
+    for n in range(25):
+        body = {"content": f"m{n}", "message_type": "incoming"}
+        assert httpx.post(messages_url, headers=cw_headers, json=body).status_code == 200
+
+    def contents(**params) -> list[str]:
+        listed = httpx.get(messages_url, headers=cw_headers, params=params).json()
+        return [m["content"] for m in listed["payload"]]
+
+    latest = httpx.get(messages_url, headers=cw_headers).json()["payload"]
+    assert [m["content"] for m in latest] == [f"m{n}" for n in range(5, 25)]
+    assert contents(before=latest[0]["id"]) == [f"m{n}" for n in range(5)]
+    assert contents(after=latest[0]["id"]) == [f"m{n}" for n in range(6, 25)]
+    assert contents(after=latest[0]["id"], before=latest[2]["id"]) == ["m5", "m6"]
+
+
 def test_chatwoot_validation_errors(chatwoot_standin, cw_headers):
     api = chatwoot_standin.url + "/api/v1/accounts/1"
     body = {"inbox_id": 1, "email": "a@example.com"}

@@ -9,13 +9,14 @@ import time
 
 import pytest
 
-from crm.models import Conversation, ConversationStatus
+from crm.models import Conversation, ConversationStatus, Message, SenderType
 from support import services
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import retry_due, sync_handoff
 from tests.support.conftest import HUMAN, incoming_texts, start_and_hand_off
 
 FILTER_ROUTE = "POST /api/v1/accounts/*/contacts/filter"
+LIST_ROUTE = "GET /api/v1/accounts/*/conversations/*/messages"
 
 
 class SimulatedCrash(Exception):
@@ -90,6 +91,34 @@ def test_a_lost_link_finds_the_same_contact_conversation_and_messages(
     # The conversation was found, so no contact inbox was made for the new link either.
     assert [ci["source_id"] for ci in chatwoot_standin.contact_inboxes] == [lost.contact_source_id]
     assert incoming_texts(chatwoot_standin, cw["id"]) == posted
+
+
+def test_a_lost_link_of_a_long_conversation_posts_no_duplicate(
+    widget_client, connection, chatwoot_standin
+):
+    """Chatwoot lists a conversation's latest 20 messages: the look-up for what is
+    already there pages back (`before=`) through all 30 instead of re-posting the oldest."""
+    conversation = start_and_hand_off(widget_client)
+    for n in range(27):
+        Message.objects.create(
+            tenant=conversation.tenant,
+            conversation=conversation,
+            direction="inbound",
+            sender_type=SenderType.VISITOR,
+            text=f"Visitor message {n}",
+        )
+    assert services.handoff_sync(conversation_id=conversation.pk).ok
+    [cw] = chatwoot_standin.conversations
+    posted = incoming_texts(chatwoot_standin, cw["id"])
+    assert len(posted) == conversation.messages.count() >= 30
+    ChatwootConversationLink.objects.filter(conversation=conversation).delete()
+
+    result = services.handoff_sync(conversation_id=conversation.pk)
+
+    assert result.ok and result.posted == 0
+    assert result.link.chatwoot_conversation_id == cw["id"]
+    assert incoming_texts(chatwoot_standin, cw["id"]) == posted
+    assert len(chatwoot_standin.requests_to(LIST_ROUTE)) >= 2  # it paged back
 
 
 def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
