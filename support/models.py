@@ -311,6 +311,10 @@ class ChatwootConversationLink(TenantOwnedModel):
     resolved_at = models.DateTimeField(null=True, blank=True)
     # Webchat messages up to this id have been posted to Chatwoot (mirrored conversations).
     last_synced_message_id = models.BigIntegerField(default=0)
+    # A post was started for the webchat message of this id: above last_synced_message_id,
+    # it may be in Chatwoot without us knowing (a timed-out answer, a crash), so the next
+    # sync looks before it posts again.
+    attempted_message_id = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -560,6 +560,19 @@ def _handoff_retry_waiting(conversation_id: int) -> bool:
     ).exists()
 
 
+def _handoff_attempt_uncertain(link: ChatwootConversationLink, *, first_pending_id: int) -> bool:
+    """Whether a pending message may already be in Chatwoot: a post of it (or of a later
+    one) was started and never noted as done, or a failed sync of this conversation is
+    parked (queued or given up)."""
+    if first_pending_id <= link.attempted_message_id:
+        return True
+    return OutboundRetry.objects.filter(
+        operation=RetryOperation.HANDOFF_SYNC,
+        object_id=link.conversation_id,
+        status__in=[RetryStatus.QUEUED, RetryStatus.FAILED],
+    ).exists()
+
+
 def handoff_sync(
     *, conversation_id: int, from_retry: bool = False, inline: bool = False
 ) -> SyncResult:
@@ -568,7 +581,10 @@ def handoff_sync(
     Each step stores its external id before the next one (contact, conversation, then
     every message in order), so a retry carries on where the failure happened; the
     contact and the conversation are looked for (by `handoff_identifier`) before they are
-    created, for when the id of an earlier attempt was never stored.
+    created, for when the id of an earlier attempt was never stored. Messages are looked
+    for (by source_id) before they are posted whenever an earlier post may have landed
+    unnoticed: a retry, a found conversation, a post started and never noted as done
+    (`attempted_message_id`), or a parked sync of this conversation.
 
     Inline (in the visitor's request) it makes one attempt per call, and while a parked
     retry of this conversation is not due yet it calls nothing: Chatwoot failed moments
@@ -671,7 +687,11 @@ def _handoff_sync_locked(
             .order_by("id")
         )
         already: set[str] = set()
-        if (from_retry or found_conversation) and pending:
+        if pending and (
+            from_retry
+            or found_conversation
+            or _handoff_attempt_uncertain(link, first_pending_id=pending[0].pk)
+        ):
             already = set(
                 client.find_messages_by_source_id(
                     conversation_id=link.chatwoot_conversation_id,
@@ -681,6 +701,9 @@ def _handoff_sync_locked(
         for message in pending:
             source_id = _message_source_id(message)
             if source_id not in already:
+                if link.attempted_message_id < message.pk:
+                    link.attempted_message_id = message.pk
+                    link.save(update_fields=["attempted_message_id", "updated_at"])
                 client.create_message(
                     conversation_id=link.chatwoot_conversation_id,
                     content=_transcript_text(message),

@@ -17,6 +17,7 @@ from tests.support.conftest import HUMAN, incoming_texts, start_and_hand_off
 
 FILTER_ROUTE = "POST /api/v1/accounts/*/contacts/filter"
 LIST_ROUTE = "GET /api/v1/accounts/*/conversations/*/messages"
+MESSAGES_ROUTE = "POST /api/v1/accounts/*/conversations/*/messages"
 
 
 class SimulatedCrash(Exception):
@@ -119,6 +120,61 @@ def test_a_lost_link_of_a_long_conversation_posts_no_duplicate(
     assert result.link.chatwoot_conversation_id == cw["id"]
     assert incoming_texts(chatwoot_standin, cw["id"]) == posted
     assert len(chatwoot_standin.requests_to(LIST_ROUTE)) >= 2  # it paged back
+
+
+def _wait_for_incoming(standin, conversation_id, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(incoming_texts(standin, conversation_id)) < count:
+        assert time.monotonic() < deadline, "Chatwoot never stored the timed-out message"
+        time.sleep(0.05)
+
+
+def test_a_visitor_message_after_a_timed_out_post_does_not_post_it_twice(
+    widget_client, connection, chatwoot_standin, settings
+):
+    """The first post reaches Chatwoot but its answer times out, so it is parked for
+    retry; the visitor's next message (a worker's sync, not the retry) looks first."""
+    settings.CHATWOOT_HTTP_TIMEOUT = 0.5
+    chatwoot_standin.set_fault("slow", seconds=1, route=MESSAGES_ROUTE, times=1)
+    conversation = start_and_hand_off(widget_client)
+    assert OutboundRetry.objects.filter(
+        operation="handoff_sync", object_id=conversation.pk, status=RetryStatus.QUEUED
+    ).exists()
+    [cw] = chatwoot_standin.conversations
+    _wait_for_incoming(chatwoot_standin, cw["id"], 1)  # Chatwoot did store it
+    Message.objects.create(
+        tenant=conversation.tenant,
+        conversation=conversation,
+        direction="inbound",
+        sender_type=SenderType.VISITOR,
+        text="Anyone there?",
+    )
+
+    assert services.handoff_sync(conversation_id=conversation.pk).ok
+
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
+    assert transcript[0] == "Hello there" and transcript[-1] == "Anyone there?"
+    assert len(transcript) == len(set(transcript)) == conversation.messages.count()
+
+
+def test_a_crash_after_a_post_before_storing_it_does_not_post_it_twice(
+    widget_client, connection, chatwoot_standin, monkeypatch
+):
+    """Chatwoot stored the message, we died before noting it (no retry row): the next
+    sync sees that an attempt was started for it and looks first."""
+    crashed = _crash_once_when_storing(monkeypatch, "last_synced_message_id")
+    assert widget_client.init().status_code == 200
+    assert widget_client.send("Hello there").status_code == 201
+    with pytest.raises(SimulatedCrash):
+        widget_client.send(HUMAN)
+    assert crashed and not OutboundRetry.objects.exists()
+    conversation = Conversation.objects.get(pk=widget_client.conversation_id)
+
+    assert services.handoff_sync(conversation_id=conversation.pk).ok
+
+    [cw] = chatwoot_standin.conversations
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
+    assert len(transcript) == len(set(transcript)) == conversation.messages.count()
 
 
 def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
