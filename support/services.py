@@ -31,7 +31,6 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -46,6 +45,7 @@ from support.chatwoot.client import (
 )
 from support.chatwoot.events import OUR_SOURCE_PREFIX
 from support.exceptions import ApprovalNotPending
+from support.locks import lock_acquire, lock_release
 from support.models import (
     OPEN_APPROVAL_STATUSES,
     ApprovalItem,
@@ -67,7 +67,9 @@ MAX_REASON_CHARS = 1_000
 RETRY_MAX_ATTEMPTS = 10
 RETRY_MAX_DELAY = timedelta(hours=1)
 RETRY_CLAIM = timedelta(minutes=10)
-SYNC_LOCK_SECONDS = 120
+# Longer than a sync task may run (tasks.OUTBOUND_TIME_LIMIT, 300 s): a lock that
+# expired mid-sync would let a second worker post the same messages.
+SYNC_LOCK_SECONDS = 360
 RELATED_ARTICLES = 3
 SENDER_LABELS = {SenderType.BOT: "Bot", SenderType.AGENT: "Agent", SenderType.SYSTEM: "System"}
 
@@ -602,12 +604,18 @@ def handoff_sync(
         )
         return SyncResult(None, 0, False)
     lock = f"support:handoff-sync:{conversation_id}"
-    if not cache.add(lock, 1, SYNC_LOCK_SECONDS):
+    token = lock_acquire(key=lock, seconds=SYNC_LOCK_SECONDS)
+    if token is None:
         raise SyncBusy(conversation_id)
     try:
         return _handoff_sync_locked(conversation, from_retry=from_retry, inline=inline)
     finally:
-        cache.delete(lock)
+        if not lock_release(key=lock, token=token):
+            log.warning(
+                "support.handoff_sync_lock_lost",
+                tenant_id=conversation.tenant_id,
+                conversation_id=conversation_id,
+            )
 
 
 def _handoff_link(conversation: Conversation) -> ChatwootConversationLink | None:

@@ -8,11 +8,14 @@
 import time
 
 import pytest
+from django.core.cache import cache, caches
 
+from core.cache import RedisCache
 from crm.models import Conversation, ConversationStatus, Message, SenderType
 from support import services
+from support.locks import lock_acquire, lock_release
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
-from support.tasks import retry_due, sync_handoff
+from support.tasks import OUTBOUND_TIME_LIMIT, retry_due, sync_handoff
 from tests.support.conftest import HUMAN, incoming_texts, start_and_hand_off
 
 FILTER_ROUTE = "POST /api/v1/accounts/*/contacts/filter"
@@ -200,6 +203,61 @@ def test_a_contact_made_by_a_concurrent_attempt_is_found_after_the_422(
     link = ChatwootConversationLink.objects.get(conversation=conversation)
     assert link.chatwoot_contact_id == contact["id"]
     assert len(chatwoot_standin.conversations) == 1
+
+
+# --- the per-conversation sync lock ------------------------------------------------------------
+
+
+def test_a_sync_releases_only_its_own_lock(widget_client, connection, monkeypatch):
+    """The lock outlives the task's hard time limit; if it still expired mid-sync and
+    another worker took it, this sync's `finally` leaves that worker's lock alone."""
+    conversation = start_and_hand_off(widget_client)
+    key = f"support:handoff-sync:{conversation.pk}"
+    redis = cache._cache.get_client(write=True)
+    seen = {}
+    locked = services._handoff_sync_locked
+
+    def expiring_sync(conversation, **kwargs):
+        seen["ttl"] = redis.ttl(cache.make_key(key))
+        cache.delete(key)  # it expired ...
+        assert cache.add(key, "another-worker", 60)  # ... and another worker took it
+        return locked(conversation, **kwargs)
+
+    monkeypatch.setattr(services, "_handoff_sync_locked", expiring_sync)
+    assert services.handoff_sync(conversation_id=conversation.pk).ok
+
+    assert seen["ttl"] >= OUTBOUND_TIME_LIMIT
+    assert cache.get(key) == "another-worker"
+    cache.delete(key)
+
+
+def test_a_sync_releases_its_own_lock(widget_client, connection):
+    conversation = start_and_hand_off(widget_client)
+    assert services.handoff_sync(conversation_id=conversation.pk).ok
+    assert cache.get(f"support:handoff-sync:{conversation.pk}") is None
+
+
+def test_the_lock_is_released_by_its_owner_only_atomically_on_redis(monkeypatch):
+    """On Redis the release is one compare-and-delete script, never a GET then a DEL."""
+    key = "support:test-lock"
+    token = lock_acquire(key=key, seconds=60)
+    assert token and lock_acquire(key=key, seconds=60) is None
+    monkeypatch.setattr(type(cache._cache), "delete", None)  # no plain delete is made
+    assert not lock_release(key=key, token="someone-else")
+    assert cache.get(key) == token
+    assert lock_release(key=key, token=token)
+    assert cache.get(key) is None
+
+
+@pytest.mark.parametrize("owner", [True, False])
+def test_the_lock_on_a_cache_other_than_redis(settings, owner):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert not isinstance(caches["default"], RedisCache)
+    key = "support:test-lock"
+    token = lock_acquire(key=key, seconds=60)
+    assert token
+    assert lock_release(key=key, token=token if owner else "someone-else") is owner
+    assert (cache.get(key) is None) is owner
 
 
 # --- eager mode: an unreachable Chatwoot does not hold the visitor's request -------------------
