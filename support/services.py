@@ -13,13 +13,14 @@
 
 No Chatwoot call ever runs inside a database transaction: state is read, the call is
 made, and the result is written in a short transaction of its own. Every message we post
-carries a `source_id` (`replybase:<kind>:<id>`), so a retry can look for it first and
-its webhook echo is recognised. A mirrored conversation carries
-`replybase:<tenant>:conversation:<id>` (custom attribute); its Chatwoot contact is one per
-crm Contact, `identifier` `replybase:<tenant>:contact:<id>` (an anonymous visitor's is
-the conversation's own), with a contact inbox per conversation. Both are looked for
-before they are created: a retry after a crash between Chatwoot's answer and storing its
-id finds them instead of making a second one.
+carries a `source_id` (`replybase:<ns>:<kind>:<id>`), so a retry can look for it first
+and its webhook echo is recognised. A mirrored conversation carries
+`replybase:<ns>:<tenant>:conversation:<id>` (custom attribute); its Chatwoot contact is one
+per crm Contact, `identifier` `replybase:<ns>:<tenant>:contact:<id>` (an anonymous
+visitor's is the conversation's own), with a contact inbox per conversation. Both are
+looked for before they are created: a retry after a crash between Chatwoot's answer and
+storing its id finds them instead of making a second one. `<ns>` names this installation
+(`installation_namespace`), so installations sharing a Chatwoot account never match.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from core.exceptions import InvalidRequest
 from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
@@ -71,6 +73,7 @@ RETRY_CLAIM = timedelta(minutes=10)
 # expired mid-sync would let a second worker post the same messages.
 SYNC_LOCK_SECONDS = 360
 RELATED_ARTICLES = 3
+INSTALLATION_SALT = "support.chatwoot.installation"
 SENDER_LABELS = {SenderType.BOT: "Bot", SenderType.AGENT: "Agent", SenderType.SYSTEM: "System"}
 
 
@@ -159,6 +162,28 @@ def connection_sync_from_env() -> ChatwootConnection | None:
 
 def _client(connection: ChatwootConnection, *, inline: bool = False) -> ChatwootClient:
     return ChatwootClient.for_connection(connection, backoff=not inline)
+
+
+# --- our names in Chatwoot -------------------------------------------------------------------
+
+
+def installation_namespace() -> str:
+    """A short stable name of this installation, derived from SECRET_KEY: two
+    installations sharing one Chatwoot account (staging and production, a reset embedded
+    database) number tenants, contacts and messages alike, and must not find each other's
+    contacts, conversations or messages. Links already stored keep Chatwoot's ids, so a
+    new SECRET_KEY only changes what is looked for from then on."""
+    return salted_hmac(INSTALLATION_SALT, "namespace", algorithm="sha256").hexdigest()[:10]
+
+
+def _our_prefix() -> str:
+    return f"{OUR_SOURCE_PREFIX}{installation_namespace()}:"
+
+
+def our_source_id(kind: str, pk: int) -> str:
+    """The `source_id` of a message we post (`replybase:<ns>:<kind>:<pk>`): found again by
+    a retry, and its webhook echo recognised by the prefix."""
+    return f"{_our_prefix()}{kind}:{pk}"
 
 
 # --- conversation links ----------------------------------------------------------------------
@@ -314,7 +339,7 @@ def approval_item_note_post(
         retry_mark_done(operation=RetryOperation.PRIVATE_NOTE, object_id=item.pk)
         return True
     client = _client(item.connection, inline=inline)
-    source_id = f"{OUR_SOURCE_PREFIX}note:{item.pk}"
+    source_id = our_source_id("note", item.pk)
     conversation_id = item.link.chatwoot_conversation_id
     try:
         message = None
@@ -426,7 +451,7 @@ def approval_item_send(*, item_id: int, from_retry: bool = False, inline: bool =
         retry_mark_done(operation=RetryOperation.REPLY, object_id=item_id)
         return item is not None and item.status == ApprovalStatus.SENT
     client = _client(item.connection, inline=inline)
-    source_id = f"{OUR_SOURCE_PREFIX}reply:{item.pk}"
+    source_id = our_source_id("reply", item.pk)
     conversation_id = item.link.chatwoot_conversation_id
     try:
         message = None
@@ -534,13 +559,13 @@ def _transcript_text(message: Message) -> str:
 
 
 def _message_source_id(message: Message) -> str:
-    return f"{OUR_SOURCE_PREFIX}msg:{message.pk}"
+    return our_source_id("msg", message.pk)
 
 
 def handoff_identifier(conversation: Conversation) -> str:
     """Our stable name of a mirrored conversation: the Chatwoot conversation's custom
     attribute, and the contact `identifier` of an anonymous visitor."""
-    return f"{OUR_SOURCE_PREFIX}{conversation.tenant_id}:conversation:{conversation.pk}"
+    return f"{_our_prefix()}{conversation.tenant_id}:conversation:{conversation.pk}"
 
 
 def handoff_contact_identifier(conversation: Conversation) -> str:
@@ -550,7 +575,7 @@ def handoff_contact_identifier(conversation: Conversation) -> str:
     contact = _crm_contact(conversation)
     if contact is None:
         return handoff_identifier(conversation)
-    return f"{OUR_SOURCE_PREFIX}{conversation.tenant_id}:contact:{contact.pk}"
+    return f"{_our_prefix()}{conversation.tenant_id}:contact:{contact.pk}"
 
 
 def _handoff_retry_waiting(conversation_id: int) -> bool:

@@ -5,8 +5,10 @@ contact of its own. Crash recovery and existing links work as before."""
 
 import pytest
 
-from crm.models import Contact, Conversation, ConversationStatus
+from crm.models import Contact, Conversation, ConversationStatus, Message
+from support import services
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
+from support.services import installation_namespace
 from support.tasks import sync_handoff
 from tests.support.conftest import HUMAN, incoming_texts
 from tests.support.test_handoff_recovery import SimulatedCrash, _crash_once_when_storing
@@ -53,12 +55,13 @@ def test_a_verified_user_handing_off_twice_is_one_contact_with_two_conversations
     assert first.send("Order A is 1001").status_code == 201
 
     [contact] = chatwoot_standin.contacts
-    assert contact["identifier"] == f"replybase:{site.tenant_id}:contact:{person.pk}"
+    ours = f"replybase:{installation_namespace()}:{site.tenant_id}"
+    assert contact["identifier"] == f"{ours}:contact:{person.pk}"
     assert (contact["name"], contact["email"]) == ("Ann Lee", "ann@example.com")
     assert contact["additional_attributes"]["replybase_contact_id"] == person.pk
     by_ours = {c["custom_attributes"]["replybase_id"]: c for c in chatwoot_standin.conversations}
-    cw_one = by_ours[f"replybase:{site.tenant_id}:conversation:{one.pk}"]
-    cw_two = by_ours[f"replybase:{site.tenant_id}:conversation:{two.pk}"]
+    cw_one = by_ours[f"{ours}:conversation:{one.pk}"]
+    cw_two = by_ours[f"{ours}:conversation:{two.pk}"]
     assert len(by_ours) == 2 and cw_one["contact_id"] == cw_two["contact_id"] == contact["id"]
     link_one, link_two = _link(one), _link(two)
     assert (link_one.chatwoot_contact_id, link_one.chatwoot_conversation_id) == (
@@ -105,9 +108,8 @@ def test_anonymous_visitors_each_get_their_own_contact(client, site, connection,
     conversations = [_hand_off(_visit(client, site), text) for text in ("Hi", "Hello")]
 
     identifiers = sorted(c["identifier"] for c in chatwoot_standin.contacts)
-    assert identifiers == sorted(
-        f"replybase:{site.tenant_id}:conversation:{c.pk}" for c in conversations
-    )
+    ours = f"replybase:{installation_namespace()}:{site.tenant_id}"
+    assert identifiers == sorted(f"{ours}:conversation:{c.pk}" for c in conversations)
     assert len({c["contact_id"] for c in chatwoot_standin.conversations}) == 2
     for conversation in conversations:
         link = _link(conversation)
@@ -221,3 +223,59 @@ def test_a_link_to_an_old_per_conversation_contact_keeps_working(
     assert cw["contact_id"] == old["meta"]["sender"]["id"]
     assert (cw["id"] == old["id"]) is mirrored
     assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "Still me"
+
+
+# --- installations sharing one Chatwoot account ------------------------------------------------
+
+KEY_A, KEY_B = "staging-" + "a" * 50, "production-" + "b" * 50
+
+
+def test_two_secret_keys_give_different_identifiers(settings, tenant):
+    person = Contact.objects.create(tenant=tenant, name="Ann Lee", email="ann@example.com")
+    conversation = Conversation.objects.create(tenant=tenant, contact=person)
+    message = Message.objects.create(
+        tenant=tenant, conversation=conversation, direction="inbound", sender_type="visitor"
+    )
+    names = {}
+    for key in (KEY_A, KEY_B):
+        settings.SECRET_KEY = key
+        ns = installation_namespace()
+        assert len(ns) == 10 and int(ns, 16) >= 0
+        names[key] = (
+            services.handoff_contact_identifier(conversation),
+            services.handoff_identifier(conversation),
+            services.our_source_id("msg", message.pk),
+        )
+        assert names[key] == (
+            f"replybase:{ns}:{tenant.pk}:contact:{person.pk}",
+            f"replybase:{ns}:{tenant.pk}:conversation:{conversation.pk}",
+            f"replybase:{ns}:msg:{message.pk}",
+        )
+    assert not set(names[KEY_A]) & set(names[KEY_B])
+    settings.SECRET_KEY = KEY_A
+    assert services.handoff_identifier(conversation) == names[KEY_A][1]  # stable
+
+
+def test_a_contact_of_another_installation_is_not_found(
+    client, site, connection, chatwoot_standin, settings
+):
+    """Staging and production (or a reset embedded database) number their tenants,
+    contacts and conversations alike: with another SECRET_KEY, the same crm ids do not
+    find the other installation's Chatwoot contact, conversation or messages."""
+    settings.SECRET_KEY = KEY_A
+    conversation = _hand_off(_visit(client, site, user_id="cust-42"), "Where is my order?")
+    [theirs] = chatwoot_standin.contacts
+    [their_conversation] = chatwoot_standin.conversations
+    # The other installation: the same database ids, no link of its own yet.
+    ChatwootConversationLink.objects.filter(conversation=conversation).delete()
+    settings.SECRET_KEY = KEY_B
+
+    result = services.handoff_sync(conversation_id=conversation.pk)
+
+    assert result.ok and result.posted == conversation.messages.count()
+    assert len(chatwoot_standin.contacts) == 2 and len(chatwoot_standin.conversations) == 2
+    assert result.link.chatwoot_contact_id != theirs["id"]
+    assert result.link.chatwoot_conversation_id != their_conversation["id"]
+    assert incoming_texts(chatwoot_standin, result.link.chatwoot_conversation_id) == (
+        incoming_texts(chatwoot_standin, their_conversation["id"])
+    )

@@ -69,7 +69,11 @@ def test_a_crash_before_storing_chatwoots_id_does_not_make_a_second_one(
     [cw] = chatwoot_standin.conversations
     link.refresh_from_db()
     assert link.chatwoot_contact_id == contact["id"] and link.chatwoot_conversation_id == cw["id"]
-    identifier = f"replybase:{conversation.tenant_id}:conversation:{conversation.pk}"
+    identifier = services.handoff_identifier(conversation)
+    assert identifier == (
+        f"replybase:{services.installation_namespace()}:"
+        f"{conversation.tenant_id}:conversation:{conversation.pk}"
+    )
     assert contact["identifier"] == cw["custom_attributes"]["replybase_id"] == identifier
     transcript = incoming_texts(chatwoot_standin, cw["id"])
     assert transcript[0] == "Hello there" and transcript[-1] == "Still there?"

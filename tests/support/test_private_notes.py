@@ -39,7 +39,7 @@ def test_draft_is_posted_as_a_private_note(ask, chatwoot_standin, conv):
     assert request.json["message_type"] == "outgoing"
     assert request.json["private"] is True
     assert item.draft_text in request.json["content"]
-    assert request.json["source_id"] == f"replybase:note:{item.pk}"
+    assert request.json["source_id"] == services.our_source_id("note", item.pk)
     stored = [m for m in chatwoot_standin.messages(conv["id"]) if m["private"]]
     assert len(stored) == 1 and stored[0]["id"] == item.private_note_id
     assert stored[0]["message_type"] == "outgoing"
@@ -111,7 +111,11 @@ def test_a_retry_does_not_post_a_note_chatwoot_already_has(ask, chatwoot_standin
     chatwoot_standin.clear_faults()
     stored = httpx.post(  # what Chatwoot had stored from the request whose answer was lost
         f"{chatwoot_standin.url}/api/v1/accounts/1/conversations/{conv['id']}/messages",
-        json={"content": "note", "private": True, "source_id": f"replybase:note:{item.pk}"},
+        json={
+            "content": "note",
+            "private": True,
+            "source_id": services.our_source_id("note", item.pk),
+        },
         headers={"api_access_token": "cw-standin-token"},
     )
     assert stored.status_code == 200
