@@ -47,22 +47,28 @@ class RedisCache(DjangoRedisCache):
         self._class = AtomicIncrRedisCacheClient
 
 
-# Count every key once and start its expiry on the first hit: one round trip for all.
+# Count the keys in order and start each one's expiry on its first hit; stop after the
+# first whose count passes its limit, so a request refused by one limit (a flooding IP)
+# does not use up the next (its site's). One round trip for all.
 _HIT_COUNTERS = """
 local counts = {}
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
   if count == 1 then
-    redis.call('EXPIRE', key, ARGV[i])
+    redis.call('EXPIRE', key, ARGV[2 * i - 1])
   end
   counts[i] = count
+  if count > tonumber(ARGV[2 * i]) then
+    break
+  end
 end
 return counts
 """
 
 
-def counters_hit(cache, counters: dict[str, int]) -> list[int]:
-    """Add one to each counter (key -> seconds it lives after its first hit); the new counts.
+def counters_hit(cache, counters: dict[str, tuple[int, int]]) -> list[int]:
+    """Add one to each counter in order (key -> (seconds it lives after its first hit,
+    limit)), stopping after the first that passes its limit; the counts bumped.
 
     `cache` is a backend (`caches[alias]`). On this module's Redis backend all counters
     cost one round trip; any other (the embedded mode's in-process cache) gets the
@@ -70,9 +76,16 @@ def counters_hit(cache, counters: dict[str, int]) -> list[int]:
     """
     if isinstance(cache, RedisCache):
         keys = [cache.make_and_validate_key(key) for key in counters]
+        args = [n for timeout, limit in counters.values() for n in (timeout, limit)]
         client = cache._cache.get_client(write=True)
-        return [int(n) for n in client.eval(_HIT_COUNTERS, len(keys), *keys, *counters.values())]
+        return [int(n) for n in client.eval(_HIT_COUNTERS, len(keys), *keys, *args)]
     counts = []
-    for key, timeout in counters.items():
-        counts.append(1 if cache.add(key, 1, timeout) else cache.incr(key))
+    for key, (timeout, limit) in counters.items():
+        try:
+            count = 1 if cache.add(key, 1, timeout) else cache.incr(key)
+        except ValueError:  # expired between add and incr: a new window
+            count = 1 if cache.add(key, 1, timeout) else cache.incr(key)
+        counts.append(count)
+        if count > limit:
+            break
     return counts

@@ -42,8 +42,10 @@ def ip_hash(ip: str) -> str:
 def enforce(
     request: HttpRequest, *, route: str, site_id: int | None = None, session_id: int | None = None
 ) -> None:
-    """Count this request against every limit of `route`; raise RateLimited on the first
-    one exceeded (Retry-After: the seconds left in that limit's window)."""
+    """Count this request against the limits of `route` in order (IP, site, session);
+    raise RateLimited on the first one exceeded (Retry-After: the seconds left in its
+    window). As with django-ratelimit checked one by one, a refused request is not
+    counted against the later limits."""
     if not settings.RATELIMIT_ENABLE:
         return
     values = {
@@ -63,9 +65,10 @@ def enforce(
     if not limits:
         return
     counts = counters_hit(
-        caches[settings.RATELIMIT_USE_CACHE], {key: ttl for *_, key, ttl in limits}
+        caches[settings.RATELIMIT_USE_CACHE],
+        {key: (ttl, limit) for _scope, _rate, limit, _window, key, ttl in limits},
     )
-    for (scope, rate, limit, window, _key, _ttl), count in zip(limits, counts, strict=True):
+    for (scope, rate, limit, window, _key, _ttl), count in zip(limits, counts, strict=False):
         if count > limit:
             metrics.RATE_LIMITED.labels(route, scope).inc()
             raise RateLimited(

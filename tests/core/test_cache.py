@@ -36,8 +36,8 @@ def test_counters_hit_counts_in_one_round_trip_and_sets_expiry(monkeypatch):
         lambda self, *args, **kw: calls.append(args[0]) or real(self, *args, **kw),
     )
     backend = caches["default"]
-    assert counters_hit(backend, {"rl:a": 60, "rl:b": 5}) == [1, 1]
-    assert counters_hit(backend, {"rl:a": 60, "rl:b": 5}) == [2, 2]
+    assert counters_hit(backend, {"rl:a": (60, 10), "rl:b": (5, 10)}) == [1, 1]
+    assert counters_hit(backend, {"rl:a": (60, 10), "rl:b": (5, 10)}) == [2, 2]
     assert calls == ["EVAL", "EVAL"], calls  # one round trip a call, whatever the keys
     monkeypatch.undo()
     assert 55 < client.ttl(cache.make_key("rl:a")) <= 60
@@ -47,5 +47,14 @@ def test_counters_hit_counts_in_one_round_trip_and_sets_expiry(monkeypatch):
 
 def test_counters_hit_on_another_cache_backend():
     local = LocMemCache("counters-test", {})
-    assert counters_hit(local, {"k": 60}) == [1]
-    assert counters_hit(local, {"k": 60, "j": 60}) == [2, 1]
+    assert counters_hit(local, {"k": (60, 1)}) == [1]
+    assert counters_hit(local, {"k": (60, 1), "j": (60, 5)}) == [2]  # k passed its limit
+    assert local.get("j") is None
+    assert counters_hit(local, {"j": (60, 5), "k": (60, 9)}) == [1, 3]
+
+
+def test_counters_hit_stops_after_the_first_counter_past_its_limit():
+    backend = caches["default"]
+    assert counters_hit(backend, {"rl:ip": (60, 1), "rl:site": (60, 100)}) == [1, 1]
+    assert counters_hit(backend, {"rl:ip": (60, 1), "rl:site": (60, 100)}) == [2]
+    assert cache.get("rl:site") == 1  # the refused hit did not count against the site

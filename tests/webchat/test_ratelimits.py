@@ -56,3 +56,17 @@ def test_limits_off(settings, request_from_ip):
     settings.RATELIMIT_ENABLE = False
     for _ in range(10):
         ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
+
+
+def test_an_address_over_its_limit_does_not_use_up_its_sites(settings):
+    settings.WEBCHAT_RATE_LIMITS = {"config": {"ip": "5/m", "site": "10/m"}}
+    flooder = RequestFactory().get("/", REMOTE_ADDR="198.51.100.1")
+    refused = 0
+    for _ in range(30):
+        try:
+            ratelimits.enforce(flooder, route="config", site_id=7)
+        except RateLimited:
+            refused += 1
+    assert refused == 25
+    visitor = RequestFactory().get("/", REMOTE_ADDR="198.51.100.2")
+    ratelimits.enforce(visitor, route="config", site_id=7)  # the site has 5 of 10 used
