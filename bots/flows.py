@@ -7,6 +7,9 @@ shared by the model validation, the services and the tests.
 from __future__ import annotations
 
 import re
+import re._constants as sre_constants
+import re._parser as sre_parse
+import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Protocol, TypeVar
@@ -74,14 +77,66 @@ _SLOW_PROBES = tuple(
 )
 
 
+_POSSESSIVE_REPEAT = getattr(sre_constants, "POSSESSIVE_REPEAT", None)
+# `regex` has no time limit on compiling, which nested counted repeats make explode
+# ("(?:(?:a{60}){60}){60}" takes seconds, holding the GIL), so a pattern's repeat counts
+# are bounded first, on the standard library's parse of it.
+MAX_REPEAT_COUNT = 1000
+MAX_NESTED_REPEATS = 10_000
+# Syntax `re` reads literally but `regex` does not (POSIX classes, fuzzy matching): a
+# pattern means the same to the person who tests it in Python and to the engine.
+_REGEX_ONLY_SYNTAX = re.compile(r"\[\[:\^?[a-z]+:\]\]|\{\s*[eisd]\s*[<=>]")
+
+
+def _repeats(items: Iterable, outer: int = 1) -> Iterable[tuple[int, int]]:
+    """(count, count × the enclosing repeats' counts) of each repeat of a parsed pattern."""
+    for op, av in items:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, _POSSESSIVE_REPEAT):
+            low, high, item = av
+            count = max(1, low if high == sre_constants.MAXREPEAT else high)
+            yield count, outer * count
+            yield from _repeats(item, outer * count)
+        else:
+            for part in av if isinstance(av, tuple | list) else (av,):
+                if isinstance(part, sre_parse.SubPattern):
+                    yield from _repeats(part, outer)
+                elif isinstance(part, list):  # the alternatives of a BRANCH
+                    for branch in part:
+                        if isinstance(branch, sre_parse.SubPattern):
+                            yield from _repeats(branch, outer)
+
+
+def _syntax_problem(pattern: str) -> str | None:
+    """What makes a tenant pattern unfit before `regex` ever compiles it."""
+    if _REGEX_ONLY_SYNTAX.search(pattern):
+        return "POSIX classes like [[:digit:]] and fuzzy matching like {e<=1} are not supported."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" etc.
+            parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        return f"This regular expression does not compile: {exc}."
+    for count, nested in _repeats(parsed):
+        if count > MAX_REPEAT_COUNT or nested > MAX_NESTED_REPEATS:
+            return (
+                f"This regular expression repeats too much: at most {MAX_REPEAT_COUNT} "
+                f"times for one repeat and {MAX_NESTED_REPEATS} for repeats inside repeats."
+            )
+    return None
+
+
 @lru_cache(maxsize=1024)
 def _compiled(pattern: str) -> regex.Pattern[str]:
+    """Only for patterns `_syntax_problem` accepted."""
     return regex.compile(pattern, regex.IGNORECASE | regex.V0)
 
 
 @lru_cache(maxsize=1024)
 def _usable(pattern: str) -> bool:
-    """Compiles and does not match an empty message (what validation refuses first)."""
+    """Passes the syntax checks, compiles and does not match an empty message (what
+    validation refuses first): a rule saved around validation never runs otherwise."""
+    if _syntax_problem(pattern):
+        return False
     try:
         return not _compiled(pattern).search("")
     except regex.error:
@@ -113,6 +168,8 @@ def pattern_problem(trigger: str, pattern: str) -> str | None:
     if trigger == REGEX:
         if not pattern.strip():
             return "Enter a regular expression."
+        if problem := _syntax_problem(pattern):
+            return problem
         try:
             compiled = _compiled(pattern)
         except regex.error as exc:

@@ -173,3 +173,23 @@ def test_a_catastrophic_regex_is_refused_when_saved(bot):
     with pytest.raises(ValidationError, match="takes too long"):
         _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=r"(a|aa)+b").full_clean()
     _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=r"order\s*#?\d{5}").full_clean()
+
+
+def test_a_regex_that_would_take_seconds_to_compile_is_refused_and_never_compiled(bot, monkeypatch):
+    bomb = r"(?:(?:(?:a{60}){60}){60}){60}"  # `regex` spends seconds compiling this
+    with pytest.raises(ValidationError, match="repeats too much"):
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=bomb).full_clean()
+    with pytest.raises(ValidationError, match="repeats too much"):
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern="a{5000}").full_clean()
+    compiled = []
+    monkeypatch.setattr(flows.regex, "compile", lambda *a, **k: compiled.append(a))
+    assert not flows.rule_matches(R("regex", bomb), "aaaa", first_message=False)
+    assert compiled == []  # saved around validation: refused before `regex` sees it
+    monkeypatch.undo()
+    _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=r"(?:\d{3}-){2}\d{4}").full_clean()
+
+
+@pytest.mark.parametrize("pattern", [r"[[:digit:]]+", r"colou?r{e<=1}"])
+def test_syntax_that_means_something_else_outside_python_re_is_refused(bot, pattern):
+    with pytest.raises(ValidationError, match="not supported"):
+        _rule(bot=bot, trigger=FlowTrigger.REGEX, pattern=pattern).full_clean()
