@@ -64,6 +64,10 @@ class InboundResult:
     replies: list[Message]  # outbound bot messages stored synchronously, oldest first
     pending: bool  # True when an AI reply was scheduled for this message
     reply_owed: bool = False  # an AI reply is still owed here (for this or an earlier one)
+    # Something else was stored in the conversation between this message's insert and its
+    # turn (an AI reply, an agent's): the caller must read the replies back, not rely on
+    # `replies` alone, or a widget moving its cursor past them would never see them.
+    interleaved: bool = False
 
 
 # --- conversation state helpers --------------------------------------------------------
@@ -252,6 +256,8 @@ def inbound_handle(*, message: Message) -> InboundResult:
     # Joins the caller's transaction: a failure here must undo the stored message too.
     with transaction.atomic(savepoint=False):
         conversation = _conversation_lock_for(message)
+        last_before = conversation.last_message_at
+        interleaved = bool(last_before and message.created_at and last_before > message.created_at)
         bot = conversation.bot
         turn = _Turn(message=message, conversation=conversation, bot=bot)
         turn.first_from_visitor = _first_from_visitor(turn)
@@ -268,6 +274,7 @@ def inbound_handle(*, message: Message) -> InboundResult:
         replies=turn.replies,
         pending=turn.pending,
         reply_owed=conversation.pending_reply_since is not None,
+        interleaved=interleaved,
     )
 
 

@@ -250,7 +250,8 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
     The answer holds the flow replies stored in the same transaction. An AI reply is
     computed by a worker and reaches the widget by polling; only when tasks run in-process
     (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) is it already stored at commit, and
-    then it is read back so the widget gets it at once.
+    then it is read back so the widget gets it at once. Replies are read back too when
+    something else was stored while this message waited for the conversation's lock.
     """
     with transaction.atomic():
         try:
@@ -276,7 +277,7 @@ def message_receive(*, session: WebChatSession, text: str, client_message_id: st
         return Received(message, False, _replies_after(message), _pending(session.conversation_id))
     metrics.MESSAGES.labels("inbound").inc()
     replies, pending = handled.replies, handled.reply_owed
-    if handled.pending and current_app.conf.task_always_eager:
+    if handled.interleaved or (handled.pending and current_app.conf.task_always_eager):
         replies, pending = _replies_after(message), _pending(session.conversation_id)
     if replies:
         metrics.MESSAGES.labels("outbound").inc(len(replies))

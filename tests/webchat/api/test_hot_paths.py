@@ -88,3 +88,47 @@ def test_junk_site_keys_cost_no_query_and_leave_nothing_in_the_cache(
         assert widget_client.config(site_key="wk_" + "a" * 24).status_code == 404
     with django_assert_num_queries(0):
         assert widget_client.config(site_key="wk_" + "a" * 24).status_code == 404
+
+
+def test_a_reply_stored_while_the_message_waited_for_the_lock_is_in_the_answer(
+    widget_client, bot, monkeypatch
+):
+    """The widget moves its cursor past the answer's replies: a reply another transaction
+    stored after this message's insert (the worker's AI reply to an earlier question) must
+    be in the answer, or the next poll would skip it."""
+    from bots import services as engine
+    from crm.models import Conversation, Direction, Message, SenderType
+
+    FlowRuleFactory(
+        bot=bot,
+        trigger=FlowTrigger.KEYWORD,
+        pattern="hours",
+        action=FlowAction.REPLY,
+        reply_text="9 to 5.",
+    )
+    widget_client.init()
+    real_lock = engine._conversation_lock_for
+
+    def worker_answers_first(message):
+        # what the AI task commits while this request waits for the conversation's row
+        reply = Message.objects.create(
+            tenant_id=message.tenant_id,
+            conversation_id=message.conversation_id,
+            direction=Direction.OUTBOUND,
+            sender_type=SenderType.BOT,
+            text="The answer to the earlier question",
+            metadata={},
+        )
+        Conversation.objects.filter(pk=message.conversation_id).update(
+            last_message_at=reply.created_at
+        )
+        return real_lock(message)
+
+    monkeypatch.setattr(engine, "_conversation_lock_for", worker_answers_first)
+    body = widget_client.send("what are your hours").json()
+    assert [r["text"] for r in body["replies"]] == [
+        "The answer to the earlier question",
+        "9 to 5.",
+    ]
+    cursor = max(r["id"] for r in body["replies"])
+    assert widget_client.poll(after=cursor).json()["messages"] == []
