@@ -45,6 +45,17 @@ class Bot(TenantOwnedModel):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        # flow_rules_version moves only through bots.signals (F() + 1): saving a copy
+        # loaded before a rule changed must not write the older version back.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name != "flow_rules_version"
+            ]
+        super().save(*args, **kwargs)
+
     @property
     def llm_api_key(self) -> str:
         return crypto.decrypt(self.llm_api_key_encrypted)

@@ -275,3 +275,28 @@ def test_a_flow_answer_while_an_earlier_ai_reply_is_owed_still_says_a_reply_is_c
     assert [r.text for r in answered.replies] == ["9 to 5."]
     assert answered.pending is False  # nothing new scheduled for this one
     assert answered.reply_owed is True  # but the first question's answer is still coming
+
+
+def test_a_rule_moved_to_another_bot_stops_firing_for_the_first(bot, conversation, say, tenant):
+    moved = rule(bot, pattern="hours", reply_text="9 to 5.")
+    _, result = say(conversation, "hours?")
+    assert [r.text for r in result.replies] == ["9 to 5."]  # cached for this bot version
+    moved.bot = BotFactory(tenant=tenant)
+    moved.save()
+    _, result = say(conversation, "hours?", commit=False)
+    assert result.replies == [] and result.pending is True
+
+
+def test_saving_a_bot_loaded_before_a_rule_change_keeps_the_new_rules(bot, conversation, say):
+    from bots.models import Bot
+
+    hours = rule(bot, pattern="hours", reply_text="old")
+    say(conversation, "hours?")
+    stale = Bot.objects.get(pk=bot.pk)  # e.g. the settings form, loaded now
+    hours.reply_text = "new"
+    hours.save()
+    stale.name = "Renamed"
+    stale.save()  # must not write the older flow_rules_version back
+    _, result = say(conversation, "hours?")
+    assert [r.text for r in result.replies] == ["new"]
+    assert Bot.objects.get(pk=bot.pk).name == "Renamed"
