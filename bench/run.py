@@ -105,7 +105,9 @@ def cache_keys_delete() -> int:
 
     client = cache._cache.get_client(write=True)
     keys = list(client.scan_iter(match=f"{cache.make_key('')}*", count=1000))
-    keys.append(settings.CELERY_TASK_DEFAULT_QUEUE)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    # the queue and kombu's binding tables for it
+    keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
     client.delete(*keys)
     return len(keys)
 

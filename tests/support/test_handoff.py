@@ -53,6 +53,7 @@ def test_full_handoff_roundtrip(widget_client, connection, chatwoot_standin, pos
     assert post_webhook(reply).status_code == 200
     assert post_webhook(reply).status_code == 200
     [agent_message] = _agent_messages(widget_client)
+    assert agent_message["client_message_id"] is None  # Chatwoot's ids stay ours
     assert agent_message["text"] == "Hi, Sam here!" and agent_message["direction"] == "outbound"
     link.refresh_from_db()
     assert link.first_response_at is not None and link.breached_at is None

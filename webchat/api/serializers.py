@@ -5,6 +5,7 @@ import re
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
+from crm.models import SenderType
 from webchat.models import WIDGET_EVENT_TYPES
 
 # C0/C1 control characters except tab and newline, and Unicode bidi overrides.
@@ -93,9 +94,12 @@ class MessageSerializer(serializers.Serializer):
     text = serializers.CharField()
     created_at = serializers.DateTimeField()
     quick_replies = serializers.SerializerMethodField()
-    # The visitor's own id for a message they sent (null on replies): the widget matches
-    # a polled or resumed message to the bubble it drew while sending.
-    client_message_id = serializers.CharField(allow_null=True)
+    # The visitor's own id for a message they sent (null on replies, whose stored ids are
+    # ours): the widget matches a polled or resumed message to the bubble it drew.
+    client_message_id = serializers.SerializerMethodField()
+
+    def get_client_message_id(self, message) -> str | None:
+        return message.client_message_id if message.sender_type == SenderType.VISITOR else None
 
     def get_quick_replies(self, message) -> list[dict] | None:
         replies = (message.metadata or {}).get("quick_replies")
