@@ -12,6 +12,15 @@ caller parks the operation in the retry queue. A client made with `backoff=False
 running inside someone's request: eager Celery) tries once and raises at once. Health
 probes never retry: they measure.
 
+Creating a message or a conversation is not idempotent, and a failure after the request
+may have reached Chatwoot is ambiguous: it may have stored it and only the answer was
+lost. Before retrying such a failure (a timeout other than connecting, a connection cut
+or reset, a 2xx that is not JSON, any 5xx — a 500 from Rails and a 502/503/504 from a
+proxy look alike, and a look-up costs one GET) these calls look for what the first
+attempt made (by `source_id`, by our identifier) and return it instead of posting again.
+Failures where nothing was sent (connection refused or unreachable, a connect or pool
+timeout) and a 429 (Rack::Attack refuses before the controller) are retried at once.
+
 Finding what an earlier attempt created: a contact we create carries an `identifier`
 (unique per account in Chatwoot), found again exactly with `POST /contacts/filter`
 (`/contacts/search?q=` matches substrings: `...:4` would also find `...:40`); a
@@ -29,7 +38,7 @@ through its own contact inbox (`POST /contacts/{id}/contact_inboxes`, find-or-cr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,6 +143,17 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+# Transport failures raised before any byte of the request left: safe to send again.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What an earlier attempt had created, found before a retry (see `_call`)."""
+
+    value: Any
+
+
 def _given(**fields: Any) -> dict[str, Any]:
     """Only the fields that have a value: a key left out is one Chatwoot leaves as it is."""
     return {key: value for key, value in fields.items() if value}
@@ -209,9 +229,20 @@ class ChatwootClient:
         )
 
     def _call(
-        self, operation: str, method: str, path: str, *, json: dict | None = None, retry: bool
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        retry: bool,
+        find_before_retry: Callable[[], Any] | None = None,
     ) -> Any:
-        """One API call with backoff retries on transient failures; returns parsed JSON."""
+        """One API call with backoff retries on transient failures; returns parsed JSON.
+
+        With `find_before_retry` (non-idempotent creates), a retry after a failure that
+        may have been applied first calls it; what it finds (not None) is returned
+        wrapped in `_Found` instead of sending the request again."""
         delays = self.delays if retry else ()
         attempt = 0
         while True:
@@ -219,7 +250,9 @@ class ChatwootClient:
                 response = self._send(method, path, json=json, timeout=self.timeout)
             except httpx.HTTPError as exc:
                 failure = ChatwootError(_transport_error(exc, self.timeout), retryable=True)
+                maybe_applied = not isinstance(exc, NOT_SENT_ERRORS)
             else:
+                maybe_applied = response.status_code != 429
                 if response.status_code < 300:
                     try:
                         data = response.json()
@@ -251,6 +284,18 @@ class ChatwootClient:
             metrics.OUTBOUND_RETRIES.labels(operation).inc()
             time.sleep(delays[attempt])
             attempt += 1
+            if find_before_retry is not None and maybe_applied:
+                found = find_before_retry()  # a failing look-up fails the call: no blind post
+                if found is not None:
+                    metrics.OUTBOUND.labels(operation, "ok").inc()
+                    log.info(
+                        "chatwoot.found_before_retry",
+                        operation=operation,
+                        status=failure.status,
+                        error=failure.message,
+                        attempts=attempt,
+                    )
+                    return _Found(found)
 
     # --- health probes (no retries) ----------------------------------------------------
 
@@ -434,13 +479,25 @@ class ChatwootClient:
         }
         if source_id:
             body["source_id"] = source_id
+        identifier = (custom_attributes or {}).get(IDENTIFIER_ATTRIBUTE)
         data = self._call(
             "create_conversation",
             "POST",
             self._account_path("/conversations"),
             json=body,
             retry=True,
+            find_before_retry=(
+                (
+                    lambda: self.find_conversation(
+                        contact_id=contact_id, inbox_id=inbox_id, identifier=identifier
+                    )
+                )
+                if identifier
+                else None
+            ),
         )
+        if isinstance(data, _Found):
+            return int(data.value)
         try:
             return int(data["id"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -465,7 +522,24 @@ class ChatwootClient:
         if source_id:
             body["source_id"] = source_id
         path = self._account_path(f"/conversations/{conversation_id}/messages")
-        data = self._call(operation, "POST", path, json=body, retry=True)
+        data = self._call(
+            operation,
+            "POST",
+            path,
+            json=body,
+            retry=True,
+            find_before_retry=(
+                (
+                    lambda: self.find_message_by_source_id(
+                        conversation_id=conversation_id, source_id=source_id
+                    )
+                )
+                if source_id
+                else None
+            ),
+        )
+        if isinstance(data, _Found):
+            return data.value
         message = self._message(data)
         if message is None:
             raise ChatwootError("Unexpected answer to creating a message")

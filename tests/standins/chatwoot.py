@@ -32,6 +32,10 @@ Mirrors Chatwoot's own code (``config/routes.rb``, the jbuilder views, ``Message
   ``\\u003c`` …), signed ``sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`` in
   ``X-Chatwoot-Signature`` with ``X-Chatwoot-Timestamp`` and a UUID ``X-Chatwoot-Delivery``.
   Chatwoot never sends ``message_created`` for activity messages, but does for private notes.
+- Besides the base faults (applied before the request is handled), ``set_fault_after_apply``
+  lets a route do its work (store the message, the conversation) and then lose the answer:
+  ``down`` closes the connection unanswered, ``hang`` waits ``seconds`` and closes it
+  unanswered (the client times out), ``status`` answers an error (a proxy's 502/504).
 """
 
 from __future__ import annotations
@@ -51,10 +55,18 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from tests.standins.base import RecordedRequest, Response, StandinServer
+from tests.standins.base import (
+    MAX_HANG_SECONDS,
+    Fault,
+    RecordedRequest,
+    Response,
+    StandinServer,
+    route_matches,
+)
 
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 STATUSES = ("open", "resolved", "pending", "snoozed")
+AFTER_APPLY_FAULTS = ("down", "hang", "status")
 CONTACTS_PER_PAGE = 15  # ContactsController::RESULTS_PER_PAGE
 CONTACT_CONVERSATIONS_LIMIT = 20
 MESSAGES_PAGE = 20  # MessageFinder: the latest 20, or the 20 before `before=<id>`
@@ -208,6 +220,8 @@ class ChatwootStandin(StandinServer):
         self._conversations: dict[int, dict] = {}
         self._messages: dict[int, dict] = {}
         self._last_id = {"contact": 0, "contact_inbox": 0, "conversation": 0, "message": 0}
+        self._after_apply_faults: list[tuple[str, Fault]] = []
+        self._answer = threading.local()  # the after-apply fault of this handler's request
 
         account = r"/api/v1/accounts/(?P<account_id>\d+)"
         conversation = account + r"/conversations/(?P<conversation_id>\d+)"
@@ -319,6 +333,61 @@ class ChatwootStandin(StandinServer):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self.deliveries)}/{count} webhook deliveries")
             time.sleep(0.01)
+
+    # -- faults after the work is done --------------------------------------------------
+    def set_fault_after_apply(
+        self,
+        kind: str,
+        *,
+        route: str,
+        seconds: float | None = None,
+        status: int = 502,
+        times: int | None = 1,
+    ) -> None:
+        """Handle requests to ``route`` (store what they create), then lose the answer:
+        ``down`` / ``hang`` / ``status``; by default for the next request only."""
+        if kind not in AFTER_APPLY_FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {AFTER_APPLY_FAULTS}")
+        if seconds is None:
+            seconds = MAX_HANG_SECONDS if kind == "hang" else 1.0
+        fault = Fault(kind, min(seconds, MAX_HANG_SECONDS), status, times=times)
+        with self._lock:
+            self._after_apply_faults = [(p, f) for p, f in self._after_apply_faults if p != route]
+            self._after_apply_faults.append((route, fault))
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        with self._lock:
+            self._after_apply_faults.clear()
+
+    def _take_after_apply_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for pattern, fault in reversed(self._after_apply_faults):
+                if route_matches(pattern, method, path):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._after_apply_faults = [
+                                (p, f) for p, f in self._after_apply_faults if f is not fault
+                            ]
+                    return fault
+            return None
+
+    def _dispatch(self, request: RecordedRequest) -> Response:
+        response = super()._dispatch(request)
+        self._answer.fault = self._take_after_apply_fault(request.method, request.path)
+        return response
+
+    def _send(self, handler, response: Response) -> None:
+        fault, self._answer.fault = getattr(self._answer, "fault", None), None
+        if fault is None:
+            super()._send(handler, response)
+        elif fault.kind == "status":
+            super()._send(handler, Response(fault.status, self.error_body(fault.status)))
+        else:  # down, or hang then close: the work is done, the answer never comes
+            if fault.kind == "hang":
+                self._stopping.wait(fault.seconds)
+            handler.close_connection = True
 
     # -- wire-format plumbing -----------------------------------------------------------
     def encode_json(self, body: Any) -> bytes:

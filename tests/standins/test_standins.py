@@ -796,3 +796,40 @@ def test_api_actions_send_webhooks_back(receiver):
     by_event = {r.json["event"]: r.json for r in received}
     assert by_event["message_created"]["private"] is True  # Chatwoot sends private notes too
     assert by_event["conversation_status_changed"]["status"] == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"), [("down", httpx.RemoteProtocolError), ("hang", httpx.ReadTimeout)]
+)
+def test_chatwoot_fault_after_apply_stores_then_loses_the_answer(
+    chatwoot_standin, cw_headers, kind, error
+):
+    conv = chatwoot_standin.seed_conversation()
+    route = "POST /api/v1/accounts/*/conversations/*/messages"
+    url = f"{chatwoot_standin.url}/api/v1/accounts/1/conversations/{conv['id']}/messages"
+    chatwoot_standin.set_fault_after_apply(kind, route=route, seconds=2)
+    started = time.monotonic()
+    with pytest.raises(error):
+        httpx.post(url, headers=cw_headers, json={"content": "First"}, timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    assert [m["content"] for m in chatwoot_standin.messages(conv["id"])] == ["First"]
+
+    answered = httpx.post(url, headers=cw_headers, json={"content": "Second"})  # times=1 used
+    assert answered.status_code == 200 and answered.json()["content"] == "Second"
+
+
+def test_chatwoot_fault_after_apply_status_and_clearing(chatwoot_standin, cw_headers):
+    url = chatwoot_standin.url + "/api/v1/accounts/1/contacts"
+    chatwoot_standin.set_fault_after_apply(
+        "status", route="POST */contacts", status=502, times=None
+    )
+    first = httpx.post(url, headers=cw_headers, json={"name": "Ann", "inbox_id": 1})
+    second = httpx.post(url, headers=cw_headers, json={"name": "Bob", "inbox_id": 1})
+    assert (first.status_code, second.status_code) == (502, 502)
+    assert first.json() == {"error": "Bad Gateway"}
+    assert [c["name"] for c in chatwoot_standin.contacts] == ["Ann", "Bob"]
+
+    chatwoot_standin.clear_faults()
+    assert httpx.post(url, headers=cw_headers, json={"name": "Cy", "inbox_id": 1}).is_success
+    with pytest.raises(ValueError, match="unknown fault"):
+        chatwoot_standin.set_fault_after_apply("malformed", route="POST */contacts")

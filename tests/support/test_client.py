@@ -1,5 +1,6 @@
 """The typed Chatwoot client against the stand-in: wire format, errors, retries."""
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -169,3 +170,101 @@ def test_contact_inboxes_and_contact_updates(cw_client, chatwoot_standin):
     assert failure.value.status == 422 and not failure.value.retryable
     assert failure.value.message == "HTTP 422: Email has already been taken"
     assert chatwoot_standin.last_request.json == {"email": "ann@example.com"}  # only what's given
+
+
+# -- non-idempotent creates: a retry first looks for what the lost attempt stored ----------
+
+LIST_MESSAGES = "GET /api/v1/accounts/*/conversations/*/messages"
+CONVERSATIONS = "POST /api/v1/accounts/*/conversations"
+CONTACT_CONVERSATIONS = "GET /api/v1/accounts/*/contacts/*/conversations"
+
+
+@pytest.fixture
+def short_timeout_client(chatwoot_standin):
+    return ChatwootClient(
+        base_url=chatwoot_standin.url, account_id=1, api_token="cw-standin-token", timeout=0.3
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "hang", "seconds": 2}, {"kind": "down"}, {"kind": "status", "status": 504}],
+)
+def test_a_message_stored_but_unanswered_is_found_not_posted_again(
+    short_timeout_client, chatwoot_standin, fault
+):
+    conv = chatwoot_standin.seed_conversation()
+    chatwoot_standin.set_fault_after_apply(fault.pop("kind"), route=MESSAGES, **fault)
+    message = short_timeout_client.create_message(
+        conversation_id=conv["id"], content="Hello", source_id="replybase:t:msg:1"
+    )
+    stored = chatwoot_standin.messages(conv["id"])
+    assert [m["content"] for m in stored] == ["Hello"]
+    assert message.id == stored[0]["id"] and message.source_id == "replybase:t:msg:1"
+    assert len(chatwoot_standin.requests_to(MESSAGES)) == 1
+    assert len(chatwoot_standin.requests_to(LIST_MESSAGES)) == 1
+
+
+def test_a_conversation_stored_but_unanswered_is_found_not_created_again(
+    short_timeout_client, chatwoot_standin
+):
+    contact = short_timeout_client.create_contact(name="Ann", inbox_id=1)
+    chatwoot_standin.set_fault_after_apply("hang", route=CONVERSATIONS, seconds=2)
+    conversation_id = short_timeout_client.create_conversation(
+        source_id=contact.source_id,
+        inbox_id=1,
+        contact_id=contact.contact_id,
+        custom_attributes={"replybase_id": "replybase:t:conversation:1"},
+    )
+    assert [c["id"] for c in chatwoot_standin.conversations] == [conversation_id]
+    assert len(chatwoot_standin.requests_to(CONVERSATIONS)) == 1
+    assert len(chatwoot_standin.requests_to(CONTACT_CONVERSATIONS)) == 1
+
+
+def test_a_5xx_that_stored_nothing_is_looked_up_then_posted_once(cw_client, chatwoot_standin):
+    conv = chatwoot_standin.seed_conversation()
+    chatwoot_standin.set_fault("status", status=500, route=MESSAGES, times=1)
+    message = cw_client.create_message(
+        conversation_id=conv["id"], content="Hello", source_id="replybase:t:msg:1"
+    )
+    assert [m["id"] for m in chatwoot_standin.messages(conv["id"])] == [message.id]
+    assert len(chatwoot_standin.requests_to(MESSAGES)) == 2
+    assert len(chatwoot_standin.requests_to(LIST_MESSAGES)) == 1
+
+
+def test_refused_or_rate_limited_is_retried_without_a_look_up(
+    cw_client, chatwoot_standin, monkeypatch
+):
+    conv = chatwoot_standin.seed_conversation()
+    chatwoot_standin.stop()  # connection refused: the request never left
+    real_sleep = time.sleep
+
+    def back_up(seconds):
+        chatwoot_standin.start()
+        real_sleep(seconds)
+
+    monkeypatch.setattr("support.chatwoot.client.time.sleep", back_up)
+    message = cw_client.create_message(
+        conversation_id=conv["id"], content="Hello", source_id="replybase:t:msg:1"
+    )
+    chatwoot_standin.set_fault("status", status=429, route=MESSAGES, times=1)
+    again = cw_client.create_message(
+        conversation_id=conv["id"], content="Again", source_id="replybase:t:msg:2"
+    )
+    stored = chatwoot_standin.messages(conv["id"])
+    assert [m["id"] for m in stored] == [message.id, again.id]
+    assert len(chatwoot_standin.requests_to(MESSAGES)) == 3  # 1 + (429 + 1)
+    assert chatwoot_standin.requests_to(LIST_MESSAGES) == []
+
+
+def test_without_backoff_a_lost_answer_is_not_looked_up(chatwoot_standin):
+    client = ChatwootClient(
+        base_url=chatwoot_standin.url, account_id=1, api_token="cw-standin-token", backoff=False
+    )
+    conv = chatwoot_standin.seed_conversation()
+    chatwoot_standin.set_fault_after_apply("down", route=MESSAGES)
+    with pytest.raises(ChatwootError) as failure:
+        client.create_message(conversation_id=conv["id"], content="x", source_id="replybase:t:1")
+    assert failure.value.message == "Connection closed without a response"
+    assert len(chatwoot_standin.messages(conv["id"])) == 1
+    assert len(chatwoot_standin.requests) == 1
