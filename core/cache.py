@@ -89,3 +89,27 @@ def counters_hit(cache, counters: dict[str, tuple[int, int]]) -> list[int]:
         if count > limit:
             break
     return counts
+
+
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def delete_if_equal(cache, key: str, value) -> bool:
+    """Delete `key` only while it holds `value` (e.g. a lock's owner token); whether it did.
+
+    `cache` is a backend (`caches[alias]`). Atomic on this module's Redis backend (one
+    Lua script); get-then-delete on any other (the embedded mode's in-process cache).
+    """
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(write=True)
+        stored = cache._cache._serializer.dumps(value)  # the bytes `add`/`set` wrote
+        return bool(client.eval(_DELETE_IF_EQUAL, 1, cache.make_and_validate_key(key), stored))
+    if cache.get(key) != value:
+        return False
+    cache.delete(key)
+    return True

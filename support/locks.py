@@ -14,14 +14,7 @@ import uuid
 
 from django.core.cache import caches
 
-from core.cache import RedisCache
-
-_DELETE_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+from core.cache import delete_if_equal
 
 
 def lock_acquire(*, key: str, seconds: int) -> str | None:
@@ -32,12 +25,5 @@ def lock_acquire(*, key: str, seconds: int) -> str | None:
 
 def lock_release(*, key: str, token: str) -> bool:
     """Release the lock if `token` still owns it; False when it expired or is another's."""
-    cache = caches["default"]  # the backend itself: the `cache` proxy is no RedisCache
-    if isinstance(cache, RedisCache):
-        client = cache._cache.get_client(write=True)
-        stored = cache._cache._serializer.dumps(token)  # the bytes `add` wrote
-        return bool(client.eval(_DELETE_IF_OWNER, 1, cache.make_and_validate_key(key), stored))
-    if cache.get(key) != token:
-        return False
-    cache.delete(key)
-    return True
+    # the backend itself: the `cache` proxy is no RedisCache
+    return delete_if_equal(caches["default"], key, token)

@@ -21,11 +21,6 @@ from core.exceptions import RateLimited
 from webchat import metrics
 
 
-def period_seconds(rate: str) -> int:
-    """Seconds in the window of a django-ratelimit rate like '20/m' or '100/5m'."""
-    return _split_rate(rate)[1]
-
-
 def client_ip(request: HttpRequest) -> str:
     if settings.WEBCHAT_TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
