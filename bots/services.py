@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from bots import flows, metrics
@@ -34,6 +34,7 @@ from bots.models import Bot, FlowAction, FlowRule, FlowTrigger, KnowledgeArticle
 from bots.retrieval import is_handoff_request
 from bots.selectors import flow_rule_get, flow_rule_list_active, message_is_first_from_visitor
 from core.exceptions import InvalidRequest
+from core.rows import update_fields
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
 from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
@@ -64,10 +65,6 @@ class InboundResult:
     replies: list[Message]  # outbound bot messages stored synchronously, oldest first
     pending: bool  # True when an AI reply was scheduled for this message
     reply_owed: bool = False  # an AI reply is still owed here (for this or an earlier one)
-    # Something else was stored in the conversation between this message's insert and its
-    # turn (an AI reply, an agent's): the caller must read the replies back, not rely on
-    # `replies` alone, or a widget moving its cursor past them would never see them.
-    interleaved: bool = False
 
 
 # --- conversation state helpers --------------------------------------------------------
@@ -103,7 +100,13 @@ def _conversation_lock_for(message: Message) -> Conversation:
 
 
 def _conversation_save(conversation: Conversation) -> None:
-    conversation.save(update_fields=[*_STATE_FIELDS, "updated_at"])
+    """Write the engine state back: one UPDATE written once (`core.rows`), as
+    `save(update_fields=...)` would send; it runs on every visitor message."""
+    update_fields(
+        connections[router.db_for_write(Conversation)],
+        conversation,
+        [*_STATE_FIELDS, "updated_at"],
+    )
 
 
 def _ai_waiting(conversation: Conversation) -> list[int]:
@@ -246,18 +249,21 @@ class _Turn:
         conversation_handoff(conversation=self.conversation, reason=reason)
 
 
-def inbound_handle(*, message: Message) -> InboundResult:
+def inbound_handle(*, message: Message, locked: Conversation | None = None) -> InboundResult:
     """Answer a new inbound visitor message: awaited email, flow rules, handoff, else AI.
 
-    Called inside the API's transaction right after the message was stored. Flow replies
-    are stored at once; an AI reply is scheduled on commit (`pending`). Nothing is
-    replied while the conversation is handed off; a resolved one is reopened.
+    Called inside the caller's transaction right after the message was stored, with its
+    conversation either `locked` already (row lock held, bot loaded: the webchat API takes
+    it before the insert) or locked here. Flow replies are stored at once; an AI reply is
+    scheduled on commit (`pending`). Nothing is replied while the conversation is handed
+    off; a resolved one is reopened.
     """
     # Joins the caller's transaction: a failure here must undo the stored message too.
     with transaction.atomic(savepoint=False):
-        conversation = _conversation_lock_for(message)
-        last_before = conversation.last_message_at
-        interleaved = bool(last_before and message.created_at and last_before > message.created_at)
+        if locked is not None:
+            conversation = message.conversation = locked
+        else:
+            conversation = _conversation_lock_for(message)
         bot = conversation.bot
         turn = _Turn(message=message, conversation=conversation, bot=bot)
         turn.first_from_visitor = _first_from_visitor(turn)
@@ -274,7 +280,6 @@ def inbound_handle(*, message: Message) -> InboundResult:
         replies=turn.replies,
         pending=turn.pending,
         reply_owed=conversation.pending_reply_since is not None,
-        interleaved=interleaved,
     )
 
 

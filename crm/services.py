@@ -1,8 +1,10 @@
-from django.db import transaction
+import functools
+
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from core.exceptions import InvalidRequest
-from crm.models import Conversation, ConversationStatus
+from crm.models import Conversation, ConversationStatus, Message
 
 
 @transaction.atomic
@@ -21,3 +23,49 @@ def conversation_set_status(*, conversation: Conversation, status: str) -> Conve
         fields.append("handed_off_at")
     conversation.save(update_fields=fields)
     return conversation
+
+
+def message_insert_once(message: Message) -> bool:
+    """Insert an unsaved message unless its conversation already holds one with the same
+    `client_message_id`; True (and `message.pk` set) when it was inserted.
+
+    One `INSERT ... ON CONFLICT DO NOTHING RETURNING id` on the partial unique index
+    (PostgreSQL and SQLite alike), so an idempotent retry needs no savepoint around the
+    insert and no read before it. `Message` sends no signals; none are sent here.
+    """
+    if not message.client_message_id:
+        raise ValueError("message_insert_once needs a client_message_id")
+    connection = connections[router.db_for_write(Message)]
+    now = timezone.now()
+    message.created_at = message.created_at or now
+    message.updated_at = now
+    sql, fields = _insert_once_sql(connection.alias)
+    values = [f.get_db_prep_save(getattr(message, f.attname), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    message.pk = row[0]
+    message._state.adding = False
+    message._state.db = connection.alias
+    return True
+
+
+@functools.cache
+def _insert_once_sql(alias: str) -> tuple[str, list]:
+    connection = connections[alias]
+    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    conversation, client_id = (
+        quote(Message._meta.get_field(name).column)
+        for name in ("conversation", "client_message_id")
+    )
+    table, pk = quote(Message._meta.db_table), quote(Message._meta.pk.column)
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Built from the model's own quoted identifiers only; the values go as parameters.
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+    sql += f"ON CONFLICT ({conversation}, {client_id}) WHERE {client_id} IS NOT NULL "
+    sql += f"DO NOTHING RETURNING {pk}"
+    return sql, fields

@@ -6,7 +6,7 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from bots.services import bot_state_new, inbound_handle, reply_overdue_resolve
@@ -20,12 +20,19 @@ from crm.models import (
     Message,
     SenderType,
 )
+from crm.services import message_insert_once
 from support.services import handoff_message_forward_schedule
 from webchat import metrics
 from webchat.exceptions import ConversationNotFound, IdentityInvalid, TokenInvalid
 from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite, new_site_key
 from webchat.origins import InvalidRule, validate_rules
-from webchat.selectors import SiteSnapshot, session_find_for_resume, session_get, site_cache_forget
+from webchat.selectors import (
+    SiteSnapshot,
+    conversation_lock_for_session,
+    session_find_for_resume,
+    session_get,
+    site_cache_forget,
+)
 from webchat.tokens import SessionClaims, identity_verify, session_token_issue, session_token_read
 
 VISITOR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -210,10 +217,15 @@ def session_start(
 
 def session_touch(*, session: WebChatSession) -> None:
     """Keep last_seen_at roughly current without a write on every request."""
+    session.last_seen_at = _session_seen(session.pk, session.last_seen_at)
+
+
+def _session_seen(session_id: int, last_seen_at):
     now = timezone.now()
-    if now - session.last_seen_at > LAST_SEEN_RESOLUTION:
-        WebChatSession.objects.filter(pk=session.pk).update(last_seen_at=now)
-        session.last_seen_at = now
+    if now - last_seen_at <= LAST_SEEN_RESOLUTION:
+        return last_seen_at
+    WebChatSession.objects.filter(pk=session_id).update(last_seen_at=now)
+    return now
 
 
 # --- Messages ----------------------------------------------------------------------------
@@ -244,41 +256,56 @@ def _pending(conversation_id: int) -> bool:
     ).exists()
 
 
-def message_receive(*, session: WebChatSession, text: str, client_message_id: str) -> Received:
+def session_refusal(*, session: WebChatSession | None, claims: SessionClaims) -> Exception | None:
+    """Why a token's session no longer admits it (None: it does)."""
+    if session is None or session.visitor_id != claims.visitor_id:
+        return TokenInvalid("This session no longer exists. Start a new session.")
+    if session.conversation_id != claims.conversation_id:
+        return ConversationNotFound()
+    return None
+
+
+def message_receive(
+    *, site: SiteSnapshot, claims: SessionClaims, text: str, client_message_id: str
+) -> Received:
     """Store a visitor message once (idempotent on client_message_id) and let the bot answer.
 
-    The answer holds the flow replies stored in the same transaction. An AI reply is
-    computed by a worker and reaches the widget by polling; only when tasks run in-process
+    The conversation's row lock is taken first, by the query that also checks the token's
+    session, so every message of a conversation is inserted under its lock and ids follow
+    commit order: a poll cursor never passes a message still to be committed. The answer
+    holds the replies stored for this message. An AI reply is computed by a worker and
+    reaches the widget by polling; only when tasks run in-process
     (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) is it already stored at commit, and
-    then it is read back so the widget gets it at once. Replies are read back too when
-    something else was stored while this message waited for the conversation's lock.
+    then it is read back so the widget gets it at once.
     """
+    message = Message(
+        tenant_id=site.tenant_id,
+        conversation_id=claims.conversation_id,
+        direction=Direction.INBOUND,
+        sender_type=SenderType.VISITOR,
+        text=text,
+        client_message_id=client_message_id,
+        metadata={"session_id": claims.session_id},
+    )
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                message = Message.objects.create(
-                    tenant_id=session.tenant_id,
-                    conversation_id=session.conversation_id,
-                    direction=Direction.INBOUND,
-                    sender_type=SenderType.VISITOR,
-                    text=text,
-                    client_message_id=client_message_id,
-                    metadata={"session_id": session.pk},
-                )
-        except IntegrityError:
-            message = None
-        if message is not None:
-            handled = inbound_handle(message=message)  # locks and loads the conversation
+        conversation = conversation_lock_for_session(tenant_id=site.tenant_id, claims=claims)
+        if conversation is None:
+            session = session_get(site_id=site.id, session_id=claims.session_id)
+            raise session_refusal(session=session, claims=claims) or ConversationNotFound()
+        created = message_insert_once(message)
+        if created:
+            handled = inbound_handle(message=message, locked=conversation)
             handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
-    if message is None:
+    _session_seen(claims.session_id, conversation.session_last_seen_at)
+    if not created:
         message = Message.objects.get(
-            conversation_id=session.conversation_id, client_message_id=client_message_id
+            conversation_id=claims.conversation_id, client_message_id=client_message_id
         )
-        return Received(message, False, _replies_after(message), _pending(session.conversation_id))
+        return Received(message, False, _replies_after(message), _pending(claims.conversation_id))
     metrics.MESSAGES.labels("inbound").inc()
     replies, pending = handled.replies, handled.reply_owed
-    if handled.interleaved or (handled.pending and current_app.conf.task_always_eager):
-        replies, pending = _replies_after(message), _pending(session.conversation_id)
+    if handled.pending and current_app.conf.task_always_eager:
+        replies, pending = _replies_after(message), _pending(claims.conversation_id)
     if replies:
         metrics.MESSAGES.labels("outbound").inc(len(replies))
     return Received(message, True, replies, pending)

@@ -18,7 +18,6 @@ from webchat import metrics, ratelimits, services
 from webchat.api import serializers as s
 from webchat.exceptions import (
     ChallengeInvalid,
-    ConversationNotFound,
     OriginNotAllowed,
     TokenExpired,
     TokenInvalid,
@@ -29,7 +28,7 @@ from webchat.models import EventType, WebChatSession
 from webchat.origins import origin_allowed, origin_of_url
 from webchat.selectors import SiteSnapshot, session_get, site_snapshot_for_id, site_snapshot_for_key
 from webchat.signals import VERIFIED_ORIGIN_ATTR
-from webchat.tokens import challenge_consume, challenge_issue, session_token_read
+from webchat.tokens import SessionClaims, challenge_consume, challenge_issue, session_token_read
 
 ERROR_RESPONSES = {400: None, 401: None, 403: None, 404: None, 413: None, 429: None}
 
@@ -120,11 +119,20 @@ class PublicApi(APIView):
             raise
         return origin
 
-    def authenticate(
-        self, request: Request, *, with_conversation: bool = True
-    ) -> tuple[SiteSnapshot, WebChatSession]:
-        """Resolve the Bearer session token to its site and session, checking everything
-        (`with_conversation`: load the session's conversation in the same query)."""
+    def authenticate(self, request: Request) -> tuple[SiteSnapshot, WebChatSession]:
+        """Resolve the Bearer session token to its site and session (with its
+        conversation), checking everything."""
+        site, claims = self.authenticate_token(request)
+        session = session_get(site_id=site.id, session_id=claims.session_id)
+        refusal = services.session_refusal(session=session, claims=claims)
+        if refusal is not None:
+            raise refusal
+        services.session_touch(session=session)
+        return site, session
+
+    def authenticate_token(self, request: Request) -> tuple[SiteSnapshot, SessionClaims]:
+        """Check the Bearer session token, its site (origin, rollout, rate limits) and that
+        it was issued to this origin; its session is for the caller to check."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -149,15 +157,7 @@ class PublicApi(APIView):
                 detail={"reason": "wrong_origin", "origin": origin, "route": self.route},
             )
             raise TokenInvalid("This session token was issued to another website.")
-        session = session_get(
-            site_id=site.id, session_id=claims.session_id, with_conversation=with_conversation
-        )
-        if session is None or session.visitor_id != claims.visitor_id:
-            raise TokenInvalid("This session no longer exists. Start a new session.")
-        if session.conversation_id != claims.conversation_id:
-            raise ConversationNotFound()
-        services.session_touch(session=session)
-        return site, session
+        return site, claims
 
     def _record_token_failure(self, request: Request, token: str, reason: str) -> None:
         """A refused token still names its site when its signature is good (just expired)."""
@@ -282,12 +282,13 @@ class MessagesApi(PublicApi):
         },
     )
     def post(self, request: Request) -> Response:
-        # The engine loads the conversation itself, under its row lock.
-        _site, session = self.authenticate(request, with_conversation=False)
+        # The session is checked by the query that locks its conversation.
+        site, claims = self.authenticate_token(request)
         body = s.MessageInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         received = services.message_receive(
-            session=session,
+            site=site,
+            claims=claims,
             text=body.validated_data["text"],
             client_message_id=body.validated_data["client_message_id"],
         )

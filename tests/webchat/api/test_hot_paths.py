@@ -5,6 +5,8 @@ from creeping back: config is served from the cache alone, a message is one inse
 the conversation's locked read-modify-write.
 """
 
+import threading
+
 import pytest
 from django.core.cache import caches
 from redis.client import Redis
@@ -57,9 +59,9 @@ def test_message_answered_by_a_flow_costs_one_insert_and_the_locked_update(
     widget_client.init()
     widget_client.send("opening hours?")  # warms the bot's rules in this process
     redis_commands.clear()
-    # session; BEGIN; savepoint + insert + release; conversation (+ bot) FOR UPDATE;
-    # reply insert; conversation update; COMMIT. No rules, transcript or re-read query.
-    with django_assert_num_queries(9):
+    # BEGIN; conversation (+ bot, + the session check) FOR UPDATE; insert ON CONFLICT;
+    # reply insert; conversation update; COMMIT. No session, rules, transcript or re-read.
+    with django_assert_num_queries(6):
         response = widget_client.send("what are your opening hours")
     assert response.status_code == 201
     body = response.json()
@@ -90,45 +92,72 @@ def test_junk_site_keys_cost_no_query_and_leave_nothing_in_the_cache(
         assert widget_client.config(site_key="wk_" + "a" * 24).status_code == 404
 
 
-def test_a_reply_stored_while_the_message_waited_for_the_lock_is_in_the_answer(
-    widget_client, bot, monkeypatch
+@pytest.mark.django_db(transaction=True)
+def test_a_message_is_inserted_under_its_conversations_lock_so_ids_follow_commits(
+    client, site, bot
 ):
-    """The widget moves its cursor past the answer's replies: a reply another transaction
-    stored after this message's insert (the worker's AI reply to an earlier question) must
-    be in the answer, or the next poll would skip it."""
-    from bots import services as engine
+    """The widget's poll cursor moves past what it was given: if a visitor message got its
+    id before another writer's reply and was committed after it, a poll could see the reply,
+    move past the message's id and never return it. The API takes the conversation's lock
+    before it inserts, as every writer does, so a reply committed meanwhile has the lower id,
+    and the next poll from the cursor returns it."""
+    from django.db import connection, transaction
+
     from crm.models import Conversation, Direction, Message, SenderType
+    from tests.widget_client import WidgetClient
 
-    FlowRuleFactory(
-        bot=bot,
-        trigger=FlowTrigger.KEYWORD,
-        pattern="hours",
-        action=FlowAction.REPLY,
-        reply_text="9 to 5.",
-    )
+    visitor = WidgetClient(client, site.site_key)
+    visitor.init()
+    cursor = 0
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_replies():  # the AI task: lock; store its reply once the POST is under way
+        try:
+            with transaction.atomic():
+                conversation = Conversation.objects.select_for_update().get(
+                    pk=visitor.conversation_id
+                )
+                holding.set()
+                release.wait(10)
+                Message.objects.create(
+                    tenant_id=conversation.tenant_id,
+                    conversation=conversation,
+                    direction=Direction.OUTBOUND,
+                    sender_type=SenderType.BOT,
+                    text="The answer to the earlier question",
+                    metadata={},
+                )
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=worker_replies)
+    worker.start()
+    assert holding.wait(10)
+    threading.Timer(0.3, release.set).start()  # stores and commits while the POST runs
+    body = visitor.send("and one more thing").json()
+    worker.join(10)
+    reply = Message.objects.get(text="The answer to the earlier question")
+    assert body["message"]["id"] > reply.pk
+    polled = visitor.poll(after=cursor).json()["messages"]
+    assert [m["id"] for m in polled][:2] == [reply.pk, body["message"]["id"]]
+
+
+def test_a_message_on_a_session_gone_or_moved_is_refused_and_not_stored(widget_client):
+    """The session check rides on the lock query; its refusals are the ones authentication
+    gives elsewhere, and nothing is stored."""
+    from crm.models import Conversation, Message
+    from webchat.models import WebChatSession
+
     widget_client.init()
-    real_lock = engine._conversation_lock_for
-
-    def worker_answers_first(message):
-        # what the AI task commits while this request waits for the conversation's row
-        reply = Message.objects.create(
-            tenant_id=message.tenant_id,
-            conversation_id=message.conversation_id,
-            direction=Direction.OUTBOUND,
-            sender_type=SenderType.BOT,
-            text="The answer to the earlier question",
-            metadata={},
-        )
-        Conversation.objects.filter(pk=message.conversation_id).update(
-            last_message_at=reply.created_at
-        )
-        return real_lock(message)
-
-    monkeypatch.setattr(engine, "_conversation_lock_for", worker_answers_first)
-    body = widget_client.send("what are your hours").json()
-    assert [r["text"] for r in body["replies"]] == [
-        "The answer to the earlier question",
-        "9 to 5.",
-    ]
-    cursor = max(r["id"] for r in body["replies"])
-    assert widget_client.poll(after=cursor).json()["messages"] == []
+    session = WebChatSession.objects.get(conversation_id=widget_client.conversation_id)
+    other = Conversation.objects.create(tenant_id=session.tenant_id, bot=session.conversation.bot)
+    WebChatSession.objects.filter(pk=session.pk).update(conversation=other)
+    response = widget_client.send("hello?")
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        404,
+        "conversation_not_found",
+    )
+    WebChatSession.objects.filter(pk=session.pk).delete()
+    response = widget_client.send("hello?")
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "token_invalid")
+    assert not Message.objects.filter(text="hello?").exists()

@@ -31,7 +31,18 @@ export function ack(list, cid, message) {
   return sorted(local ? list.map((m) => (m === local ? acked : m)) : [...list, acked])
 }
 
-/** Cursor for `GET messages?after=`: the newest stored message. */
+/**
+ * The poll cursor after a poll (or init) returned `incoming`: the newest id it has seen.
+ * Only what a poll or init returned moves it, never a POST's answer: a reply committed just
+ * before the visitor's message has a lower id than that message, and must still come.
+ */
+export function newestId(incoming, cursor) {
+  let newest = cursor
+  for (const m of incoming || []) if (m && m.id != null && !(m.id <= newest)) newest = m.id
+  return newest
+}
+
+/** The newest stored message in the list. */
 export function lastId(list) {
   for (let i = list.length; i--; ) if (list[i].id != null) return list[i].id
 }

@@ -6,7 +6,7 @@ import { addCss, h } from './dom.js'
 import { createFailureGate } from './failures.js'
 import { createLauncherView } from './launcher.js'
 import { tokenize } from './links.js'
-import { ack, lastId, merge, shownText } from './messages.js'
+import { ack, lastId, merge, newestId, shownText } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
 import { solvePow } from './pow.js'
 import { backoff, pollDelay } from './schedule.js'
@@ -29,6 +29,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   const st = store.data // {visitor_id, session_token, conversation_id, seen, consent}
 
   let msgs = []
+  let cursor // `GET messages?after=`: the newest id a poll or init returned (see newestId)
   let open = false
   let pending = false
   let inited = false // init ran on this page, so the session token is current
@@ -292,6 +293,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     }
     const fresh = r.conversation_id !== st.conversation_id
     if (fresh) msgs = []
+    cursor = newestId(r.messages, fresh || cursor == null ? 0 : cursor)
     store.set({
       visitor_id: r.visitor_id,
       session_token: r.session_token,
@@ -345,9 +347,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     polling = true
     let delay
     try {
-      const after = lastId(msgs) ?? st.seen
+      const after = cursor ?? lastId(msgs) ?? st.seen
       const r = await authed('GET', 'messages' + (after != null ? '?after=' + encodeURIComponent(after) : ''), null, !open)
       pending = !!r.pending_reply
+      cursor = newestId(r.messages, after)
       add(r.messages)
       pollFailures = 0
       pollFailed.ok()

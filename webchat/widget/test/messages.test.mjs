@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ack, lastId, merge, shownText } from '../src/messages.js'
+import { ack, lastId, merge, newestId, shownText } from '../src/messages.js'
 
 const msg = (id, sec, extra = {}) => ({
   id,
@@ -100,4 +100,23 @@ test('other messages show their own text', () => {
   assert.equal(shownText(visitor('returns'), undefined), 'returns', 'first message')
   assert.equal(shownText(visitor('returns'), visitor('x', { quick_replies: QUICK })), 'returns')
   assert.equal(shownText(msg(3, 3, { text: 'returns' }), offer), 'returns', 'only visitor bubbles change')
+})
+
+test('the poll cursor moves with what polls return, not past a POST answer', () => {
+  // the visitor's message (5) and its flow reply (6) came in a POST answer; the AI reply to
+  // the question before (4) was committed just before message 5 and no poll has seen it yet
+  let list = merge([], [msg(3, 1)]).list
+  let cursor = newestId([msg(3, 1)], 0)
+  list = ack(list, 'c5', { ...msg(5, 3), sender: 'visitor', direction: 'inbound' })
+  list = merge(list, [msg(6, 4)]).list
+  assert.equal(lastId(list), 6)
+  assert.equal(cursor, 3) // the next poll asks after=3, so 4 still comes
+  const polled = [msg(4, 2), msg(5, 3), msg(6, 4)]
+  const { list: after, added } = merge(list, polled)
+  assert.deepEqual(added.map((m) => m.id), [4]) // 5 and 6 are not shown twice
+  assert.deepEqual(after.map((m) => m.id), [3, 4, 5, 6])
+  cursor = newestId(polled, cursor)
+  assert.equal(cursor, 6)
+  assert.equal(newestId([], cursor), 6) // an empty poll keeps it
+  assert.equal(newestId([null, { id: null }], undefined), undefined)
 })
