@@ -35,6 +35,7 @@ from bots.retrieval import is_handoff_request
 from bots.selectors import flow_rule_get, flow_rule_list_active, message_is_first_from_visitor
 from core.exceptions import InvalidRequest
 from core.rows import update_fields
+from core.tasks import enqueue
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
 from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
@@ -396,7 +397,7 @@ def _ai_reply_schedule(turn: _Turn) -> None:
     }
     conversation.pending_reply_since = timezone.now()
     turn.pending = True
-    transaction.on_commit(lambda: ai_reply.delay(message_id=message_id))
+    transaction.on_commit(lambda: enqueue(ai_reply, {"message_id": message_id}))
 
 
 # --- AI replies ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Everywhere else, use the ORM.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
@@ -25,6 +25,8 @@ class Columns:
     model: type[models.Model]
     alias: str
     fields: tuple[models.Field, ...]
+    # per database alias: [(index, converters, column)] for the fields that need converting
+    _converters: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, model: type[models.Model], alias: str, names: Iterable[str] | None = None):
@@ -43,15 +45,26 @@ class Columns:
 
     def values(self, connection: BaseDatabaseWrapper, row: Sequence[Any]) -> list[Any]:
         """The row's values as Python values, converted as the ORM converts them."""
+        plan = self._converters.get(connection.alias)
+        if plan is None:
+            plan = self._converters[connection.alias] = self._plan(connection)
         out = list(row)
-        for index, field in enumerate(self.fields):
-            column = field.get_col(self.alias)
-            converters = connection.ops.get_db_converters(column) + column.get_db_converters(
-                connection
-            )
+        for index, converters, column in plan:
             for converter in converters:
                 out[index] = converter(out[index], column, connection)
         return out
+
+    def _plan(self, connection: BaseDatabaseWrapper) -> list:
+        """Which converters the ORM's compiler would apply to each column (as in
+        `SQLCompiler.get_converters`): the backend's, then the field's."""
+        plan = []
+        for index, model_field in enumerate(self.fields):
+            column = model_field.get_col(self.alias)
+            backend = connection.ops.get_db_converters(column)
+            converters = backend + column.get_db_converters(connection)
+            if converters:
+                plan.append((index, converters, column))
+        return plan
 
     def load(self, connection: BaseDatabaseWrapper, row: Sequence[Any]) -> models.Model:
         """A model instance from the row (all of this model's concrete fields, in order)."""
