@@ -10,6 +10,8 @@ several cache calls per request. A `redis.Redis` over a connection pool is threa
 so one is built per pool and reused.
 """
 
+from typing import Any
+
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
@@ -47,38 +49,59 @@ class RedisCache(DjangoRedisCache):
         self._class = AtomicIncrRedisCacheClient
 
 
-# Count the keys in order and start each one's expiry on its first hit; stop after the
-# first whose count passes its limit, so a request refused by one limit (a flooding IP)
-# does not use up the next (its site's). One round trip for all.
-_HIT_COUNTERS = """
+# Read the first ARGV[1] keys (MGET), then count the rest in order, starting each one's
+# expiry on its first hit; stop after the first whose count passes its limit, so a request
+# refused by one limit (a flooding IP) does not use up the next (its site's). One round trip.
+_READ_AND_COUNT = """
+local reads = tonumber(ARGV[1])
+local values = {}
+if reads > 0 then
+  values = redis.call('MGET', unpack(KEYS, 1, reads))
+end
 local counts = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
+for i = reads + 1, #KEYS do
+  local j = i - reads
+  local count = redis.call('INCR', KEYS[i])
   if count == 1 then
-    redis.call('EXPIRE', key, ARGV[2 * i - 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[2 * j])
   end
-  counts[i] = count
-  if count > tonumber(ARGV[2 * i]) then
+  counts[j] = count
+  if count > tonumber(ARGV[2 * j + 1]) then
     break
   end
 end
-return counts
+return {values, counts}
 """
 
 
-def counters_hit(cache, counters: dict[str, tuple[int, int]]) -> list[int]:
-    """Add one to each counter in order (key -> (seconds it lives after its first hit,
-    limit)), stopping after the first that passes its limit; the counts bumped.
+def read_and_count(
+    cache, reads: list[str], counters: dict[str, tuple[int, int]]
+) -> tuple[dict[str, Any], list[int]]:
+    """Read `reads` (as `get_many`: the keys found) and add one to each counter in order
+    (key -> (seconds it lives after its first hit, limit)), stopping after the first that
+    passes its limit; the values read and the counts bumped.
 
-    `cache` is a backend (`caches[alias]`). On this module's Redis backend all counters
-    cost one round trip; any other (the embedded mode's in-process cache) gets the
-    portable add-then-incr.
+    `cache` is a backend (`caches[alias]`). On this module's Redis backend it all costs one
+    round trip (a Lua script: all keys on one Redis, not a cluster); any other (the
+    embedded mode's in-process cache) gets `get_many` and the portable add-then-incr.
     """
-    if isinstance(cache, RedisCache):
-        keys = [cache.make_and_validate_key(key) for key in counters]
-        args = [n for timeout, limit in counters.values() for n in (timeout, limit)]
-        client = cache._cache.get_client(write=True)
-        return [int(n) for n in client.eval(_HIT_COUNTERS, len(keys), *keys, *args)]
+    if not isinstance(cache, RedisCache):
+        return (cache.get_many(reads) if reads else {}), _counters_hit_portable(cache, counters)
+    keys = [cache.make_and_validate_key(key) for key in (*reads, *counters)]
+    args = [len(reads), *(n for timeout, limit in counters.values() for n in (timeout, limit))]
+    client = cache._cache.get_client(write=True)
+    values, counts = client.eval(_READ_AND_COUNT, len(keys), *keys, *args)
+    loads = cache._cache._serializer.loads
+    found = {key: loads(raw) for key, raw in zip(reads, values, strict=True) if raw is not None}
+    return found, [int(n) for n in counts]
+
+
+def counters_hit(cache, counters: dict[str, tuple[int, int]]) -> list[int]:
+    """`read_and_count` with nothing to read: the counts bumped."""
+    return read_and_count(cache, [], counters)[1]
+
+
+def _counters_hit_portable(cache, counters: dict[str, tuple[int, int]]) -> list[int]:
     counts = []
     for key, (timeout, limit) in counters.items():
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 
 from celery import Task
+from celery.local import Proxy
 from celery.utils import uuid
 
 _local = threading.local()
@@ -24,16 +25,19 @@ _local = threading.local()
 def enqueue(task: Task, kwargs: dict, *, queue: str | None = None) -> str:
     """Queue `task(**kwargs)` for a worker (or run it now when eager); its task id.
     `queue` overrides the task's route."""
-    app = task.app
+    if isinstance(task, Proxy):  # `shared_task` hands out a proxy: resolve it once
+        task = task._get_current_object()
+    app, name = task.app, task.name
     options = {"queue": queue} if queue else {}
     if app.conf.task_always_eager:
         return task.apply_async(kwargs=kwargs, **options).id
     amqp = app.amqp
-    options = amqp.router.route(options, task.name, (), kwargs)
+    options = amqp.router.route(options, name, (), kwargs)
+    producer, bound = _producer(app, options["queue"])
     task_id = uuid()
     message = amqp.create_task_message(
         task_id,
-        task.name,
+        name,
         (),
         kwargs,
         time_limit=task.time_limit,
@@ -42,15 +46,20 @@ def enqueue(task: Task, kwargs: dict, *, queue: str | None = None) -> str:
         kwargsrepr=repr(kwargs),
         ignore_result=task.ignore_result,
     )
-    amqp.send_task_message(_producer(app), task.name, message, **options)
+    # The queue is declared as apply_async declares it (once per connection, cached by
+    # kombu), but from a copy bound to this producer's channel once, not one per call.
+    amqp.send_task_message(producer, name, message, declare=[bound], **options)
     return task_id
 
 
-def _producer(app):
+def _producer(app, queue):
     """This thread's producer on its own broker connection (kombu reconnects it when the
-    broker goes away, under the publish retry policy)."""
-    producer = getattr(_local, "producer", None)
-    if producer is None or getattr(_local, "app", None) is not app:
+    broker goes away, under the publish retry policy), and `queue` bound to its channel."""
+    state = getattr(_local, "state", None)
+    if state is None or state[0] is not app:
         producer = app.amqp.Producer(app.connection_for_write(), auto_declare=False)
-        _local.producer, _local.app = producer, app
-    return producer
+        state = _local.state = (app, producer, {})
+    _app, producer, bound = state
+    if queue.name not in bound:
+        bound[queue.name] = queue.bind(producer.channel)
+    return producer, bound[queue.name]

@@ -218,10 +218,18 @@ def _state_for_site(site: SiteLike) -> tuple[TenantState | None, bool]:
     return state, bool(row["site_canary"])
 
 
-def webchat_allowed(site: SiteLike) -> Decision:
-    """May this site serve webchat right now? Cached; see the module docstring."""
-    key = f"{DECISION_CACHE_PREFIX}{site.tenant_id}:{site.id}"
-    found = cache.get_many([GENERATION_KEY, key])
+def decision_cache_keys(*, tenant_id: int, site_id: int) -> list[str]:
+    """The cache keys `webchat_allowed` reads for a site (so a caller can read them along
+    with its own, in one round trip, and pass what it found as `cached`)."""
+    return [GENERATION_KEY, f"{DECISION_CACHE_PREFIX}{tenant_id}:{site_id}"]
+
+
+def webchat_allowed(site: SiteLike, *, cached: dict | None = None) -> Decision:
+    """May this site serve webchat right now? Cached; see the module docstring. `cached`:
+    what the cache held under `decision_cache_keys(site)`, read by the caller."""
+    keys = decision_cache_keys(tenant_id=site.tenant_id, site_id=site.id)
+    key = keys[1]
+    found = cached if cached is not None else cache.get_many(keys)
     generation = found.get(GENERATION_KEY) or generation_get()
     cached = found.get(key)
     if cached is not None and cached[0] == generation:

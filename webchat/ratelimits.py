@@ -9,6 +9,7 @@ all of a request's counters are bumped here in one round trip (`core.cache.count
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
@@ -34,21 +35,30 @@ def ip_hash(ip: str) -> str:
     return hashlib.sha256(f"{settings.SECRET_KEY}:ip:{ip}".encode()).hexdigest()[:16]
 
 
-def enforce(
+@dataclass(frozen=True)
+class Limit:
+    """One limit a request counts against: django-ratelimit's key for its current window."""
+
+    scope: str  # ip | site | session
+    rate: str
+    limit: int
+    window: int  # when the window ends (unix time)
+    key: str
+    ttl: int  # seconds the counter lives after its first hit
+
+
+def limits_for(
     request: HttpRequest, *, route: str, site_id: int | None = None, session_id: int | None = None
-) -> None:
-    """Count this request against the limits of `route` in order (IP, site, session);
-    raise RateLimited on the first one exceeded (Retry-After: the seconds left in its
-    window). As with django-ratelimit checked one by one, a refused request is not
-    counted against the later limits."""
+) -> list[Limit]:
+    """The limits of `route` this request counts against, in order (IP, site, session)."""
     if not settings.RATELIMIT_ENABLE:
-        return
+        return []
     values = {
         "ip": client_ip(request),
         "site": f"site:{site_id}" if site_id is not None else None,
         "session": f"session:{session_id}" if session_id is not None else None,
     }
-    limits = []  # (scope, rate, limit, window end, cache key, seconds the key lives)
+    limits = []
     for scope, rate in settings.WEBCHAT_RATE_LIMITS[route].items():
         value = values.get(scope)
         if value is None:
@@ -56,17 +66,34 @@ def enforce(
         limit, period = _split_rate(rate)
         window = _get_window(value, period)
         key = _make_cache_key(f"webchat:{route}:{scope}", window, rate, value, ALL)
-        limits.append((scope, rate, limit, window, key, period + EXPIRATION_FUDGE))
-    if not limits:
-        return
-    counts = counters_hit(
-        caches[settings.RATELIMIT_USE_CACHE],
-        {key: (ttl, limit) for _scope, _rate, limit, _window, key, ttl in limits},
-    )
-    for (scope, rate, limit, window, _key, _ttl), count in zip(limits, counts, strict=False):
-        if count > limit:
-            metrics.RATE_LIMITED.labels(route, scope).inc()
+        limits.append(Limit(scope, rate, limit, window, key, period + EXPIRATION_FUDGE))
+    return limits
+
+
+def counters(limits: list[Limit]) -> dict[str, tuple[int, int]]:
+    """The limits as `core.cache` counters (key -> (ttl, limit))."""
+    return {limit.key: (limit.ttl, limit.limit) for limit in limits}
+
+
+def refuse_if_over(route: str, limits: list[Limit], counts: list[int]) -> None:
+    """Raise RateLimited for the first limit its count passed (Retry-After: the seconds left
+    in its window)."""
+    for limit, count in zip(limits, counts, strict=False):
+        if count > limit.limit:
+            metrics.RATE_LIMITED.labels(route, limit.scope).inc()
             raise RateLimited(
-                f"Too many requests ({scope} limit {rate}). Try again later.",
-                retry_after=max(1, window - int(time.time())),
+                f"Too many requests ({limit.scope} limit {limit.rate}). Try again later.",
+                retry_after=max(1, limit.window - int(time.time())),
             )
+
+
+def enforce(
+    request: HttpRequest, *, route: str, site_id: int | None = None, session_id: int | None = None
+) -> None:
+    """Count this request against the limits of `route` in order (IP, site, session);
+    raise RateLimited on the first one exceeded. As with django-ratelimit checked one by
+    one, a refused request is not counted against the later limits."""
+    limits = limits_for(request, route=route, site_id=site_id, session_id=session_id)
+    if limits:
+        counts = counters_hit(caches[settings.RATELIMIT_USE_CACHE], counters(limits))
+        refuse_if_over(route, limits, counts)

@@ -81,10 +81,19 @@ def site_snapshot_for_key(*, site_key: str) -> SiteSnapshot | None:
     return snapshot
 
 
-def site_snapshot_for_id(*, site_id: int) -> SiteSnapshot | None:
-    """The active site by id (for requests that carry a session token)."""
-    cache_key = f"{SITE_CACHE_PREFIX}id:{site_id}"
-    cached = cache.get(cache_key)
+def site_id_cache_key(site_id: int) -> str:
+    return f"{SITE_CACHE_PREFIX}id:{site_id}"
+
+
+_UNREAD = object()
+
+
+def site_snapshot_for_id(*, site_id: int, cached=_UNREAD) -> SiteSnapshot | None:
+    """The active site by id (for requests that carry a session token). `cached`: what
+    the caller already read from the cache under `site_id_cache_key` (None: nothing)."""
+    cache_key = site_id_cache_key(site_id)
+    if cached is _UNREAD:
+        cached = cache.get(cache_key)
     if cached is not None:
         return SiteSnapshot(**cached) if cached else None
     site = WebChatSite.objects.filter(pk=site_id, active=True).first()
@@ -97,7 +106,7 @@ def site_snapshot_for_id(*, site_id: int) -> SiteSnapshot | None:
 
 def site_cache_forget(*, site_id: int, keys: list[str]) -> None:
     names = [SITE_CACHE_PREFIX + key for key in keys if key]
-    cache.delete_many([*names, f"{SITE_CACHE_PREFIX}id:{site_id}"])
+    cache.delete_many([*names, site_id_cache_key(site_id)])
 
 
 def site_get(*, tenant_id: int, site_id: int) -> WebChatSite | None:

@@ -205,6 +205,7 @@ def session_start(
             visitor_id=session.visitor_id,
             conversation_id=session.conversation_id,
             origin=origin,
+            tenant_id=site.tenant_id,
         )
     )
     metrics.SESSIONS.labels(str(resumed).lower()).inc()

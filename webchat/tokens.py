@@ -112,6 +112,9 @@ class SessionClaims:
     visitor_id: str
     conversation_id: int
     origin: str
+    # The site's tenant, so a request can fetch its rollout decision together with the
+    # site (None in tokens issued before it was added: those fetch it separately).
+    tenant_id: int | None = None
 
 
 def session_token_issue(claims: SessionClaims) -> tuple[str, datetime]:
@@ -122,6 +125,8 @@ def session_token_issue(claims: SessionClaims) -> tuple[str, datetime]:
         "c": claims.conversation_id,
         "o": claims.origin,
     }
+    if claims.tenant_id is not None:
+        payload["tn"] = claims.tenant_id
     token = signing.dumps(payload, salt=SESSION_SALT, compress=True)
     return token, timezone.now() + timedelta(seconds=session_ttl())
 
@@ -138,6 +143,7 @@ def session_token_read(token: str, *, max_age: int | None = None) -> SessionClai
             visitor_id=str(payload["v"]),
             conversation_id=int(payload["c"]),
             origin=str(payload["o"]),
+            tenant_id=int(payload["tn"]) if "tn" in payload else None,
         )
     except signing.SignatureExpired as exc:
         raise TokenExpired() from exc

@@ -2,7 +2,7 @@ import pytest
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
-from core.cache import RedisCache, counters_hit
+from core.cache import RedisCache, counters_hit, read_and_count
 
 
 def test_default_cache_is_the_atomic_incr_backend():
@@ -58,3 +58,30 @@ def test_counters_hit_stops_after_the_first_counter_past_its_limit():
     assert counters_hit(backend, {"rl:ip": (60, 1), "rl:site": (60, 100)}) == [1, 1]
     assert counters_hit(backend, {"rl:ip": (60, 1), "rl:site": (60, 100)}) == [2]
     assert cache.get("rl:site") == 1  # the refused hit did not count against the site
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "locmem"])
+def test_read_and_count_reads_values_and_bumps_counters_in_one_call(backend_name, monkeypatch):
+    backend = caches["default"] if backend_name == "redis" else LocMemCache("rc-test", {})
+    backend.set("snap", {"id": 3, "domains": ["a.test"]})
+    backend.set("gen", "g1")
+    client = cache._cache.get_client(write=True)
+    calls = []
+    real = type(client).execute_command
+    monkeypatch.setattr(
+        type(client),
+        "execute_command",
+        lambda self, *args, **kw: calls.append(args[0]) or real(self, *args, **kw),
+    )
+    found, counts = read_and_count(
+        backend, ["snap", "missing", "gen"], {"rc:ip": (60, 1), "rc:site": (60, 9)}
+    )
+    assert found == {"snap": {"id": 3, "domains": ["a.test"]}, "gen": "g1"}
+    assert counts == [1, 1]
+    found, counts = read_and_count(backend, ["gen"], {"rc:ip": (60, 1), "rc:site": (60, 9)})
+    assert (found, counts) == ({"gen": "g1"}, [2])  # stopped at the IP limit
+    assert read_and_count(backend, [], {}) == ({}, [])
+    monkeypatch.undo()
+    assert backend.get("rc:site") == 1
+    if backend_name == "redis":
+        assert calls == ["EVAL", "EVAL", "EVAL"]

@@ -1,4 +1,5 @@
 import time
+from dataclasses import replace
 
 import pytest
 from django.core import signing
@@ -19,8 +20,19 @@ from webchat.tokens import (
 )
 
 CLAIMS = SessionClaims(
-    session_id=7, site_id=3, visitor_id="v" * 32, conversation_id=11, origin="https://a.test"
+    session_id=7,
+    site_id=3,
+    visitor_id="v" * 32,
+    conversation_id=11,
+    origin="https://a.test",
+    tenant_id=5,
 )
+
+
+def test_a_token_from_before_the_tenant_claim_still_reads():
+    old = replace(CLAIMS, tenant_id=None)
+    token, _ = session_token_issue(old)
+    assert session_token_read(token) == old
 
 
 def test_session_token_roundtrip():

@@ -5,15 +5,19 @@ strict Origin/Referer check against the site's allowed domains, the rollout deci
 rate limits per IP/site/session; errors are {"error": {"code", "message"}}.
 """
 
+from dataclasses import dataclass
+
 from django.conf import settings
+from django.core.cache import caches
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.cache import read_and_count
 from core.exceptions import PayloadTooLarge, RateLimited
-from rollout.selectors import webchat_allowed
+from rollout.selectors import decision_cache_keys, webchat_allowed
 from webchat import metrics, ratelimits, services
 from webchat.api import serializers as s
 from webchat.exceptions import (
@@ -26,11 +30,28 @@ from webchat.exceptions import (
 )
 from webchat.models import EventType, WebChatSession
 from webchat.origins import origin_allowed, origin_of_url
-from webchat.selectors import SiteSnapshot, session_get, site_snapshot_for_id, site_snapshot_for_key
+from webchat.selectors import (
+    SiteSnapshot,
+    session_get,
+    site_id_cache_key,
+    site_snapshot_for_id,
+    site_snapshot_for_key,
+)
 from webchat.signals import VERIFIED_ORIGIN_ATTR
 from webchat.tokens import SessionClaims, challenge_consume, challenge_issue, session_token_read
 
 ERROR_RESPONSES = {400: None, 401: None, 403: None, 404: None, 413: None, 429: None}
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """What a token route read from the cache and counted in its one round trip."""
+
+    site: dict | None  # the site snapshot's cached value (None: not cached)
+    tenant_id: int | None  # the token's tenant: the rollout values are that tenant's
+    rollout: dict | None  # rollout.selectors.decision_cache_keys -> value (None: unread)
+    limits: list[ratelimits.Limit]
+    counts: list[int]
 
 
 class PublicApi(APIView):
@@ -84,9 +105,15 @@ class PublicApi(APIView):
         return site
 
     def check_site(
-        self, request: Request, site: SiteSnapshot, *, session_id: int | None = None
+        self,
+        request: Request,
+        site: SiteSnapshot,
+        *,
+        session_id: int | None = None,
+        read: Prefetched | None = None,
     ) -> str:
-        """Origin, rollout and rate limits for one site; returns the checked origin."""
+        """Origin, rollout and rate limits for one site; returns the checked origin. With
+        `read`, the rollout cache and the counters were already read and bumped."""
         origin = self.request_origin(request)
         if not origin_allowed(
             origin, site.allowed_domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN
@@ -100,12 +127,18 @@ class PublicApi(APIView):
             )
             raise OriginNotAllowed()
         setattr(request._request, VERIFIED_ORIGIN_ATTR, origin)
-        decision = webchat_allowed(site)
+        rollout = read.rollout if read and read.tenant_id == site.tenant_id else None
+        decision = webchat_allowed(site, cached=rollout)
         if not decision.allowed:
             metrics.DISABLED.labels(decision.reason).inc()
             raise WebchatDisabled()
         try:
-            ratelimits.enforce(request, route=self.route, site_id=site.id, session_id=session_id)
+            if read is None:
+                ratelimits.enforce(
+                    request, route=self.route, site_id=site.id, session_id=session_id
+                )
+            else:
+                ratelimits.refuse_if_over(self.route, read.limits, read.counts)
         except RateLimited:
             services.incident_record(
                 site=site,
@@ -144,11 +177,12 @@ class PublicApi(APIView):
             metrics.TOKEN_FAILURES.labels(exc.code).inc()
             self._record_token_failure(request, token.strip(), exc.code)
             raise
-        site = site_snapshot_for_id(site_id=claims.site_id)
+        read = self._read_for_token(request, claims)
+        site = site_snapshot_for_id(site_id=claims.site_id, cached=read.site)
         if site is None:
             metrics.TOKEN_FAILURES.labels("site_gone").inc()
             raise TokenInvalid("This chat site is no longer active.")
-        origin = self.check_site(request, site, session_id=claims.session_id)
+        origin = self.check_site(request, site, session_id=claims.session_id, read=read)
         if origin != claims.origin:
             metrics.TOKEN_FAILURES.labels("wrong_origin").inc()
             services.incident_record(
@@ -158,6 +192,33 @@ class PublicApi(APIView):
             )
             raise TokenInvalid("This session token was issued to another website.")
         return site, claims
+
+    def _read_for_token(self, request: Request, claims: SessionClaims) -> Prefetched:
+        """One cache round trip for a token route: the site, its rollout decision and the
+        request's rate-limit counters (counted before the site's checks: the token's
+        signature already proved the site and session are real)."""
+        limits = ratelimits.limits_for(
+            request, route=self.route, site_id=claims.site_id, session_id=claims.session_id
+        )
+        site_key = site_id_cache_key(claims.site_id)
+        rollout_keys = (
+            decision_cache_keys(tenant_id=claims.tenant_id, site_id=claims.site_id)
+            if claims.tenant_id is not None
+            else []
+        )
+        found, counts = read_and_count(
+            caches[settings.RATELIMIT_USE_CACHE],
+            [site_key, *rollout_keys],
+            ratelimits.counters(limits),
+        )
+        rollout = {k: found[k] for k in rollout_keys if k in found} if rollout_keys else None
+        return Prefetched(
+            site=found.get(site_key),
+            tenant_id=claims.tenant_id,
+            rollout=rollout,
+            limits=limits,
+            counts=counts,
+        )
 
     def _record_token_failure(self, request: Request, token: str, reason: str) -> None:
         """A refused token still names its site when its signature is good (just expired)."""

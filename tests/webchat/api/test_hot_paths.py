@@ -67,7 +67,24 @@ def test_message_answered_by_a_flow_costs_one_insert_and_the_locked_update(
     body = response.json()
     assert [r["text"] for r in body["replies"]] == ["9 to 5, Monday to Friday."]
     assert body["pending_reply"] is False
-    assert redis_commands == ["GET", "MGET", "EVAL"]
+    # the site snapshot, its rollout decision and every rate limit: one script
+    assert redis_commands == ["EVAL"]
+
+
+def test_a_token_from_before_the_tenant_claim_reads_the_rollout_decision_apart(
+    widget_client, redis_commands
+):
+    from dataclasses import replace
+
+    from webchat.tokens import session_token_issue, session_token_read
+
+    widget_client.init()
+    widget_client.poll()  # warms the site snapshot and the rollout decision
+    old, _ = session_token_issue(replace(session_token_read(widget_client.token), tenant_id=None))
+    redis_commands.clear()
+    response = widget_client.poll(token=old)
+    assert response.status_code == 200, response.content
+    assert redis_commands == ["EVAL", "MGET"]  # the rollout keys need the tenant's id
 
 
 def test_junk_site_keys_cost_no_query_and_leave_nothing_in_the_cache(
