@@ -39,9 +39,14 @@ class Columns:
     def __len__(self) -> int:
         return len(self.fields)
 
-    def select(self, connection: BaseDatabaseWrapper) -> str:
+    def select(self, connection: BaseDatabaseWrapper, *, labels: str = "") -> str:
+        """The select list; with `labels`, each column named `<labels><n>` (so a CTE of
+        several tables' columns has no two of the same name)."""
         quote = connection.ops.quote_name
-        return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
+        columns = [f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields]
+        if labels:
+            columns = [f"{c} AS {quote(f'{labels}{n}')}" for n, c in enumerate(columns)]
+        return ", ".join(columns)
 
     def values(self, connection: BaseDatabaseWrapper, row: Sequence[Any]) -> list[Any]:
         """The row's values as Python values, converted as the ORM converts them."""

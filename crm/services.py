@@ -33,39 +33,55 @@ def message_insert_once(message: Message) -> bool:
     (PostgreSQL and SQLite alike), so an idempotent retry needs no savepoint around the
     insert and no read before it. `Message` sends no signals; none are sent here.
     """
-    if not message.client_message_id:
-        raise ValueError("message_insert_once needs a client_message_id")
     connection = connections[router.db_for_write(Message)]
-    now = timezone.now()
-    message.created_at = message.created_at or now
-    message.updated_at = now
-    sql, fields = _insert_once_sql(connection.alias)
-    values = [f.get_db_prep_save(getattr(message, f.attname), connection) for f in fields]
+    values = message_insert_values(connection, message)
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(message_insert_sql(connection.alias), values)
         row = cursor.fetchone()
     if row is None:
         return False
-    message.pk = row[0]
-    message._state.adding = False
-    message._state.db = connection.alias
+    message_inserted(connection, message, row[0])
     return True
 
 
+def message_insert_values(connection, message: Message) -> list:
+    """The parameters of `message_insert_sql` for an unsaved message (its timestamps set)."""
+    if not message.client_message_id:
+        raise ValueError("an idempotent insert needs a client_message_id")
+    now = timezone.now()
+    message.created_at = message.created_at or now
+    message.updated_at = now
+    return [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _INSERTED]
+
+
+def message_inserted(connection, message: Message, pk: int) -> None:
+    """Mark an instance as the row just inserted with `pk`."""
+    message.pk = pk
+    message._state.adding = False
+    message._state.db = connection.alias
+
+
+_INSERTED = [f for f in Message._meta.concrete_fields if not f.primary_key]
+
+
 @functools.cache
-def _insert_once_sql(alias: str) -> tuple[str, list]:
+def message_insert_sql(alias: str, *, source: str | None = None) -> str:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING id` for one message; its values are
+    `message_insert_values`. With `source` (a table or CTE name), the row is inserted once
+    per row of `source` (`INSERT ... SELECT <values> FROM source`) instead of `VALUES`."""
     connection = connections[alias]
-    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     conversation, client_id = (
         quote(Message._meta.get_field(name).column)
         for name in ("conversation", "client_message_id")
     )
     table, pk = quote(Message._meta.db_table), quote(Message._meta.pk.column)
-    columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    columns = ", ".join(quote(f.column) for f in _INSERTED)
+    placeholders = ", ".join(["%s"] * len(_INSERTED))
     # Built from the model's own quoted identifiers only; the values go as parameters.
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+    select = "SELECT {} FROM {}"
+    rows = f"VALUES ({placeholders})" if source is None else select.format(placeholders, source)
+    sql = f"INSERT INTO {table} ({columns}) {rows} "
     sql += f"ON CONFLICT ({conversation}, {client_id}) WHERE {client_id} IS NOT NULL "
     sql += f"DO NOTHING RETURNING {pk}"
-    return sql, fields
+    return sql

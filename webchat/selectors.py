@@ -1,19 +1,13 @@
-import functools
 import re
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections, router
 from django.db.models import Q, QuerySet
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from bots.models import Bot
-from core.rows import Columns
 from crm.models import Conversation, ConversationStatus, Message
 from webchat.models import WebChatSession, WebChatSite
-from webchat.tokens import SessionClaims
 
 SITE_CACHE_PREFIX = "webchat:site:v1:"
 # What `webchat.models.new_site_key` makes ("wk_" + URL-safe base64), with room to spare.
@@ -123,74 +117,6 @@ def session_get(*, site_id: int, session_id: int) -> WebChatSession | None:
         return sessions.select_related("conversation").get()
     except WebChatSession.DoesNotExist:
         return None
-
-
-def conversation_lock_for_session(*, tenant_id: int, claims: SessionClaims) -> Conversation | None:
-    """The token's conversation, row-locked for the current transaction, with its bot, if
-    the token's session still exists on its site, for its visitor, in that conversation
-    (else None). One query, written once (`core.rows`): the session check rides on the
-    lock. The session's `last_seen_at` comes along as `session_last_seen_at`."""
-    connection = connections[router.db_for_write(Conversation)]
-    if not connection.in_atomic_block:
-        raise TransactionManagementError("The conversation lock needs a transaction.")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _lock_for_session_sql(connection.alias),
-            [
-                tenant_id,
-                claims.conversation_id,
-                claims.session_id,
-                claims.site_id,
-                claims.visitor_id,
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    conversation_end = len(_LOCK_CONVERSATION)
-    bot_start = conversation_end + len(_LOCK_SESSION)
-    conversation = _LOCK_CONVERSATION.load(connection, row[:conversation_end])
-    (conversation.session_last_seen_at,) = _LOCK_SESSION.values(
-        connection, row[conversation_end:bot_start]
-    )
-    bot_row = row[bot_start:]
-    conversation.bot = None if bot_row[0] is None else _LOCK_BOT.load(connection, bot_row)
-    return conversation
-
-
-_LOCK_CONVERSATION = Columns.of(Conversation, "c")
-_LOCK_SESSION = Columns.of(WebChatSession, "s", ["last_seen_at"])
-_LOCK_BOT = Columns.of(Bot, "b")
-
-
-@functools.cache
-def _lock_for_session_sql(alias: str) -> str:
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-
-    def column(model, name: str) -> str:
-        return quote(model._meta.get_field(name).column)
-
-    conversations, sessions, bots = (
-        quote(model._meta.db_table) for model in (Conversation, WebChatSession, Bot)
-    )
-    selected = ", ".join(
-        part.select(connection) for part in (_LOCK_CONVERSATION, _LOCK_SESSION, _LOCK_BOT)
-    )
-    c_pk, b_pk, s_pk = (quote(m._meta.pk.column) for m in (Conversation, Bot, WebChatSession))
-    sql = (
-        f"SELECT {selected} FROM {conversations} c "  # noqa: S608 - identifiers only
-        f"INNER JOIN {sessions} s ON s.{column(WebChatSession, 'conversation')} = c.{c_pk} "
-        f"LEFT OUTER JOIN {bots} b ON b.{b_pk} = c.{column(Conversation, 'bot')} "
-        f"WHERE c.{column(Conversation, 'tenant')} = %s AND c.{c_pk} = %s "
-        f"AND s.{s_pk} = %s AND s.{column(WebChatSession, 'site')} = %s "
-        f"AND s.{column(WebChatSession, 'visitor_id')} = %s"
-    )
-    if connection.features.has_select_for_update_of:
-        sql += " FOR UPDATE OF c"
-    elif connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    return sql
 
 
 def session_find_for_resume(

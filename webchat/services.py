@@ -20,15 +20,14 @@ from crm.models import (
     Message,
     SenderType,
 )
-from crm.services import message_insert_once
 from support.services import handoff_message_forward_schedule
 from webchat import metrics
 from webchat.exceptions import ConversationNotFound, IdentityInvalid, TokenInvalid
+from webchat.hotpath import conversation_lock_and_insert
 from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite, new_site_key
 from webchat.origins import InvalidRule, validate_rules
 from webchat.selectors import (
     SiteSnapshot,
-    conversation_lock_for_session,
     session_find_for_resume,
     session_get,
     site_cache_forget,
@@ -289,11 +288,12 @@ def message_receive(
         metadata={"session_id": claims.session_id},
     )
     with transaction.atomic():
-        conversation = conversation_lock_for_session(tenant_id=site.tenant_id, claims=claims)
+        conversation, created = conversation_lock_and_insert(
+            tenant_id=site.tenant_id, claims=claims, message=message
+        )
         if conversation is None:
             session = session_get(site_id=site.id, session_id=claims.session_id)
             raise session_refusal(session=session, claims=claims) or ConversationNotFound()
-        created = message_insert_once(message)
         if created:
             handled = inbound_handle(message=message, locked=conversation)
             handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
