@@ -64,6 +64,9 @@ from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
+# Agent replies mirrored into a webchat conversation are stored under this client id prefix
+# (plus the Chatwoot message id), so a redelivered webhook stores nothing twice.
+CHATWOOT_CLIENT_ID_PREFIX = "chatwoot:"
 MAX_REPLY_CHARS = 10_000
 MAX_REASON_CHARS = 1_000
 RETRY_MAX_ATTEMPTS = 10
@@ -916,7 +919,7 @@ def agent_reply_to_webchat(
                 direction="outbound",
                 sender_type=SenderType.AGENT,
                 text=text,
-                client_message_id=f"chatwoot:{chatwoot_message_id}",
+                client_message_id=f"{CHATWOOT_CLIENT_ID_PREFIX}{chatwoot_message_id}",
                 metadata={"chatwoot_message_id": chatwoot_message_id, "agent_name": agent_name},
             )
     except IntegrityError:

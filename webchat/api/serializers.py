@@ -6,6 +6,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from crm.models import SenderType
+from support.services import CHATWOOT_CLIENT_ID_PREFIX
 from webchat.models import WIDGET_EVENT_TYPES
 
 # C0/C1 control characters except tab and newline, and Unicode bidi overrides.
@@ -132,6 +133,15 @@ class VisitorTextField(serializers.CharField):
 class MessageInputSerializer(serializers.Serializer):
     text = VisitorTextField(max_length=MAX_TEXT * 2)
     client_message_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    def validate_client_message_id(self, value: str) -> str:
+        # Agent replies mirrored from Chatwoot are stored under "chatwoot:<id>" in the same
+        # conversation: a visitor's id there could block one of them.
+        if value.lower().startswith(CHATWOOT_CLIENT_ID_PREFIX):
+            raise serializers.ValidationError(
+                f"client_message_id may not start with {CHATWOOT_CLIENT_ID_PREFIX!r}."
+            )
+        return value
 
     def validate_text(self, value: str) -> str:
         text = clean_text(value)

@@ -347,6 +347,18 @@ class TestMessages:
             Message.objects.filter(direction="outbound").values_list("id", flat=True)
         )
 
+    def test_client_ids_of_mirrored_agent_replies_are_refused(self, widget_client):
+        """Agent replies from Chatwoot are stored as "chatwoot:<id>": a visitor sending that
+        id first would make the agent's reply look like a redelivery and drop it."""
+        widget_client.init()
+        for taken in ("chatwoot:41", "Chatwoot:41"):
+            response = widget_client.send("hi", client_message_id=taken)
+            assert response.status_code == 400
+            assert response.json()["error"]["code"] == "invalid_request"
+            assert "client_message_id" in response.json()["error"]["message"]
+        assert not Message.objects.filter(text="hi").exists()
+        assert widget_client.send("hi", client_message_id="mine:41").status_code == 201
+
     def test_poll_after_cursor(self, widget_client):
         widget_client.init()
         sent = widget_client.send("first").json()
