@@ -26,15 +26,23 @@ def test_one_redis_client_serves_every_call():
     assert backend.get_client() is backend.get_client("some-key")
 
 
-def test_counters_hit_counts_in_one_round_trip_and_sets_expiry(monkeypatch):
-    client = cache._cache.get_client(write=True)
+@pytest.fixture
+def redis_calls(monkeypatch):
+    """The Redis commands sent from now on (until monkeypatch.undo())."""
     calls = []
-    real = type(client).execute_command
+    client_class = type(cache._cache.get_client(write=True))
+    real = client_class.execute_command
     monkeypatch.setattr(
-        type(client),
+        client_class,
         "execute_command",
         lambda self, *args, **kw: calls.append(args[0]) or real(self, *args, **kw),
     )
+    return calls
+
+
+def test_counters_hit_counts_in_one_round_trip_and_sets_expiry(monkeypatch, redis_calls):
+    client = cache._cache.get_client(write=True)
+    calls = redis_calls
     backend = caches["default"]
     assert counters_hit(backend, {"rl:a": (60, 10), "rl:b": (5, 10)}) == [1, 1]
     assert counters_hit(backend, {"rl:a": (60, 10), "rl:b": (5, 10)}) == [2, 2]
@@ -61,18 +69,13 @@ def test_counters_hit_stops_after_the_first_counter_past_its_limit():
 
 
 @pytest.mark.parametrize("backend_name", ["redis", "locmem"])
-def test_read_and_count_reads_values_and_bumps_counters_in_one_call(backend_name, monkeypatch):
+def test_read_and_count_reads_values_and_bumps_counters_in_one_call(
+    backend_name, monkeypatch, redis_calls
+):
     backend = caches["default"] if backend_name == "redis" else LocMemCache("rc-test", {})
     backend.set("snap", {"id": 3, "domains": ["a.test"]})
     backend.set("gen", "g1")
-    client = cache._cache.get_client(write=True)
-    calls = []
-    real = type(client).execute_command
-    monkeypatch.setattr(
-        type(client),
-        "execute_command",
-        lambda self, *args, **kw: calls.append(args[0]) or real(self, *args, **kw),
-    )
+    calls = redis_calls
     found, counts = read_and_count(
         backend, ["snap", "missing", "gen"], {"rc:ip": (60, 1), "rc:site": (60, 9)}
     )
