@@ -76,6 +76,7 @@ def test_read_and_count_reads_values_and_bumps_counters_in_one_call(
     backend.set("snap", {"id": 3, "domains": ["a.test"]})
     backend.set("gen", "g1")
     calls = redis_calls
+    calls.clear()  # count from here
     found, counts = read_and_count(
         backend, ["snap", "missing", "gen"], {"rc:ip": (60, 1), "rc:site": (60, 9)}
     )
