@@ -9,10 +9,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def broker_transport_for(url: str) -> str | None:
+    """`core.broker` (kombu's Redis transport reusing its client) for a plain `redis://`
+    broker. Not for `rediss://`: kombu turns TLS on by default only when the transport is
+    named `rediss`, so an explicit transport would connect in plain text."""
+    return "core.broker:Transport" if url.split("://", 1)[0] == "redis" else None
+
+
 @app.on_after_configure.connect
 def _redis_broker_transport(sender: Celery, **_kwargs) -> None:
-    """A Redis broker goes through `core.broker` (kombu's transport reusing its client),
-    whichever settings module chose the URL; an explicit CELERY_BROKER_TRANSPORT wins."""
-    url = sender.conf.broker_url or ""
-    if not sender.conf.broker_transport and url.split("://", 1)[0] in ("redis", "rediss"):
-        sender.conf.broker_transport = "core.broker:Transport"
+    """Whichever settings module chose the broker URL; an explicit CELERY_BROKER_TRANSPORT
+    wins."""
+    transport = broker_transport_for(sender.conf.broker_url or "")
+    if not sender.conf.broker_transport and transport:
+        sender.conf.broker_transport = transport

@@ -57,3 +57,13 @@ def test_a_new_pool_gets_a_new_client():
         with channel.conn_or_acquire() as fresh:
             assert fresh is not first
             assert fresh.connection_pool is channel.pool
+
+
+def test_only_plain_redis_brokers_get_it():
+    from config.celery import broker_transport_for
+
+    assert broker_transport_for("redis://127.0.0.1:6379/0") == "core.broker:Transport"
+    # kombu defaults TLS on only for a transport named rediss: leave those to it
+    assert broker_transport_for("rediss://cache.example:6380/0") is None
+    assert broker_transport_for("amqp://guest@localhost//") is None
+    assert broker_transport_for("memory://") is None
