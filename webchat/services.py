@@ -7,6 +7,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bots.services import bot_state_new, inbound_handle, reply_overdue_resolve
@@ -240,11 +241,13 @@ class Received:
 
 
 def _replies_after(message: Message) -> list[Message]:
+    """The replies stored after `message`: with a higher id, or (committed while it waited
+    for the conversation's lock, so with a lower id) timestamped after it."""
     return list(
         Message.objects.filter(
+            Q(id__gt=message.pk) | Q(created_at__gte=message.created_at),
             tenant_id=message.tenant_id,
             conversation_id=message.conversation_id,
-            id__gt=message.pk,
             direction=Direction.OUTBOUND,
         ).order_by("id")[:20]
     )
@@ -294,6 +297,12 @@ def message_receive(
         if conversation is None:
             session = session_get(site_id=site.id, session_id=claims.session_id)
             raise session_refusal(session=session, claims=claims) or ConversationNotFound()
+        # Stored while this message waited for the lock (an AI reply, an agent's): lower id
+        # than this message, so a widget whose cursor follows the POST answer (as widgets
+        # before this version and other clients do) would never poll it: answer it here.
+        waited = bool(
+            conversation.last_message_at and conversation.last_message_at > message.created_at
+        )
         if created:
             handled = inbound_handle(message=message, locked=conversation)
             handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
@@ -305,7 +314,7 @@ def message_receive(
         return Received(message, False, _replies_after(message), _pending(claims.conversation_id))
     metrics.MESSAGES.labels("inbound").inc()
     replies, pending = handled.replies, handled.reply_owed
-    if handled.pending and current_app.conf.task_always_eager:
+    if waited or (handled.pending and current_app.conf.task_always_eager):
         replies, pending = _replies_after(message), _pending(claims.conversation_id)
     if replies:
         metrics.MESSAGES.labels("outbound").inc(len(replies))

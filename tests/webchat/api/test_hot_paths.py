@@ -6,6 +6,7 @@ the conversation's locked read-modify-write.
 """
 
 import threading
+import time
 
 import pytest
 from django.core.cache import caches
@@ -124,6 +125,13 @@ def test_a_message_is_inserted_under_its_conversations_lock_so_ids_follow_commit
     from crm.models import Conversation, Direction, Message, SenderType
     from tests.widget_client import WidgetClient
 
+    FlowRuleFactory(  # answered in the request: no eager AI task re-reads the replies
+        bot=bot,
+        trigger=FlowTrigger.KEYWORD,
+        pattern="one more thing",
+        action=FlowAction.REPLY,
+        reply_text="Go ahead.",
+    )
     visitor = WidgetClient(client, site.site_key)
     visitor.init()
     cursor = 0
@@ -137,7 +145,7 @@ def test_a_message_is_inserted_under_its_conversations_lock_so_ids_follow_commit
                 )
                 holding.set()
                 release.wait(10)
-                Message.objects.create(
+                stored = Message.objects.create(
                     tenant_id=conversation.tenant_id,
                     conversation=conversation,
                     direction=Direction.OUTBOUND,
@@ -145,17 +153,39 @@ def test_a_message_is_inserted_under_its_conversations_lock_so_ids_follow_commit
                     text="The answer to the earlier question",
                     metadata={},
                 )
+                conversation.last_message_at = stored.created_at  # as every writer does
+                conversation.save(update_fields=["last_message_at"])
         finally:
             connection.close()
 
     worker = threading.Thread(target=worker_replies)
     worker.start()
     assert holding.wait(10)
-    threading.Timer(0.3, release.set).start()  # stores and commits while the POST runs
+
+    def release_once_the_post_waits():  # stores and commits while the POST waits
+        from django.db import connection as own
+
+        try:
+            for _ in range(200):
+                with own.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                time.sleep(0.02)
+        finally:
+            release.set()
+            own.close()
+
+    threading.Thread(target=release_once_the_post_waits).start()
     body = visitor.send("and one more thing").json()
     worker.join(10)
     reply = Message.objects.get(text="The answer to the earlier question")
     assert body["message"]["id"] > reply.pk
+    # and it is in the answer, for clients whose cursor follows the POST answer
+    assert [r["text"] for r in body["replies"]] == [reply.text, "Go ahead."]
     polled = visitor.poll(after=cursor).json()["messages"]
     assert [m["id"] for m in polled][:2] == [reply.pk, body["message"]["id"]]
 
