@@ -159,6 +159,15 @@ def _given(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value}
 
 
+def _payload_rows(data: Any) -> list[dict]:
+    """The records of a Chatwoot list answer (`{"payload": [...]}`): those that are
+    objects with an id; anything else in it is skipped."""
+    rows = data.get("payload") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return []
+    return [row for row in rows if isinstance(row, dict) and "id" in row]
+
+
 def _contact(row: Any, source_id: str) -> ContactCreated:
     """A contact row of Chatwoot's contact partial; TypeError/ValueError when it is none."""
     if not isinstance(row, dict):
@@ -390,10 +399,7 @@ class ChatwootClient:
         }
         path = self._account_path("/contacts/filter")
         data = self._call("find_contact", "POST", path, json=body, retry=True)
-        rows = data.get("payload") if isinstance(data, dict) else None
-        for row in rows if isinstance(rows, list) else []:
-            if not isinstance(row, dict) or "id" not in row:
-                continue
+        for row in _payload_rows(data):
             if str(row.get("identifier") or "").lower() != identifier.lower():
                 continue
             source_id = ""
@@ -442,10 +448,7 @@ class ChatwootClient:
         in `custom_attributes[IDENTIFIER_ATTRIBUTE]`; None when there is none."""
         path = self._account_path(f"/contacts/{int(contact_id)}/conversations")
         data = self._call("find_conversation", "GET", path, retry=True)
-        rows = data.get("payload") if isinstance(data, dict) else None
-        for row in rows if isinstance(rows, list) else []:
-            if not isinstance(row, dict) or "id" not in row:
-                continue
+        for row in _payload_rows(data):
             attributes = row.get("custom_attributes") or {}
             if not isinstance(attributes, dict):
                 continue
@@ -548,9 +551,7 @@ class ChatwootClient:
     def _message_page(self, conversation_id: int, query: str) -> list[ChatwootMessage]:
         path = self._account_path(f"/conversations/{conversation_id}/messages") + query
         data = self._call("list_messages", "GET", path, retry=True)
-        rows = data.get("payload") if isinstance(data, dict) else None
-        rows = rows if isinstance(rows, list) else []
-        return [m for m in (self._message(row) for row in rows) if m is not None]
+        return [self._message(row) for row in _payload_rows(data)]
 
     def _message_pages_back(self, conversation_id: int) -> Iterator[list[ChatwootMessage]]:
         """The conversation's messages a page at a time, newest page first: Chatwoot's
