@@ -10,11 +10,12 @@ Everywhere else, use the ORM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 
@@ -82,13 +83,20 @@ def update_fields(
 ) -> int:
     """`instance.save(update_fields=names)` without the ORM's query building: one UPDATE
     by primary key, `auto_now` fields refreshed (name them), no signals. Rows matched."""
-    model = type(instance)
-    fields = [model._meta.get_field(name) for name in names]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-    sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608 - identifiers only
+    sql, fields = _update_sql(type(instance), tuple(names), connection.alias)
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, instance.pk])
         return cursor.rowcount
+
+
+@functools.cache
+def _update_sql(
+    model: type[models.Model], names: tuple[str, ...], alias: str
+) -> tuple[str, list[models.Field]]:
+    fields = [model._meta.get_field(name) for name in names]
+    quote = connections[alias].ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608 - identifiers only
+    return sql, fields

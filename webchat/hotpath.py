@@ -46,8 +46,13 @@ def conversation_lock_and_insert(
     connection = connections[router.db_for_write(Conversation)]
     if not connection.in_atomic_block:
         raise TransactionManagementError("The conversation lock needs a transaction.")
-    where = [tenant_id, claims.conversation_id, claims.session_id, claims.site_id]
-    where.append(claims.visitor_id)
+    where = [
+        tenant_id,
+        claims.conversation_id,
+        claims.session_id,
+        claims.site_id,
+        claims.visitor_id,
+    ]
     if not _one_statement(connection):
         conversation = _locked(connection, _lock_sql(connection.alias), where)
         if conversation is None:
