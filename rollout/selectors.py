@@ -231,9 +231,9 @@ def webchat_allowed(site: SiteLike, *, cached: dict | None = None) -> Decision:
     key = keys[1]
     found = cached if cached is not None else cache.get_many(keys)
     generation = found.get(GENERATION_KEY) or generation_get()
-    cached = found.get(key)
-    if cached is not None and cached[0] == generation:
-        return Decision(cached[1], cached[2])
+    entry = found.get(key)
+    if entry is not None and entry[0] == generation:
+        return Decision(entry[1], entry[2])
     state, site_is_canary = _state_for_site(site)
     decision = decide(policy_get(generation=generation), state, site_is_canary)
     cache.set(key, (generation, decision.allowed, decision.reason), settings.ROLLOUT_DECISION_TTL)
