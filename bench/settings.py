@@ -7,7 +7,7 @@ rollout caches) stays as deployed.
 """
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import database_tuned, env
 
 DEBUG = False
 SECRET_KEY = env("BENCH_SECRET_KEY", default="bench-secret-key-not-for-production")
@@ -17,12 +17,14 @@ ROOT_URLCONF = "bench.urls"
 # `bench.run` creates this database, migrates it, and drops it at the end of every run.
 BENCH_DATABASE_NAME = env("BENCH_DATABASE_NAME", default="replybase_bench")
 DATABASES = {
-    "default": env.db(
-        "BENCH_DATABASE_URL", default=f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE_NAME}"
+    "default": database_tuned(
+        env.db(
+            "BENCH_DATABASE_URL",
+            default=f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE_NAME}",
+        ),
+        conn_max_age=60,
     )
 }
-DATABASES["default"]["CONN_MAX_AGE"] = 60
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # A key prefix of its own, so the run never touches the counters of tests or a dev server;
 # `bench.run` deletes every key under it at the end.

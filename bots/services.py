@@ -34,7 +34,7 @@ from bots.models import Bot, FlowAction, FlowRule, FlowTrigger, KnowledgeArticle
 from bots.retrieval import is_handoff_request
 from bots.selectors import flow_rule_get, flow_rule_list_active, message_is_first_from_visitor
 from core.exceptions import InvalidRequest
-from core.rows import update_fields
+from core.rows import insert, update_fields
 from core.tasks import enqueue
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
 from support.services import handoff_mirror_schedule
@@ -146,7 +146,9 @@ def _reply_metadata(
 
 
 def _bot_message_store(*, conversation: Conversation, text: str, metadata: dict) -> Message:
-    message = Message.objects.create(
+    """Store a bot reply (one INSERT written once: flow replies are stored inside the
+    visitor-message route)."""
+    message = Message(
         tenant_id=conversation.tenant_id,
         conversation=conversation,
         direction=Direction.OUTBOUND,
@@ -154,6 +156,7 @@ def _bot_message_store(*, conversation: Conversation, text: str, metadata: dict)
         text=text,
         metadata=metadata,
     )
+    insert(connections[router.db_for_write(Message)], message)
     conversation.last_message_at = message.created_at
     return message
 

@@ -5,7 +5,8 @@ Building and compiling an ORM query costs more CPU than the database spends answ
 The statements here are plain strings built from the models' own metadata once per
 process; rows become model instances the way the ORM makes them (`Model.from_db`, the
 fields' and the backend's converters), so nothing downstream can tell the difference.
-Everywhere else, use the ORM.
+On PostgreSQL they run as prepared statements (`cursor`), so the server parses and plans
+each once per connection. Everywhere else, use the ORM.
 """
 
 from __future__ import annotations
@@ -17,6 +18,54 @@ from typing import Any
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+try:
+    from django.db.backends.postgresql.base import (
+        TIMESTAMPTZ_OID,
+        Format,
+        ServerBindingCursor,
+        register_tzloader,
+    )
+except ImportError:  # no psycopg 3 (SQLite only, or psycopg2): never a prepared cursor
+    ServerBindingCursor = None
+
+
+def cursor(connection: BaseDatabaseWrapper):
+    """A Django cursor for this module's statements, wrapped (logged, counted, its errors
+    translated) like `connection.cursor()`.
+
+    On PostgreSQL with psycopg 3 it binds the parameters on the server and prepares each
+    statement on its first execution on the connection: later executions skip parsing
+    and planning, which cost the server more than running these statements. Django's own
+    cursors bind on the client and never prepare. Nothing is prepared while queries are
+    logged (below), nor while the connection's `prepare_threshold` is None (Django's
+    default; the settings set it unless `DATABASE_PREPARED_STATEMENTS` is off, e.g.
+    behind PgBouncer in transaction mode before 1.21).
+    """
+    if ServerBindingCursor is None or connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _PreparedCursor(connection.connection)
+    # psycopg keeps no query text for a prepared execution, which a query log (DEBUG,
+    # tests counting queries) shows: while queries are logged, nothing is prepared.
+    raw.prepare = not connection.queries_logged
+    # as the backend's `create_cursor` does
+    tzloader = connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+    if connection.timezone != tzloader.timezone:
+        register_tzloader(connection.timezone, raw)
+    return connection._prepare_cursor(raw)
+
+
+if ServerBindingCursor is not None:
+
+    class _PreparedCursor(ServerBindingCursor):
+        prepare = True
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            prepare = self.prepare if prepare is None else prepare
+            return super().execute(query, params, prepare=prepare, binary=binary)
 
 
 @dataclass(frozen=True)
@@ -78,6 +127,32 @@ class Columns:
         return self.model.from_db(connection.alias, names, self.values(connection, row))
 
 
+def insert(connection: BaseDatabaseWrapper, instance: models.Model) -> None:
+    """`instance.save()` of a new row without the ORM's query building: one INSERT that
+    returns the primary key, `auto_now`/`auto_now_add` fields set on the instance, no
+    signals. Needs a backend that returns columns from an INSERT (PostgreSQL, SQLite)."""
+    if not connection.features.can_return_columns_from_insert:
+        raise NotImplementedError(f"{connection.vendor} cannot return the inserted row's id")
+    sql, fields = _insert_sql(type(instance), connection.alias)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with cursor(connection) as rows:
+        rows.execute(sql, params)
+        (instance.pk,) = rows.fetchone()
+    instance._state.adding = False
+    instance._state.db = connection.alias
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], alias: str) -> tuple[str, list[models.Field]]:
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connections[alias].ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"  # noqa: S608
+    return sql, fields
+
+
 def update_fields(
     connection: BaseDatabaseWrapper, instance: models.Model, names: Sequence[str]
 ) -> int:
@@ -85,9 +160,9 @@ def update_fields(
     by primary key, `auto_now` fields refreshed (name them), no signals. Rows matched."""
     sql, fields = _update_sql(type(instance), tuple(names), connection.alias)
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, instance.pk])
-        return cursor.rowcount
+    with cursor(connection) as rows:
+        rows.execute(sql, [*params, instance.pk])
+        return rows.rowcount
 
 
 @functools.cache

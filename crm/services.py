@@ -3,6 +3,7 @@ import functools
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from core import rows
 from core.exceptions import InvalidRequest
 from crm.models import Conversation, ConversationStatus, Message
 
@@ -35,7 +36,7 @@ def message_insert_once(message: Message) -> bool:
     """
     connection = connections[router.db_for_write(Message)]
     values = message_insert_values(connection, message)
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(message_insert_sql(connection.alias), values)
         row = cursor.fetchone()
     if row is None:

@@ -16,7 +16,7 @@ from django.db import connections, router
 from django.db.transaction import TransactionManagementError
 
 from bots.models import Bot
-from core.rows import Columns
+from core.rows import Columns, cursor
 from crm.models import Conversation, Message
 from crm.services import (
     message_insert_once,
@@ -59,9 +59,9 @@ def conversation_lock_and_insert(
             return None, False
         return conversation, message_insert_once(message)
     values = message_insert_values(connection, message)
-    with connection.cursor() as cursor:
-        cursor.execute(_lock_and_insert_sql(connection.alias), [*where, *values])
-        row = cursor.fetchone()
+    with cursor(connection) as rows:
+        rows.execute(_lock_and_insert_sql(connection.alias), [*where, *values])
+        row = rows.fetchone()
     if row is None:
         return None, False
     conversation = _from_row(connection, row[:-1])
@@ -76,9 +76,9 @@ def _one_statement(connection) -> bool:
 
 
 def _locked(connection, sql: str, params: list) -> Conversation | None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    with cursor(connection) as rows:
+        rows.execute(sql, params)
+        row = rows.fetchone()
     return None if row is None else _from_row(connection, row)
 
 

@@ -69,14 +69,35 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # The embedded mode: a transaction that reads (the conversation's "lock") before it
-    # writes must take SQLite's write lock at BEGIN, or a concurrent writer makes its first
-    # write fail at once with "database is locked" instead of waiting for the timeout.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(transaction_mode="IMMEDIATE", timeout=20)
+
+def database_tuned(database: dict, *, conn_max_age: int | None = None) -> dict:
+    """How this project runs one database (a `DATABASES` entry from its URL): every
+    settings module passes its own through here."""
+    database["CONN_MAX_AGE"] = (
+        env.int("CONN_MAX_AGE", default=60) if conn_max_age is None else conn_max_age
+    )
+    database["CONN_HEALTH_CHECKS"] = True
+    options = database.setdefault("OPTIONS", {})
+    if database["ENGINE"].endswith("sqlite3"):
+        # The embedded mode: a transaction that reads (the conversation's "lock") before
+        # it writes must take SQLite's write lock at BEGIN, or a concurrent writer makes
+        # its first write fail at once with "database is locked" instead of waiting.
+        options.update(transaction_mode="IMMEDIATE", timeout=20)
+    elif database["ENGINE"].endswith("postgresql") and env.bool(
+        "DATABASE_PREPARED_STATEMENTS", default=True
+    ):
+        # Lets psycopg prepare the hot-path statements `core.rows.cursor` asks it to
+        # (Django's own queries bind on the client and are never prepared). Turn it off
+        # behind a pooler that cannot keep prepared statements.
+        options.setdefault("prepare_threshold", 5)
+    return database
+
+
+DATABASES = {
+    "default": database_tuned(
+        env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One Redis serves the cache, the rate limits and the Celery broker unless overridden.

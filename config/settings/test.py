@@ -3,12 +3,15 @@
 import os
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import database_tuned, env
 
 DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production"
 DATABASES = {
-    "default": env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres")
+    "default": database_tuned(
+        env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres"),
+        conn_max_age=0,  # each test thread and live-server request closes its connection
+    )
 }
 # Several suites may run at once on one machine: give each run its own test database
 # and cache namespace.

@@ -4,11 +4,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bots.models import Bot
-from core.rows import Columns, update_fields
-from crm.models import Conversation, ConversationStatus
+from core.rows import Columns, cursor, insert, update_fields
+from crm.models import Conversation, ConversationStatus, Direction, Message, SenderType
 from tests.factories import BotFactory
 from tests.factories.core import ConversationFactory
 
@@ -72,3 +73,67 @@ def test_update_fields_of_a_deleted_row_matches_nothing():
     conversation = ConversationFactory()
     Conversation.objects.filter(pk=conversation.pk).delete()
     assert update_fields(connection, conversation, ["status"]) == 0
+
+
+def test_insert_stores_the_row_the_orm_would_and_marks_the_instance_saved():
+    conversation = ConversationFactory()
+    values = {
+        "tenant_id": conversation.tenant_id,
+        "conversation_id": conversation.pk,
+        "direction": Direction.OUTBOUND,
+        "sender_type": SenderType.BOT,
+        "text": "We're open 9-17.",
+        "metadata": {"ai_outcome": "flow", "quick_replies": [{"label": "A", "value": "a"}]},
+    }
+    message = Message(**values)
+    insert(connection, message)
+    orm = Message.objects.create(**values)
+    stored = Message.objects.get(pk=message.pk)
+    assert message.pk is not None and message.pk != orm.pk
+    assert message._state.adding is False and message._state.db == "default"
+    assert message.created_at == stored.created_at and message.updated_at == stored.updated_at
+    ignored = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in _fields(stored).items() if k not in ignored} == {
+        k: v for k, v in _fields(orm).items() if k not in ignored
+    }
+    assert stored.client_message_id is None and stored.metadata == values["metadata"]
+
+
+def _prepared_here(statement_start: str) -> int:
+    with connection.cursor() as rows:
+        rows.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            [statement_start + "%"],
+        )
+        return rows.fetchone()[0]
+
+
+def test_the_cursor_prepares_its_statements_once_per_connection():
+    conversation = ConversationFactory(status=ConversationStatus.OPEN)
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    assert connection.connection.prepare_threshold is not None  # the settings allow it
+    for status in (ConversationStatus.HANDOFF, ConversationStatus.OPEN):
+        conversation.status = status
+        assert update_fields(connection, conversation, ["status"]) == 1
+    assert _prepared_here(f"UPDATE {table}") == 1  # parsed and planned once, run twice
+    assert Conversation.objects.get(pk=conversation.pk).status == ConversationStatus.OPEN
+
+
+def test_while_queries_are_logged_the_log_shows_the_statements_sql():
+    conversation = ConversationFactory(status=ConversationStatus.OPEN)
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    with CaptureQueriesContext(connection) as queries:
+        conversation.status = ConversationStatus.HANDOFF
+        update_fields(connection, conversation, ["status"])
+    (query,) = queries.captured_queries
+    assert query["sql"].startswith(f"UPDATE {table} SET")  # not None, as a prepared one
+
+
+def test_without_prepared_statements_the_cursor_still_binds_on_the_server(monkeypatch):
+    # DATABASE_PREPARED_STATEMENTS=false (a pooler that cannot keep them): nothing prepared
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    with cursor(connection) as rows:
+        rows.execute("SELECT %s::int + 1 AS answer_unprepared", [41])
+        assert rows.fetchone() == (42,)
+    assert _prepared_here("SELECT $1::int + 1 AS answer_unprepared") == 0
