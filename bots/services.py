@@ -6,8 +6,9 @@ and the overdue safety net can race without losing or doubling a reply.
 
 `bot_state` keys: `awaiting` ("email" while collecting an email), `flow_rule_id` (the
 collect-email rule), `reasked` (the one re-ask was spent), `ai_waiting` (ids of inbound
-messages an AI reply is still owed for), `handoff_reason`, `visitor_spoke` (a visitor
-message was handled before: the next one is not a first message).
+messages an AI reply is still owed for: the latest `AI_WAITING_MAX`), `handoff_reason`,
+`visitor_spoke` (a visitor message was handled before: the next one is not a first
+message).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ log = structlog.get_logger(__name__)
 
 # The safety net answers once a reply is this much later than the bot's own timeout.
 OVERDUE_GRACE_SECONDS = 5
+# A conversation owes AI replies to at most this many of its latest visitor messages: when
+# the worker falls behind, a visitor who keeps writing gets answers to what they asked
+# last, not a flood of stale ones, and the state saved on every message stays small.
+AI_WAITING_MAX = 10
 DEFAULT_EMAIL_QUESTION = "What's your email address? We'll get back to you there."
 DEFAULT_EMAIL_THANKS = "Thanks! We'll be in touch at {email}."
 EMAIL_REASK = (
@@ -396,7 +401,8 @@ def _ai_reply_schedule(turn: _Turn) -> None:
     message_id = turn.message.pk
     conversation.bot_state = {
         **(conversation.bot_state or {}),
-        "ai_waiting": [*_ai_waiting(conversation), message_id],
+        # the oldest beyond the cap are dropped: their queued tasks find nothing owed
+        "ai_waiting": [*_ai_waiting(conversation), message_id][-AI_WAITING_MAX:],
     }
     conversation.pending_reply_since = timezone.now()
     turn.pending = True

@@ -8,7 +8,7 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from bots.services import conversation_handoff, reply_overdue_resolve
+from bots.services import AI_WAITING_MAX, conversation_handoff, reply_overdue_resolve
 from bots.tasks import ai_reply
 from crm.models import Conversation, ConversationStatus
 from tests.bots.conftest import bot_replies
@@ -64,6 +64,27 @@ def test_scheduled_then_task_runs_once_even_if_redelivered(conversation, say, ar
     ai_reply(message_id=message.pk)  # acks_late redelivery or a retry: no second reply
     assert len(bot_replies(conversation)) == 1
     ai_reply(message_id=10**9)  # a message that is gone: nothing happens
+
+
+def test_only_the_latest_messages_are_owed_an_ai_reply_when_the_worker_falls_behind(
+    conversation, say, articles
+):
+    asked = [
+        say(conversation, f"Do gift cards expire? ({n})", commit=False)[0]
+        for n in range(AI_WAITING_MAX + 3)
+    ]
+    latest = [m.pk for m in asked[-AI_WAITING_MAX:]]
+    assert conversation.bot_state["ai_waiting"] == latest
+    assert conversation.pending_reply_since is not None
+    for dropped in asked[:3]:
+        ai_reply(message_id=dropped.pk)  # its task runs late: nothing is owed any more
+    assert bot_replies(conversation) == []
+    ai_reply(message_id=asked[-1].pk)
+    [reply] = bot_replies(conversation)
+    assert reply.metadata["reply_to"] == asked[-1].pk
+    conversation.refresh_from_db()
+    assert conversation.bot_state["ai_waiting"] == latest[:-1]
+    assert conversation.pending_reply_since is not None  # still owed for the others
 
 
 def test_handoff_while_computing_drops_the_ai_reply(conversation, say, articles):
