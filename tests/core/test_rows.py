@@ -137,3 +137,16 @@ def test_without_prepared_statements_the_cursor_still_binds_on_the_server(monkey
         rows.execute("SELECT %s::int + 1 AS answer_unprepared", [41])
         assert rows.fetchone() == (42,)
     assert _prepared_here("SELECT $1::int + 1 AS answer_unprepared") == 0
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler(monkeypatch):
+    from config.settings.base import database_tuned
+
+    postgres = {"ENGINE": "django.db.backends.postgresql"}
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
+    assert "prepare_threshold" not in database_tuned(dict(postgres))["OPTIONS"]
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "true")
+    assert database_tuned(dict(postgres))["OPTIONS"]["prepare_threshold"] == 5
+    sqlite = database_tuned({"ENGINE": "django.db.backends.sqlite3"}, conn_max_age=0)
+    assert sqlite["OPTIONS"] == {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    assert sqlite["CONN_MAX_AGE"] == 0
