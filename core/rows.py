@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.fields import AutoFieldMixin
 
 try:
     from django.db.backends.postgresql.base import (
@@ -34,13 +35,18 @@ def cursor(connection: BaseDatabaseWrapper):
     """A Django cursor for this module's statements, wrapped (logged, counted, its errors
     translated) like `connection.cursor()`.
 
-    On PostgreSQL with psycopg 3 it binds the parameters on the server and prepares each
-    statement on its first execution on the connection: later executions skip parsing
-    and planning, which cost the server more than running these statements. Django's own
-    cursors bind on the client and never prepare. Nothing is prepared while queries are
-    logged (below), nor while the connection's `prepare_threshold` is None (Django's
-    default; the settings set it unless `DATABASE_PREPARED_STATEMENTS` is off, e.g.
-    behind PgBouncer in transaction mode before 1.21).
+    On PostgreSQL with psycopg 3 it binds the parameters on the server, so psycopg can
+    prepare a statement once it runs again on the same connection (`prepare_threshold`,
+    set by the settings unless `DATABASE_PREPARED_STATEMENTS` is off): later runs skip
+    parsing and planning, which cost the server more than running these statements. A
+    statement run once per connection (`CONN_MAX_AGE=0`) is never prepared, so it costs
+    no extra round trip. Django's own cursors bind on the client and never prepare.
+    While queries are logged (DEBUG, tests counting queries) nothing is prepared: psycopg
+    keeps no query text for a prepared run, and the log shows it.
+
+    psycopg forgets every prepared statement on a ROLLBACK (a savepoint's too), and one
+    whose result columns changed type (a migration) fails once with "cached plan must
+    not change result type" (`is_stale_plan`); the rollback that follows clears it.
     """
     if ServerBindingCursor is None or connection.vendor != "postgresql":
         return connection.cursor()
@@ -48,9 +54,7 @@ def cursor(connection: BaseDatabaseWrapper):
     connection.ensure_connection()
     with connection.wrap_database_errors:
         raw = _PreparedCursor(connection.connection)
-    # psycopg keeps no query text for a prepared execution, which a query log (DEBUG,
-    # tests counting queries) shows: while queries are logged, nothing is prepared.
-    raw.prepare = not connection.queries_logged
+    raw.logged = connection.queries_logged
     # as the backend's `create_cursor` does
     tzloader = connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
     if connection.timezone != tzloader.timezone:
@@ -58,13 +62,21 @@ def cursor(connection: BaseDatabaseWrapper):
     return connection._prepare_cursor(raw)
 
 
+def is_stale_plan(error: BaseException) -> bool:
+    """Did a prepared statement fail because a migration changed its result's types?
+    Its transaction can be retried once (the rollback made psycopg forget it)."""
+    cause = error.__cause__ or error
+    return getattr(cause, "sqlstate", None) == "0A000" and "cached plan" in str(cause)
+
+
 if ServerBindingCursor is not None:
 
     class _PreparedCursor(ServerBindingCursor):
-        prepare = True
+        logged = False
 
         def execute(self, query, params=None, *, prepare=None, binary=None):
-            prepare = self.prepare if prepare is None else prepare
+            if self.logged:
+                prepare = False
             return super().execute(query, params, prepare=prepare, binary=binary)
 
 
@@ -128,14 +140,17 @@ class Columns:
 
 
 def insert(connection: BaseDatabaseWrapper, instance: models.Model) -> None:
-    """`instance.save()` of a new row without the ORM's query building: one INSERT that
-    returns the primary key, `auto_now`/`auto_now_add` fields set on the instance, no
-    signals. Needs a backend that returns columns from an INSERT (PostgreSQL, SQLite)."""
+    """A new row's `instance.save()` without the ORM's query building, for a plain model
+    (an auto-increment primary key, no parent model, no database-computed field): one
+    INSERT that returns the primary key, `auto_now`/`auto_now_add` fields set on the
+    instance, no signals. Needs a backend that returns columns from an INSERT
+    (PostgreSQL, SQLite)."""
     if not connection.features.can_return_columns_from_insert:
         raise NotImplementedError(f"{connection.vendor} cannot return the inserted row's id")
     sql, fields = _insert_sql(type(instance), connection.alias)
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with cursor(connection) as rows:
+    # as `save()` does: a failure inside `atomic` marks it for rollback
+    with transaction.mark_for_rollback_on_error(using=connection.alias), cursor(connection) as rows:
         rows.execute(sql, params)
         (instance.pk,) = rows.fetchone()
     instance._state.adding = False
@@ -144,7 +159,11 @@ def insert(connection: BaseDatabaseWrapper, instance: models.Model) -> None:
 
 @functools.cache
 def _insert_sql(model: type[models.Model], alias: str) -> tuple[str, list[models.Field]]:
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    meta = model._meta
+    computed = [f.name for f in meta.concrete_fields if f.generated or f.has_db_default()]
+    if not isinstance(meta.pk, AutoFieldMixin) or meta.parents or computed:
+        raise TypeError(f"core.rows.insert writes plain models only, not {model.__name__}")
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connections[alias].ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -160,7 +179,7 @@ def update_fields(
     by primary key, `auto_now` fields refreshed (name them), no signals. Rows matched."""
     sql, fields = _update_sql(type(instance), tuple(names), connection.alias)
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
-    with cursor(connection) as rows:
+    with transaction.mark_for_rollback_on_error(using=connection.alias), cursor(connection) as rows:
         rows.execute(sql, [*params, instance.pk])
         return rows.rowcount
 

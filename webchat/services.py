@@ -6,12 +6,13 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import NotSupportedError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bots.services import bot_state_new, inbound_handle, reply_overdue_resolve
+from bots.services import InboundResult, bot_state_new, inbound_handle, reply_overdue_resolve
 from core.exceptions import InvalidRequest
+from core.rows import is_stale_plan
 from crm.models import (
     Channel,
     Contact,
@@ -281,6 +282,39 @@ def message_receive(
     (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) is it already stored at commit, and
     then it is read back so the widget gets it at once.
     """
+    try:
+        message, conversation, waited, handled = _message_store_and_handle(
+            site=site, claims=claims, text=text, client_message_id=client_message_id
+        )
+    except NotSupportedError as exc:
+        if not is_stale_plan(exc):
+            raise
+        # A migration changed a column the locking statement returns: its rollback made
+        # psycopg forget the stale statement, so the one retry prepares it anew.
+        message, conversation, waited, handled = _message_store_and_handle(
+            site=site, claims=claims, text=text, client_message_id=client_message_id
+        )
+    created = handled is not None
+    _session_seen(claims.session_id, conversation.session_last_seen_at)
+    if not created:
+        message = Message.objects.get(
+            conversation_id=claims.conversation_id, client_message_id=client_message_id
+        )
+        return Received(message, False, _replies_after(message), _pending(claims.conversation_id))
+    metrics.MESSAGES.labels("inbound").inc()
+    replies, pending = handled.replies, handled.reply_owed
+    if waited or (handled.pending and current_app.conf.task_always_eager):
+        replies, pending = _replies_after(message), _pending(claims.conversation_id)
+    if replies:
+        metrics.MESSAGES.labels("outbound").inc(len(replies))
+    return Received(message, True, replies, pending)
+
+
+def _message_store_and_handle(
+    *, site: SiteSnapshot, claims: SessionClaims, text: str, client_message_id: str
+) -> tuple[Message, Conversation, bool, InboundResult | None]:
+    """`message_receive`'s transaction: (the message, its conversation, whether it waited
+    for the lock behind another writer, the bot's handling or None for a retry)."""
     message = Message(
         tenant_id=site.tenant_id,
         conversation_id=claims.conversation_id,
@@ -290,6 +324,7 @@ def message_receive(
         client_message_id=client_message_id,
         metadata={"session_id": claims.session_id},
     )
+    handled = None
     with transaction.atomic():
         conversation, created = conversation_lock_and_insert(
             tenant_id=site.tenant_id, claims=claims, message=message
@@ -306,19 +341,7 @@ def message_receive(
         if created:
             handled = inbound_handle(message=message, locked=conversation)
             handoff_message_forward_schedule(message=message)  # to Chatwoot, on commit
-    _session_seen(claims.session_id, conversation.session_last_seen_at)
-    if not created:
-        message = Message.objects.get(
-            conversation_id=claims.conversation_id, client_message_id=client_message_id
-        )
-        return Received(message, False, _replies_after(message), _pending(claims.conversation_id))
-    metrics.MESSAGES.labels("inbound").inc()
-    replies, pending = handled.replies, handled.reply_owed
-    if waited or (handled.pending and current_app.conf.task_always_eager):
-        replies, pending = _replies_after(message), _pending(claims.conversation_id)
-    if replies:
-        metrics.MESSAGES.labels("outbound").inc(len(replies))
-    return Received(message, True, replies, pending)
+    return message, conversation, waited, handled
 
 
 def messages_poll(*, session: WebChatSession, after: int) -> tuple[list[Message], bool]:

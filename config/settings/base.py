@@ -70,9 +70,12 @@ TEMPLATES = [
 ]
 
 
-def database_tuned(database: dict, *, conn_max_age: int | None = None) -> dict:
+def database_tuned(
+    database: dict, *, conn_max_age: int | None = None, prepared: bool | None = None
+) -> dict:
     """How this project runs one database (a `DATABASES` entry from its URL): every
-    settings module passes its own through here."""
+    settings module passes its own through here. `conn_max_age` and `prepared` default
+    to `CONN_MAX_AGE` and `DATABASE_PREPARED_STATEMENTS` from the environment."""
     database["CONN_MAX_AGE"] = (
         env.int("CONN_MAX_AGE", default=60) if conn_max_age is None else conn_max_age
     )
@@ -83,13 +86,13 @@ def database_tuned(database: dict, *, conn_max_age: int | None = None) -> dict:
         # it writes must take SQLite's write lock at BEGIN, or a concurrent writer makes
         # its first write fail at once with "database is locked" instead of waiting.
         options.update(transaction_mode="IMMEDIATE", timeout=20)
-    elif database["ENGINE"].endswith("postgresql") and env.bool(
-        "DATABASE_PREPARED_STATEMENTS", default=True
+    elif database["ENGINE"].endswith("postgresql") and (
+        env.bool("DATABASE_PREPARED_STATEMENTS", default=True) if prepared is None else prepared
     ):
-        # Lets psycopg prepare the hot-path statements `core.rows.cursor` asks it to
-        # (Django's own queries bind on the client and are never prepared). Turn it off
-        # behind a pooler that cannot keep prepared statements.
-        options.setdefault("prepare_threshold", 5)
+        # psycopg prepares a statement of a `core.rows.cursor` from its second run on a
+        # connection (Django's own queries bind on the client and are never prepared).
+        # Off behind a pooler that cannot keep prepared statements (see the README).
+        options.setdefault("prepare_threshold", 1)
     return database
 
 

@@ -11,6 +11,7 @@ DATABASES = {
     "default": database_tuned(
         env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres"),
         conn_max_age=0,  # each test thread and live-server request closes its connection
+        prepared=True,  # the suite runs the hot path as deployed, whatever the environment
     )
 }
 # Several suites may run at once on one machine: give each run its own test database

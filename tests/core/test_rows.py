@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -108,14 +108,18 @@ def _prepared_here(statement_start: str) -> int:
         return rows.fetchone()[0]
 
 
-def test_the_cursor_prepares_its_statements_once_per_connection():
+def test_the_cursor_prepares_a_statement_from_its_second_run_on_a_connection():
     conversation = ConversationFactory(status=ConversationStatus.OPEN)
     table = connection.ops.quote_name(Conversation._meta.db_table)
     assert connection.connection.prepare_threshold is not None  # the settings allow it
-    for status in (ConversationStatus.HANDOFF, ConversationStatus.OPEN):
+    conversation.status = ConversationStatus.HANDOFF
+    update_fields(connection, conversation, ["status"])
+    # run once (a connection per request, CONN_MAX_AGE=0): no extra round trip to prepare
+    assert _prepared_here(f"UPDATE {table}") == 0
+    for status in (ConversationStatus.OPEN, ConversationStatus.HANDOFF, ConversationStatus.OPEN):
         conversation.status = status
         assert update_fields(connection, conversation, ["status"]) == 1
-    assert _prepared_here(f"UPDATE {table}") == 1  # parsed and planned once, run twice
+    assert _prepared_here(f"UPDATE {table}") == 1  # parsed and planned once, then reused
     assert Conversation.objects.get(pk=conversation.pk).status == ConversationStatus.OPEN
 
 
@@ -129,7 +133,7 @@ def test_while_queries_are_logged_the_log_shows_the_statements_sql():
     assert query["sql"].startswith(f"UPDATE {table} SET")  # not None, as a prepared one
 
 
-def test_without_prepared_statements_the_cursor_still_binds_on_the_server(monkeypatch):
+def test_without_prepared_statements_nothing_is_prepared(monkeypatch):
     # DATABASE_PREPARED_STATEMENTS=false (a pooler that cannot keep them): nothing prepared
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)
@@ -145,8 +149,33 @@ def test_prepared_statements_can_be_turned_off_for_a_pooler(monkeypatch):
     postgres = {"ENGINE": "django.db.backends.postgresql"}
     monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
     assert "prepare_threshold" not in database_tuned(dict(postgres))["OPTIONS"]
+    assert database_tuned(dict(postgres), prepared=True)["OPTIONS"]["prepare_threshold"] == 1
     monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "true")
-    assert database_tuned(dict(postgres))["OPTIONS"]["prepare_threshold"] == 5
+    assert database_tuned(dict(postgres))["OPTIONS"]["prepare_threshold"] == 1
     sqlite = database_tuned({"ENGINE": "django.db.backends.sqlite3"}, conn_max_age=0)
     assert sqlite["OPTIONS"] == {"transaction_mode": "IMMEDIATE", "timeout": 20}
     assert sqlite["CONN_MAX_AGE"] == 0
+
+
+def test_a_failed_insert_inside_atomic_marks_it_for_rollback_as_save_does():
+    conversation = ConversationFactory()
+    broken = Message(
+        tenant_id=conversation.tenant_id,
+        conversation_id=conversation.pk,
+        direction=Direction.OUTBOUND,
+        sender_type=SenderType.BOT,
+        text=None,  # NOT NULL
+    )
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            insert(connection, broken)
+        assert connection.needs_rollback is True
+    assert broken._state.adding is True and broken.pk is None
+
+
+def test_insert_refuses_a_model_whose_primary_key_the_database_does_not_assign():
+    from django.contrib.sessions.models import Session  # its key is set by the caller
+
+    with pytest.raises(TypeError, match="plain models only"):
+        insert(connection, Session(session_key="k", session_data="", expire_date=timezone.now()))
+    assert not Session.objects.exists()

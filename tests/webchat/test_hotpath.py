@@ -95,3 +95,33 @@ def test_outside_a_transaction_it_refuses(claims):
         hotpath.conversation_lock_and_insert(
             tenant_id=message.tenant_id, claims=claims, message=message
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_that_changes_a_returned_column_costs_the_visitor_nothing(widget_client, bot):
+    """Another process changes the type of a column the prepared locking statement returns
+    (a deploy's migration): the statement fails once with "cached plan must not change
+    result type", and the route retries its transaction instead of answering 500."""
+    import psycopg
+    from django.db import connection
+
+    widget_client.init()
+    for n in range(2):  # the second run prepares the statement on this connection
+        assert widget_client.send(f"hello {n}").status_code == 201
+    table = connection.ops.quote_name(bot._meta.db_table)
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    ) as other:
+        other.execute(f"ALTER TABLE {table} ALTER COLUMN name TYPE varchar(121)")
+        try:
+            response = widget_client.send("after the migration")
+        finally:
+            other.execute(f"ALTER TABLE {table} ALTER COLUMN name TYPE varchar(120)")
+    assert response.status_code == 201, response.content
+    texts = list(
+        Message.objects.filter(direction=Direction.INBOUND)
+        .order_by("id")
+        .values_list("text", flat=True)
+    )
+    assert texts == ["hello 0", "hello 1", "after the migration"]
