@@ -399,10 +399,18 @@ def _ai_reply_schedule(turn: _Turn) -> None:
 
     conversation = turn.conversation
     message_id = turn.message.pk
+    owed = [*_ai_waiting(conversation), message_id]
+    if len(owed) > AI_WAITING_MAX:
+        # the oldest beyond the cap are dropped: their queued tasks find nothing owed
+        log.warning(
+            "ai_reply.owed_dropped",
+            tenant_id=conversation.tenant_id,
+            conversation_id=conversation.pk,
+            message_ids=owed[:-AI_WAITING_MAX],
+        )
     conversation.bot_state = {
         **(conversation.bot_state or {}),
-        # the oldest beyond the cap are dropped: their queued tasks find nothing owed
-        "ai_waiting": [*_ai_waiting(conversation), message_id][-AI_WAITING_MAX:],
+        "ai_waiting": owed[-AI_WAITING_MAX:],
     }
     conversation.pending_reply_since = timezone.now()
     turn.pending = True

@@ -7,6 +7,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from bots.services import AI_WAITING_MAX, conversation_handoff, reply_overdue_resolve
 from bots.tasks import ai_reply
@@ -69,12 +70,15 @@ def test_scheduled_then_task_runs_once_even_if_redelivered(conversation, say, ar
 def test_only_the_latest_messages_are_owed_an_ai_reply_when_the_worker_falls_behind(
     conversation, say, articles
 ):
-    asked = [
-        say(conversation, f"Do gift cards expire? ({n})", commit=False)[0]
-        for n in range(AI_WAITING_MAX + 3)
-    ]
+    with capture_logs() as logs:
+        asked = [
+            say(conversation, f"Do gift cards expire? ({n})", commit=False)[0]
+            for n in range(AI_WAITING_MAX + 3)
+        ]
     latest = [m.pk for m in asked[-AI_WAITING_MAX:]]
     assert conversation.bot_state["ai_waiting"] == latest
+    dropped_logged = [e["message_ids"] for e in logs if e["event"] == "ai_reply.owed_dropped"]
+    assert dropped_logged == [[m.pk] for m in asked[:3]]
     assert conversation.pending_reply_since is not None
     for dropped in asked[:3]:
         ai_reply(message_id=dropped.pk)  # its task runs late: nothing is owed any more
