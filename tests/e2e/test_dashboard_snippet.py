@@ -7,7 +7,7 @@ import re
 
 import pytest
 from django.urls import reverse
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tenants.models import Role
 from tests.e2e.conftest import SHIPPING_ANSWER, SITE_TITLE, HostPages, Shop
@@ -28,14 +28,15 @@ def _log_in(page: Page, base_url: str, email: str) -> None:
 
 
 @pytest.fixture
-def staff_page(browser: Browser, live_server):
-    """A logged-in browser page whose clipboard the test can read back."""
-    context = browser.new_context(
+def staff_page(transactional_db, new_context, live_server) -> Page:
+    """A browser page whose clipboard the test can read back. Its context comes from the
+    conftest's `new_context`, which lets the widget's API calls finish before the context
+    closes; `transactional_db` is requested first so its TRUNCATE runs only after that
+    (a widget request still in the live server deadlocked with it)."""
+    context = new_context(
         permissions=["clipboard-read", "clipboard-write"], base_url=live_server.url
     )
-    page = context.new_page()
-    yield page
-    context.close()
+    return context.new_page()
 
 
 def test_copied_snippet_boots_the_widget_on_another_origin(
