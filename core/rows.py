@@ -147,29 +147,49 @@ def insert(connection: BaseDatabaseWrapper, instance: models.Model) -> None:
     (PostgreSQL, SQLite)."""
     if not connection.features.can_return_columns_from_insert:
         raise NotImplementedError(f"{connection.vendor} cannot return the inserted row's id")
-    sql, fields = _insert_sql(type(instance), connection.alias)
+    sql = _insert_sql(type(instance), connection.alias)
+    fields = insert_fields(type(instance))
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     # as `save()` does: a failure inside `atomic` marks it for rollback
     with transaction.mark_for_rollback_on_error(using=connection.alias), cursor(connection) as rows:
         rows.execute(sql, params)
-        (instance.pk,) = rows.fetchone()
-    instance._state.adding = False
-    instance._state.db = connection.alias
+        (pk,) = rows.fetchone()
+    inserted(connection, instance, pk)
 
 
 @functools.cache
-def _insert_sql(model: type[models.Model], alias: str) -> tuple[str, list[models.Field]]:
+def insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
+    """The columns an INSERT of a plain model writes, in order (all but the primary key)."""
     meta = model._meta
     computed = [f.name for f in meta.concrete_fields if f.generated or f.has_db_default()]
     if not isinstance(meta.pk, AutoFieldMixin) or meta.parents or computed:
         raise TypeError(f"core.rows.insert writes plain models only, not {model.__name__}")
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    return tuple(f for f in meta.concrete_fields if not f.primary_key)
+
+
+@functools.cache
+def insert_into(model: type[models.Model], alias: str) -> tuple[str, str]:
+    """`INSERT INTO <table> (<insert_fields' columns>)` and its placeholders, for a
+    statement to finish (`VALUES (...)`, `SELECT ... FROM`, `ON CONFLICT`, `RETURNING`)."""
     quote = connections[alias].ops.quote_name
+    fields = insert_fields(model)
     columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"  # noqa: S608
-    return sql, fields
+    table = quote(model._meta.db_table)
+    return f"INSERT INTO {table} ({columns})", ", ".join(["%s"] * len(fields))
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], alias: str) -> str:
+    into, placeholders = insert_into(model, alias)
+    pk = connections[alias].ops.quote_name(model._meta.pk.column)
+    return f"{into} VALUES ({placeholders}) RETURNING {pk}"
+
+
+def inserted(connection: BaseDatabaseWrapper, instance: models.Model, pk: Any) -> None:
+    """Mark an instance as the row just inserted with `pk` (as `save()` leaves it)."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
 
 
 def update_fields(

@@ -41,7 +41,7 @@ def message_insert_once(message: Message) -> bool:
         row = cursor.fetchone()
     if row is None:
         return False
-    message_inserted(connection, message, row[0])
+    rows.inserted(connection, message, row[0])
     return True
 
 
@@ -52,17 +52,10 @@ def message_insert_values(connection, message: Message) -> list:
     now = timezone.now()
     message.created_at = message.created_at or now
     message.updated_at = now
-    return [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _INSERTED]
-
-
-def message_inserted(connection, message: Message, pk: int) -> None:
-    """Mark an instance as the row just inserted with `pk`."""
-    message.pk = pk
-    message._state.adding = False
-    message._state.db = connection.alias
-
-
-_INSERTED = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    return [
+        f.get_db_prep_save(getattr(message, f.attname), connection)
+        for f in rows.insert_fields(Message)
+    ]
 
 
 @functools.cache
@@ -70,19 +63,17 @@ def message_insert_sql(alias: str, *, source: str | None = None) -> str:
     """`INSERT ... ON CONFLICT DO NOTHING RETURNING id` for one message; its values are
     `message_insert_values`. With `source` (a table or CTE name), the row is inserted once
     per row of `source` (`INSERT ... SELECT <values> FROM source`) instead of `VALUES`."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
+    quote = connections[alias].ops.quote_name
     conversation, client_id = (
         quote(Message._meta.get_field(name).column)
         for name in ("conversation", "client_message_id")
     )
-    table, pk = quote(Message._meta.db_table), quote(Message._meta.pk.column)
-    columns = ", ".join(quote(f.column) for f in _INSERTED)
-    placeholders = ", ".join(["%s"] * len(_INSERTED))
+    pk = quote(Message._meta.pk.column)
+    into, placeholders = rows.insert_into(Message, alias)
     # Built from the model's own quoted identifiers only; the values go as parameters.
     select = "SELECT {} FROM {}"
-    rows = f"VALUES ({placeholders})" if source is None else select.format(placeholders, source)
-    sql = f"INSERT INTO {table} ({columns}) {rows} "
+    values = f"VALUES ({placeholders})" if source is None else select.format(placeholders, source)
+    sql = f"{into} {values} "
     sql += f"ON CONFLICT ({conversation}, {client_id}) WHERE {client_id} IS NOT NULL "
     sql += f"DO NOTHING RETURNING {pk}"
     return sql

@@ -16,14 +16,9 @@ from django.db import connections, router
 from django.db.transaction import TransactionManagementError
 
 from bots.models import Bot
-from core.rows import Columns, cursor
+from core.rows import Columns, cursor, inserted
 from crm.models import Conversation, Message
-from crm.services import (
-    message_insert_once,
-    message_insert_sql,
-    message_insert_values,
-    message_inserted,
-)
+from crm.services import message_insert_once, message_insert_sql, message_insert_values
 from webchat.models import WebChatSession
 from webchat.tokens import SessionClaims
 
@@ -67,7 +62,7 @@ def conversation_lock_and_insert(
     conversation = _from_row(connection, row[:-1])
     if row[-1] is None:
         return conversation, False
-    message_inserted(connection, message, row[-1])
+    inserted(connection, message, row[-1])
     return conversation, True
 
 
