@@ -282,18 +282,17 @@ def message_receive(
     (`CELERY_TASK_ALWAYS_EAGER`: embedded mode, tests) is it already stored at commit, and
     then it is read back so the widget gets it at once.
     """
-    try:
-        message, conversation, waited, handled = _message_store_and_handle(
-            site=site, claims=claims, text=text, client_message_id=client_message_id
-        )
-    except NotSupportedError as exc:
-        if not is_stale_plan(exc):
-            raise
-        # A migration changed a column the locking statement returns: its rollback made
-        # psycopg forget the stale statement, so the one retry prepares it anew.
-        message, conversation, waited, handled = _message_store_and_handle(
-            site=site, claims=claims, text=text, client_message_id=client_message_id
-        )
+    for attempt in (1, 2):
+        try:
+            message, conversation, waited, handled = _message_store_and_handle(
+                site=site, claims=claims, text=text, client_message_id=client_message_id
+            )
+            break
+        except NotSupportedError as exc:
+            # A migration changed a column the locking statement returns: its rollback made
+            # psycopg forget the stale statement, so one retry prepares it anew.
+            if attempt == 2 or not is_stale_plan(exc):
+                raise
     created = handled is not None
     _session_seen(claims.session_id, conversation.session_last_seen_at)
     if not created:
@@ -310,19 +309,28 @@ def message_receive(
     return Received(message, True, replies, pending)
 
 
-def _message_store_and_handle(
-    *, site: SiteSnapshot, claims: SessionClaims, text: str, client_message_id: str
-) -> tuple[Message, Conversation, bool, InboundResult | None]:
-    """`message_receive`'s transaction: (the message, its conversation, whether it waited
-    for the lock behind another writer, the bot's handling or None for a retry)."""
-    message = Message(
-        tenant_id=site.tenant_id,
+def visitor_message(
+    *, tenant_id: int, claims: SessionClaims, text: str, client_message_id: str
+) -> Message:
+    """The unsaved message a visitor sends through the token `claims` were read from."""
+    return Message(
+        tenant_id=tenant_id,
         conversation_id=claims.conversation_id,
         direction=Direction.INBOUND,
         sender_type=SenderType.VISITOR,
         text=text,
         client_message_id=client_message_id,
         metadata={"session_id": claims.session_id},
+    )
+
+
+def _message_store_and_handle(
+    *, site: SiteSnapshot, claims: SessionClaims, text: str, client_message_id: str
+) -> tuple[Message, Conversation, bool, InboundResult | None]:
+    """`message_receive`'s transaction: (the message, its conversation, whether it waited
+    for the lock behind another writer, the bot's handling or None for a retry)."""
+    message = visitor_message(
+        tenant_id=site.tenant_id, claims=claims, text=text, client_message_id=client_message_id
     )
     handled = None
     with transaction.atomic():

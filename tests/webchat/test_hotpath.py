@@ -7,9 +7,10 @@ import pytest
 from django.db import transaction
 from django.db.transaction import TransactionManagementError
 
-from crm.models import Conversation, Direction, Message, SenderType
+from crm.models import Conversation, Direction, Message
 from webchat import hotpath
 from webchat.models import WebChatSession
+from webchat.services import visitor_message
 from webchat.tokens import session_token_read
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +30,11 @@ def claims(widget_client):
 
 
 def _message(claims, text, client_message_id="c-1"):
-    return Message(
+    return visitor_message(
         tenant_id=Conversation.objects.get(pk=claims.conversation_id).tenant_id,
-        conversation_id=claims.conversation_id,
-        direction=Direction.INBOUND,
-        sender_type=SenderType.VISITOR,
+        claims=claims,
         text=text,
         client_message_id=client_message_id,
-        metadata={"session_id": claims.session_id},
     )
 
 
