@@ -38,6 +38,7 @@ from core.exceptions import InvalidRequest
 from core.rows import insert, update_fields
 from core.tasks import enqueue
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
+from crm.selectors import contact_find_by_email
 from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
 
@@ -379,8 +380,18 @@ def _email_answer(turn: _Turn) -> bool:
 
 
 def _contact_set_email(*, conversation: Conversation, email: str) -> None:
+    """Record the email the visitor gave. A verified contact (signed in on the host page)
+    takes it. Otherwise the tenant's contact with that email already, if any, is this
+    conversation's person from now on (one contact per email, as Chatwoot and Intercom
+    merge leads); else the conversation's own contact takes it, or a new one is made."""
     contact = conversation.contact
-    if contact is None or contact.tenant_id != conversation.tenant_id:
+    if contact is not None and contact.tenant_id != conversation.tenant_id:
+        contact = None
+    if contact is None or not contact.external_id:
+        known = contact_find_by_email(tenant_id=conversation.tenant_id, email=email)
+        if known is not None:
+            contact = conversation.contact = known
+    if contact is None:
         conversation.contact = Contact.objects.create(tenant_id=conversation.tenant_id, email=email)
         return
     contact.email = email

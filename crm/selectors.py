@@ -5,7 +5,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from bots.models import FlowRule, KnowledgeArticle
-from crm.models import Conversation, ConversationStatus, Message, SenderType
+from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from tenants.models import Tenant
 from webchat.models import WebChatSession
 
@@ -81,6 +81,19 @@ def conversation_get(*, tenant: Tenant, conversation_id: int) -> Conversation:
     """The tenant's conversation or 404 (another tenant's looks exactly like a missing one)."""
     return get_object_or_404(
         Conversation.objects.select_related("contact", "bot"), tenant=tenant, pk=conversation_id
+    )
+
+
+def contact_find_by_email(*, tenant_id: int, email: str) -> Contact | None:
+    """The tenant's unverified contact with this email (any case), the latest updated if
+    several; anonymized ones have none. Verified contacts (`external_id`) are not found:
+    typing someone's email must not make a visitor that signed-in person."""
+    return (
+        Contact.objects.filter(
+            tenant_id=tenant_id, external_id="", anonymized_at__isnull=True, email__iexact=email
+        )
+        .order_by("-updated_at", "-id")
+        .first()
     )
 
 

@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from crm.models import Conversation, ConversationStatus, Message
+from crm.models import Contact, Conversation, ConversationStatus, Message
 from webchat.models import WebChatSession, WebChatSite
 
 SITE_CACHE_PREFIX = "webchat:site:v1:"
@@ -131,6 +131,24 @@ def session_find_for_resume(
     else:
         sessions = sessions.exclude(conversation__status=ConversationStatus.RESOLVED)
     return sessions.order_by("-last_seen_at").first()
+
+
+def visitor_contact_latest(*, site_id: int, visitor_id: str) -> Contact | None:
+    """The unverified contact (an email the visitor gave) of the visitor's latest
+    conversation on this site that has one, unless anonymized since. A verified contact is
+    never handed on: the next chat on that browser may be someone else's."""
+    session = (
+        WebChatSession.objects.filter(
+            site_id=site_id,
+            visitor_id=visitor_id,
+            conversation__contact__external_id="",
+            conversation__contact__anonymized_at__isnull=True,
+        )
+        .select_related("conversation__contact")
+        .order_by("-last_seen_at")
+        .first()
+    )
+    return session.conversation.contact if session is not None else None
 
 
 def message_list_after(

@@ -33,6 +33,7 @@ from webchat.selectors import (
     session_find_for_resume,
     session_get,
     site_cache_forget,
+    visitor_contact_latest,
 )
 from webchat.tokens import SessionClaims, identity_verify, session_token_issue, session_token_read
 
@@ -184,6 +185,8 @@ def session_start(
             conversation.save(update_fields=["contact", "updated_at"])
     else:
         visitor = visitor_id or uuid.uuid4().hex
+        if contact is None and visitor_id:
+            contact = _returning_visitor_contact(site_id=site.id, visitor_id=visitor_id)
         conversation = Conversation.objects.create(
             tenant_id=site.tenant_id,
             channel=Channel.WEB,
@@ -215,6 +218,15 @@ def session_start(
     )
     messages = list(reversed(recent.order_by("-id")[:50]))
     return StartedSession(session, token, expires_at, resumed, messages)
+
+
+def _returning_visitor_contact(*, site_id: int, visitor_id: str) -> Contact | None:
+    """A returning visitor's new conversation is theirs as the last one was: the email they
+    gave then goes with it (and the contact counts as active again for data retention)."""
+    contact = visitor_contact_latest(site_id=site_id, visitor_id=visitor_id)
+    if contact is not None:
+        contact.save(update_fields=["updated_at"])
+    return contact
 
 
 def session_touch(*, session: WebChatSession) -> None:

@@ -184,6 +184,49 @@ def test_collect_email_updates_an_existing_contact(tenant, bot, say, collect):
     assert Contact.objects.filter(tenant=tenant).count() == 1
 
 
+def test_collect_email_links_the_tenants_contact_with_that_email(
+    tenant, other_tenant, bot, conversation, say, collect
+):
+    Contact.objects.create(tenant=other_tenant, email="jane@example.com")
+    Contact.objects.create(tenant=tenant, email="jane@example.com", external_id="user-7")
+    Contact.objects.create(tenant=tenant, anonymized_at="2026-01-01T00:00Z")
+    known = Contact.objects.create(tenant=tenant, name="Jane", email="Jane@Example.com")
+    say(conversation, "quote please")
+    say(conversation, "it's jane@example.COM")
+    assert conversation.contact_id == known.pk
+    conversation.refresh_from_db()
+    assert conversation.contact_id == known.pk  # saved with the turn
+    known.refresh_from_db()
+    assert (known.name, known.email) == ("Jane", "jane@example.COM")
+    assert Contact.objects.filter(tenant=tenant).count() == 3  # none made
+
+
+def test_collect_email_moves_an_unverified_visitor_to_the_contact_with_that_email(
+    tenant, bot, say, collect
+):
+    own = Contact.objects.create(tenant=tenant, email="old@example.com")
+    known = Contact.objects.create(tenant=tenant, email="jane@example.com")
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=own)
+    say(conversation, "quote please")
+    say(conversation, "jane@example.com")
+    conversation.refresh_from_db()
+    assert conversation.contact_id == known.pk
+    own.refresh_from_db()
+    assert own.email == "old@example.com"  # the other conversations' person is unchanged
+
+
+def test_collect_email_keeps_a_verified_contact(tenant, bot, say, collect):
+    Contact.objects.create(tenant=tenant, email="jane@example.com")
+    verified = Contact.objects.create(tenant=tenant, external_id="user-9")
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=verified)
+    say(conversation, "quote please")
+    say(conversation, "jane@example.com")
+    conversation.refresh_from_db()
+    assert conversation.contact_id == verified.pk
+    verified.refresh_from_db()
+    assert verified.email == "jane@example.com"
+
+
 def test_collect_email_reasks_once_then_lets_go(conversation, say, collect):
     say(conversation, "quote")
     _, reask = say(conversation, "why do you need it?")

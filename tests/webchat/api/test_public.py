@@ -205,6 +205,38 @@ class TestInit:
         assert again["conversation_id"] != first["conversation_id"]
         assert again["visitor_id"] == first["visitor_id"]
 
+    def test_a_returning_visitors_new_conversation_keeps_the_email_they_gave(
+        self, widget_client, site
+    ):
+        first = widget_client.init().json()
+        contact = Contact.objects.create(tenant=site.tenant, email="jane@example.com")
+        Contact.objects.filter(pk=contact.pk).update(updated_at="2020-01-01T00:00Z")
+        Conversation.objects.filter(pk=first["conversation_id"]).update(
+            contact=contact, status=ConversationStatus.RESOLVED
+        )
+        again = widget_client.init(session_token=first["session_token"]).json()
+        assert again["conversation_id"] != first["conversation_id"]
+        assert Conversation.objects.get(pk=again["conversation_id"]).contact_id == contact.pk
+        contact.refresh_from_db()
+        assert contact.updated_at.year > 2020  # active again, for data retention
+        other = WidgetClient(widget_client.client, site.site_key).init().json()
+        assert Conversation.objects.get(pk=other["conversation_id"]).contact_id is None
+
+    @pytest.mark.parametrize("kind", ["verified", "anonymized"])
+    def test_a_verified_or_anonymized_contact_is_not_handed_on(self, widget_client, site, kind):
+        fields = (
+            {"external_id": "user-42", "email": "jane@example.com"}
+            if kind == "verified"
+            else {"anonymized_at": "2026-01-01T00:00Z"}
+        )
+        contact = Contact.objects.create(tenant=site.tenant, **fields)
+        first = widget_client.init().json()
+        Conversation.objects.filter(pk=first["conversation_id"]).update(
+            contact=contact, status=ConversationStatus.RESOLVED
+        )
+        again = widget_client.init(session_token=first["session_token"]).json()
+        assert Conversation.objects.get(pk=again["conversation_id"]).contact_id is None
+
     def test_replayed_challenge_is_refused(self, widget_client):
         challenge = widget_client.config().json()["challenge"]
         assert widget_client.init(challenge=challenge).status_code == 200
