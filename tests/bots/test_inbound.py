@@ -184,6 +184,14 @@ def test_collect_email_updates_an_existing_contact(tenant, bot, say, collect):
     assert Contact.objects.filter(tenant=tenant).count() == 1
 
 
+def give_email(say, conversation, text):
+    """Ask for a quote, answer the email question with `text`; the saved conversation."""
+    say(conversation, "quote please")
+    say(conversation, text)
+    conversation.refresh_from_db()
+    return conversation
+
+
 def test_collect_email_links_the_tenants_contact_with_that_email(
     tenant, other_tenant, bot, conversation, say, collect
 ):
@@ -191,11 +199,7 @@ def test_collect_email_links_the_tenants_contact_with_that_email(
     Contact.objects.create(tenant=tenant, email="jane@example.com", external_id="user-7")
     Contact.objects.create(tenant=tenant, anonymized_at="2026-01-01T00:00Z")
     known = Contact.objects.create(tenant=tenant, name="Jane", email="Jane@Example.com")
-    say(conversation, "quote please")
-    say(conversation, "it's jane@example.COM")
-    assert conversation.contact_id == known.pk
-    conversation.refresh_from_db()
-    assert conversation.contact_id == known.pk  # saved with the turn
+    assert give_email(say, conversation, "it's jane@example.COM").contact_id == known.pk
     known.refresh_from_db()
     assert (known.name, known.email) == ("Jane", "jane@example.COM")
     assert Contact.objects.filter(tenant=tenant).count() == 3  # none made
@@ -207,10 +211,7 @@ def test_collect_email_moves_an_unverified_visitor_to_the_contact_with_that_emai
     own = Contact.objects.create(tenant=tenant, email="old@example.com")
     known = Contact.objects.create(tenant=tenant, email="jane@example.com")
     conversation = ConversationFactory(tenant=tenant, bot=bot, contact=own)
-    say(conversation, "quote please")
-    say(conversation, "jane@example.com")
-    conversation.refresh_from_db()
-    assert conversation.contact_id == known.pk
+    assert give_email(say, conversation, "jane@example.com").contact_id == known.pk
     own.refresh_from_db()
     assert own.email == "old@example.com"  # the other conversations' person is unchanged
 
@@ -219,10 +220,7 @@ def test_collect_email_keeps_a_verified_contact(tenant, bot, say, collect):
     Contact.objects.create(tenant=tenant, email="jane@example.com")
     verified = Contact.objects.create(tenant=tenant, external_id="user-9")
     conversation = ConversationFactory(tenant=tenant, bot=bot, contact=verified)
-    say(conversation, "quote please")
-    say(conversation, "jane@example.com")
-    conversation.refresh_from_db()
-    assert conversation.contact_id == verified.pk
+    assert give_email(say, conversation, "jane@example.com").contact_id == verified.pk
     verified.refresh_from_db()
     assert verified.email == "jane@example.com"
 
