@@ -3,7 +3,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from crm.models import Contact, Conversation, ConversationStatus, Message
@@ -141,6 +141,7 @@ def visitor_contact_latest(*, site_id: int, visitor_id: str) -> Contact | None:
         WebChatSession.objects.filter(
             site_id=site_id,
             visitor_id=visitor_id,
+            conversation__contact__tenant=F("tenant"),
             conversation__contact__external_id="",
             conversation__contact__anonymized_at__isnull=True,
         )
