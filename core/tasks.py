@@ -5,8 +5,9 @@ its ~0.7 ms of CPU (measured on the bench machines; a Redis LPUSH is ~0.1 ms) on
 work this call does not need: signature and option merging, a dozen look-ups in the
 Django-namespaced settings, a producer taken from the pool and returned. Here the message is
 still built and sent by Celery itself (`app.amqp.create_task_message` and
-`send_task_message`: the same protocol, routing, publish signals, publish retry policy and
-queue declaration as `apply_async`), through a producer kept per thread.
+`send_task_message`: the same protocol, routing, parent and root ids, publish signals,
+publish retry policy and queue declaration as `apply_async`), through a producer kept per
+thread.
 
 When tasks run eagerly (embedded mode, most tests) this is plain `apply_async`.
 """
@@ -35,6 +36,8 @@ def enqueue(task: Task, kwargs: dict, *, queue: str | None = None) -> str:
     options = amqp.router.route(options, name, (), kwargs)
     producer, bound = _producer(app, options["queue"])
     task_id = uuid()
+    # Queued by a task a worker runs: it is the new task's parent, as in `send_task`.
+    parent = app.current_worker_task
     message = amqp.create_task_message(
         task_id,
         name,
@@ -42,6 +45,8 @@ def enqueue(task: Task, kwargs: dict, *, queue: str | None = None) -> str:
         kwargs,
         time_limit=task.time_limit,
         soft_time_limit=task.soft_time_limit,
+        root_id=(parent.request.root_id or parent.request.id) if parent else None,
+        parent_id=parent.request.id if parent else None,
         argsrepr="()",
         kwargsrepr=repr(kwargs),
         ignore_result=task.ignore_result,

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import redis
+from celery._state import _task_stack
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connections
@@ -71,6 +72,20 @@ def test_enqueue_publishes_what_apply_async_publishes(broker, queue, not_eager):
     delivery, expected = mine["properties"], reference["properties"]
     assert delivery["delivery_info"] == expected["delivery_info"]
     assert delivery["priority"] == expected["priority"]
+
+
+def test_enqueue_from_a_running_task_names_its_parent_as_apply_async_does(broker, queue, not_eager):
+    ai_reply.push_request(id="parent-1", root_id="root-0", called_directly=False, children=[])
+    _task_stack.push(ai_reply)  # as the worker does while it runs a task
+    try:
+        enqueue(ai_reply, {"message_id": 5}, queue=queue)
+        ai_reply.apply_async(kwargs={"message_id": 5}, queue=queue)
+    finally:
+        _task_stack.pop()
+        ai_reply.pop_request()
+    mine, reference = (message["headers"] for message in _published(broker, queue))
+    assert (mine["root_id"], mine["parent_id"]) == ("root-0", "parent-1")
+    assert (reference["root_id"], reference["parent_id"]) == ("root-0", "parent-1")
 
 
 def test_enqueue_runs_the_task_at_once_when_eager(monkeypatch, celery_conf):
