@@ -380,14 +380,16 @@ def _email_answer(turn: _Turn) -> bool:
 
 
 def _contact_set_email(*, conversation: Conversation, email: str) -> None:
-    """Record the email the visitor gave. A verified contact (signed in on the host page)
-    takes it. Otherwise the tenant's contact with that email already, if any, is this
-    conversation's person from now on (one contact per email, as Chatwoot and Intercom
-    merge leads); else the conversation's own contact takes it, or a new one is made."""
+    """Record the email the visitor gave. A verified contact (signed in on the host page),
+    or one that has this email already, takes it. Otherwise the tenant's contact with that
+    email, if any, is this conversation's person from now on (one contact per email, as
+    Chatwoot and Intercom merge leads); else the conversation's own contact takes it, or a
+    new one is made."""
     contact = conversation.contact
     if contact is not None and contact.tenant_id != conversation.tenant_id:
         contact = None
-    if contact is None or not contact.external_id:
+    keeps = contact is not None and (contact.external_id or contact.email.lower() == email.lower())
+    if not keeps:
         known = contact_find_by_email(tenant_id=conversation.tenant_id, email=email)
         if known is not None:
             contact = conversation.contact = known

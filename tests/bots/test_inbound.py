@@ -216,6 +216,13 @@ def test_collect_email_moves_an_unverified_visitor_to_the_contact_with_that_emai
     assert own.email == "old@example.com"  # the other conversations' person is unchanged
 
 
+def test_collect_email_keeps_a_contact_that_has_that_email_already(tenant, bot, say, collect):
+    own = Contact.objects.create(tenant=tenant, email="Jane@example.com")
+    Contact.objects.create(tenant=tenant, email="jane@example.com")  # a newer duplicate
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=own)
+    assert give_email(say, conversation, "jane@example.com").contact_id == own.pk
+
+
 def test_collect_email_keeps_a_verified_contact(tenant, bot, say, collect):
     Contact.objects.create(tenant=tenant, email="jane@example.com")
     verified = Contact.objects.create(tenant=tenant, external_id="user-9")
