@@ -26,6 +26,14 @@ class WebChatSiteAdmin(admin.ModelAdmin):
     readonly_fields = ["site_key", "previous_site_key", "previous_key_expires_at", "canary"]
     raw_id_fields = ["bot"]
 
+    def save_model(self, request, obj, form, change) -> None:
+        """On a change, write only the fields the form changed: a key rotation or a canary
+        flag set while the form was being saved (after the admin read the row) stays."""
+        if not change:
+            super().save_model(request, obj, form, change)
+        elif form.changed_data:
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
+
     @admin.display(description="Canary site")
     def canary(self, site: WebChatSite) -> str:
         if site.pk is None:

@@ -13,6 +13,7 @@ from rollout.exceptions import NoChange
 from rollout.models import AuditAction, AuditEntry, Mode
 from rollout.selectors import GENERATION_KEY, Decision, generation_get, webchat_allowed
 from tests.factories.rollout import RolloutPolicyFactory, TenantRolloutFactory
+from webchat.admin import WebChatSiteAdmin
 from webchat.models import WebChatSite
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +58,25 @@ class TestWebChatAdmin:
         assert site.is_canary is start
         assert not AuditEntry.objects.exists()
         assert cache.get(GENERATION_KEY) == generation
+
+    def test_a_flag_or_key_changed_while_the_admin_saves_is_kept(
+        self, operator_client, site, monkeypatch
+    ):
+        data = _admin_form_data(operator_client.get(self.change_url(site)))
+        data["title"] = "Renamed by an operator"
+        real_save_form = WebChatSiteAdmin.save_form
+
+        def save_form_after_a_concurrent_change(admin, request, form, change):
+            # Another request lands after the admin read the row, before it writes it.
+            WebChatSite.objects.filter(pk=site.pk).update(is_canary=True, site_key="wk_rotated01")
+            return real_save_form(admin, request, form, change)
+
+        monkeypatch.setattr(WebChatSiteAdmin, "save_form", save_form_after_a_concurrent_change)
+        response = operator_client.post(self.change_url(site), data)
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        site.refresh_from_db()
+        assert site.title == "Renamed by an operator"
+        assert (site.is_canary, site.site_key) == (True, "wk_rotated01")
 
     def test_adding_a_site_never_makes_a_canary(self, operator_client, tenant):
         add = reverse("admin:webchat_webchatsite_add")
