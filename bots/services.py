@@ -38,7 +38,7 @@ from core.exceptions import InvalidRequest
 from core.rows import insert, update_fields
 from core.tasks import enqueue
 from crm.models import Contact, Conversation, ConversationStatus, Direction, Message, SenderType
-from crm.selectors import contact_find_by_email
+from crm.selectors import contact_shared
 from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
 
@@ -380,23 +380,31 @@ def _email_answer(turn: _Turn) -> bool:
 
 
 def _contact_set_email(*, conversation: Conversation, email: str) -> None:
-    """Record the email the visitor gave. A verified contact (signed in on the host page),
-    or one that has this email already, takes it. Otherwise the tenant's contact with that
-    email, if any, is this conversation's person from now on (one contact per email, as
-    Chatwoot and Intercom merge leads); else the conversation's own contact takes it, or a
-    new one is made."""
+    """Record the email the visitor gave on the conversation's contact, or on a new one.
+
+    An email typed in a chat proves nothing, so no other contact is ever looked up by it.
+    The conversation's contact may be a returning visitor's, shared with their earlier
+    conversations: when it has another email, the visitor may be someone else on that
+    browser, so this conversation gets a contact of its own. A verified contact (signed in
+    on the host page) always takes the email; an anonymized one is not reused.
+    """
     contact = conversation.contact
-    if contact is not None and contact.tenant_id != conversation.tenant_id:
+    if contact is not None and (
+        contact.tenant_id != conversation.tenant_id
+        or contact.anonymized_at is not None
+        or (
+            not contact.external_id
+            and contact.email
+            and contact.email.lower() != email.lower()
+            and contact_shared(contact=contact, conversation=conversation)
+        )
+    ):
         contact = None
-    keeps = contact is not None and (contact.external_id or contact.email.lower() == email.lower())
-    if not keeps:
-        known = contact_find_by_email(tenant_id=conversation.tenant_id, email=email)
-        if known is not None:
-            contact = conversation.contact = known
     if contact is None:
         conversation.contact = Contact.objects.create(tenant_id=conversation.tenant_id, email=email)
         return
-    contact.email = email
+    if contact.email.lower() != email.lower():
+        contact.email = email
     contact.save(update_fields=["email", "updated_at"])
 
 

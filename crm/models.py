@@ -1,7 +1,6 @@
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
-from django.db.models.functions import Upper
+from django.db.models import Q
 
 from core.models import TenantOwnedModel
 
@@ -29,8 +28,6 @@ class Contact(TenantOwnedModel):
                 name="contact_unique_external_id_per_tenant",
             )
         ]
-        # The email a visitor gives is looked up case-insensitively (one contact per email).
-        indexes = [models.Index(F("tenant"), Upper("email"), name="contact_tenant_email_upper")]
 
     def __str__(self) -> str:
         return self.name or self.email or self.external_id or f"Contact {self.pk}"

@@ -84,16 +84,12 @@ def conversation_get(*, tenant: Tenant, conversation_id: int) -> Conversation:
     )
 
 
-def contact_find_by_email(*, tenant_id: int, email: str) -> Contact | None:
-    """The tenant's unverified contact with this email (any case), the latest updated if
-    several; anonymized ones have none. Verified contacts (`external_id`) are not found:
-    typing someone's email must not make a visitor that signed-in person."""
+def contact_shared(*, contact: Contact, conversation: Conversation) -> bool:
+    """Does another conversation of the tenant have this contact?"""
     return (
-        Contact.objects.filter(
-            tenant_id=tenant_id, external_id="", anonymized_at__isnull=True, email__iexact=email
-        )
-        .order_by("-updated_at", "-id")
-        .first()
+        Conversation.objects.filter(tenant_id=conversation.tenant_id, contact=contact)
+        .exclude(pk=conversation.pk)
+        .exists()
     )
 
 

@@ -192,44 +192,66 @@ def give_email(say, conversation, text):
     return conversation
 
 
-def test_collect_email_links_the_tenants_contact_with_that_email(
-    tenant, other_tenant, bot, conversation, say, collect
+def test_collect_email_never_joins_another_contact_by_its_email(
+    tenant, bot, conversation, say, collect
 ):
-    Contact.objects.create(tenant=other_tenant, email="jane@example.com")
-    Contact.objects.create(tenant=tenant, email="jane@example.com", external_id="user-7")
-    Contact.objects.create(tenant=tenant, anonymized_at="2026-01-01T00:00Z")
-    known = Contact.objects.create(tenant=tenant, name="Jane", email="Jane@Example.com")
-    assert give_email(say, conversation, "it's jane@example.COM").contact_id == known.pk
-    known.refresh_from_db()
-    assert (known.name, known.email) == ("Jane", "jane@example.COM")
-    assert Contact.objects.filter(tenant=tenant).count() == 3  # none made
+    """A typed email proves nothing: it must not make the visitor someone else's contact."""
+    janes = Contact.objects.create(tenant=tenant, name="Jane", email="jane@example.com")
+    signed_in = Contact.objects.create(tenant=tenant, email="jane@example.com", external_id="u7")
+    contact = give_email(say, conversation, "jane@example.com").contact
+    assert contact.pk not in (janes.pk, signed_in.pk)
+    assert (contact.email, contact.name, contact.external_id) == ("jane@example.com", "", "")
+    janes.refresh_from_db()
+    assert janes.name == "Jane"
 
 
-def test_collect_email_moves_an_unverified_visitor_to_the_contact_with_that_email(
+def test_collect_email_on_a_contact_shared_with_an_earlier_chat_with_another_email(
     tenant, bot, say, collect
 ):
-    own = Contact.objects.create(tenant=tenant, email="old@example.com")
-    known = Contact.objects.create(tenant=tenant, email="jane@example.com")
-    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=own)
-    assert give_email(say, conversation, "jane@example.com").contact_id == known.pk
-    own.refresh_from_db()
-    assert own.email == "old@example.com"  # the other conversations' person is unchanged
+    """A returning visitor's contact has another email: maybe another person on that
+    browser, so this conversation gets its own contact and the earlier one keeps its own."""
+    earlier = Contact.objects.create(tenant=tenant, email="jane@example.com")
+    ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
+    contact = give_email(say, conversation, "joe@example.com").contact
+    assert contact.pk != earlier.pk and contact.email == "joe@example.com"
+    earlier.refresh_from_db()
+    assert earlier.email == "jane@example.com"
 
 
-def test_collect_email_keeps_a_contact_that_has_that_email_already(tenant, bot, say, collect):
-    own = Contact.objects.create(tenant=tenant, email="Jane@example.com")
-    Contact.objects.create(tenant=tenant, email="jane@example.com")  # a newer duplicate
+def test_collect_email_corrects_a_contact_only_this_conversation_has(tenant, bot, say, collect):
+    own = Contact.objects.create(tenant=tenant, email="jane@exmaple.com")  # a typo
     conversation = ConversationFactory(tenant=tenant, bot=bot, contact=own)
     assert give_email(say, conversation, "jane@example.com").contact_id == own.pk
+    own.refresh_from_db()
+    assert own.email == "jane@example.com"
 
 
-def test_collect_email_keeps_a_verified_contact(tenant, bot, say, collect):
-    Contact.objects.create(tenant=tenant, email="jane@example.com")
-    verified = Contact.objects.create(tenant=tenant, external_id="user-9")
+def test_collect_email_again_on_a_shared_contact_keeps_it_as_stored(tenant, bot, say, collect):
+    earlier = Contact.objects.create(tenant=tenant, email="Jane@Example.com")
+    ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
+    assert give_email(say, conversation, "jane@example.com").contact_id == earlier.pk
+    earlier.refresh_from_db()
+    assert earlier.email == "Jane@Example.com"
+
+
+def test_collect_email_on_a_verified_contact_takes_it(tenant, bot, say, collect):
+    verified = Contact.objects.create(tenant=tenant, email="old@example.com", external_id="u9")
+    ConversationFactory(tenant=tenant, bot=bot, contact=verified)  # shared: still theirs
     conversation = ConversationFactory(tenant=tenant, bot=bot, contact=verified)
     assert give_email(say, conversation, "jane@example.com").contact_id == verified.pk
     verified.refresh_from_db()
     assert verified.email == "jane@example.com"
+
+
+def test_collect_email_on_an_anonymized_contact_makes_a_new_one(tenant, bot, say, collect):
+    gone = Contact.objects.create(tenant=tenant, anonymized_at="2026-01-01T00:00Z")
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=gone)
+    contact = give_email(say, conversation, "jane@example.com").contact
+    assert contact.pk != gone.pk and contact.anonymized_at is None
+    gone.refresh_from_db()
+    assert gone.email == ""  # retention's work is not undone
 
 
 def test_collect_email_reasks_once_then_lets_go(conversation, say, collect):
