@@ -3,7 +3,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from crm.models import Contact, Conversation, ConversationStatus, Message
@@ -134,22 +134,25 @@ def session_find_for_resume(
 
 
 def visitor_contact_latest(*, site_id: int, visitor_id: str) -> Contact | None:
-    """The unverified contact (an email the visitor gave) of the visitor's latest
-    conversation on this site that has one, unless anonymized since. A verified contact is
-    never handed on: the next chat on that browser may be someone else's."""
+    """The contact of the visitor's latest conversation on this site when it is an
+    unverified one (an email they gave) of the site's tenant, not anonymized since. A
+    verified contact is never handed on, nor one from before a later conversation without
+    it: the next chat on that browser may be someone else's."""
     session = (
-        WebChatSession.objects.filter(
-            site_id=site_id,
-            visitor_id=visitor_id,
-            conversation__contact__tenant=F("tenant"),
-            conversation__contact__external_id="",
-            conversation__contact__anonymized_at__isnull=True,
-        )
+        WebChatSession.objects.filter(site_id=site_id, visitor_id=visitor_id)
         .select_related("conversation__contact")
         .order_by("-last_seen_at")
         .first()
     )
-    return session.conversation.contact if session is not None else None
+    contact = session.conversation.contact if session is not None else None
+    if (
+        contact is None
+        or contact.external_id
+        or contact.anonymized_at is not None
+        or contact.tenant_id != session.tenant_id
+    ):
+        return None
+    return contact
 
 
 def message_list_after(

@@ -222,20 +222,42 @@ class TestInit:
         other = WidgetClient(widget_client.client, site.site_key).init().json()
         assert Conversation.objects.get(pk=other["conversation_id"]).contact_id is None
 
-    @pytest.mark.parametrize("kind", ["verified", "anonymized"])
-    def test_a_verified_or_anonymized_contact_is_not_handed_on(self, widget_client, site, kind):
-        fields = (
-            {"external_id": "user-42", "email": "jane@example.com"}
-            if kind == "verified"
-            else {"anonymized_at": "2026-01-01T00:00Z"}
-        )
-        contact = Contact.objects.create(tenant=site.tenant, **fields)
+    @pytest.mark.parametrize("kind", ["verified", "anonymized", "another_tenants"])
+    def test_a_verified_anonymized_or_foreign_contact_is_not_handed_on(
+        self, widget_client, site, other_tenant, kind
+    ):
+        contact = {
+            "verified": lambda: Contact.objects.create(
+                tenant=site.tenant, external_id="user-42", email="jane@example.com"
+            ),
+            "anonymized": lambda: Contact.objects.create(
+                tenant=site.tenant, anonymized_at="2026-01-01T00:00Z"
+            ),
+            "another_tenants": lambda: Contact.objects.create(
+                tenant=other_tenant, email="jane@example.com"
+            ),
+        }[kind]()
         first = widget_client.init().json()
         Conversation.objects.filter(pk=first["conversation_id"]).update(
             contact=contact, status=ConversationStatus.RESOLVED
         )
         again = widget_client.init(session_token=first["session_token"]).json()
         assert Conversation.objects.get(pk=again["conversation_id"]).contact_id is None
+
+    def test_only_the_latest_conversations_contact_is_handed_on(self, widget_client, site):
+        first = widget_client.init().json()
+        contact = Contact.objects.create(tenant=site.tenant, email="jane@example.com")
+        Conversation.objects.filter(pk=first["conversation_id"]).update(
+            contact=contact, status=ConversationStatus.RESOLVED
+        )
+        second = widget_client.init(session_token=first["session_token"]).json()
+        assert Conversation.objects.get(pk=second["conversation_id"]).contact_id == contact.pk
+        # someone else on that browser, who gave no email
+        Conversation.objects.filter(pk=second["conversation_id"]).update(
+            contact=None, status=ConversationStatus.RESOLVED
+        )
+        third = widget_client.init(session_token=second["session_token"]).json()
+        assert Conversation.objects.get(pk=third["conversation_id"]).contact_id is None
 
     def test_replayed_challenge_is_refused(self, widget_client):
         challenge = widget_client.config().json()["challenge"]
@@ -328,6 +350,19 @@ class TestInit:
         widget_client.config()
         with django_assert_max_num_queries(8):
             assert widget_client.init().status_code == 200
+
+    def test_init_query_count_for_a_returning_visitor_with_a_contact(
+        self, widget_client, site, django_assert_max_num_queries
+    ):
+        first = widget_client.init().json()
+        contact = Contact.objects.create(tenant=site.tenant, email="jane@example.com")
+        Conversation.objects.filter(pk=first["conversation_id"]).update(
+            contact=contact, status=ConversationStatus.RESOLVED
+        )
+        widget_client.config()
+        with django_assert_max_num_queries(10):
+            again = widget_client.init(session_token=first["session_token"])
+        assert Conversation.objects.get(pk=again.json()["conversation_id"]).contact_id == contact.pk
 
 
 # --- messages ---------------------------------------------------------------------------
