@@ -7,7 +7,8 @@ Django-namespaced settings, a producer taken from the pool and returned. Here th
 still built and sent by Celery itself (`app.amqp.create_task_message` and
 `send_task_message`: the same protocol, routing, parent and root ids, publish signals,
 publish retry policy and queue declaration as `apply_async`), through a producer kept per
-thread.
+thread. Left out: the parent's result trail and inherited priority (results are ignored
+here and `task_inherit_parent_priority` is not set).
 
 When tasks run eagerly (embedded mode, most tests) this is plain `apply_async`.
 """
