@@ -227,22 +227,23 @@ def test_collect_email_corrects_a_contact_only_this_conversation_has(tenant, bot
     assert own.email == "jane@example.com"
 
 
-def test_collect_email_again_on_a_shared_contact_keeps_it_as_stored(tenant, bot, say, collect):
-    earlier = Contact.objects.create(tenant=tenant, email="Jane@Example.com")
-    ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
-    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=earlier)
-    assert give_email(say, conversation, "jane@example.com").contact_id == earlier.pk
-    earlier.refresh_from_db()
-    assert earlier.email == "Jane@Example.com"
-
-
-def test_collect_email_on_a_verified_contact_takes_it(tenant, bot, say, collect):
-    verified = Contact.objects.create(tenant=tenant, email="old@example.com", external_id="u9")
-    ConversationFactory(tenant=tenant, bot=bot, contact=verified)  # shared: still theirs
-    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=verified)
-    assert give_email(say, conversation, "jane@example.com").contact_id == verified.pk
-    verified.refresh_from_db()
-    assert verified.email == "jane@example.com"
+@pytest.mark.parametrize(
+    "stored, external_id, kept",
+    [
+        ("Jane@Example.com", "", "Jane@Example.com"),  # the same email again: kept as stored
+        ("old@example.com", "u9", "jane@example.com"),  # signed in: theirs, whatever it held
+    ],
+    ids=["same-email", "verified"],
+)
+def test_collect_email_on_a_shared_contact_that_stays_with_the_conversation(
+    tenant, bot, say, collect, stored, external_id, kept
+):
+    contact = Contact.objects.create(tenant=tenant, email=stored, external_id=external_id)
+    ConversationFactory(tenant=tenant, bot=bot, contact=contact)  # an earlier chat shares it
+    conversation = ConversationFactory(tenant=tenant, bot=bot, contact=contact)
+    assert give_email(say, conversation, "jane@example.com").contact_id == contact.pk
+    contact.refresh_from_db()
+    assert contact.email == kept
 
 
 def test_collect_email_on_an_anonymized_contact_makes_a_new_one(tenant, bot, say, collect):
