@@ -389,23 +389,22 @@ def _contact_set_email(*, conversation: Conversation, email: str) -> None:
     on the host page) always takes the email; an anonymized one is not reused.
     """
     contact = conversation.contact
-    if contact is not None and (
-        contact.tenant_id != conversation.tenant_id
-        or contact.anonymized_at is not None
-        or (
-            not contact.external_id
-            and contact.email
-            and contact.email.lower() != email.lower()
-            and contact_shared(contact=contact, conversation=conversation)
-        )
+    usable = (
+        contact is not None
+        and contact.tenant_id == conversation.tenant_id
+        and contact.anonymized_at is None
+    )
+    if usable and contact.email.lower() == email.lower():
+        contact.save(update_fields=["updated_at"])  # the same email again: kept as stored
+    elif usable and (
+        contact.external_id
+        or not contact.email
+        or not contact_shared(contact=contact, conversation=conversation)
     ):
-        contact = None
-    if contact is None:
-        conversation.contact = Contact.objects.create(tenant_id=conversation.tenant_id, email=email)
-        return
-    if contact.email.lower() != email.lower():
         contact.email = email
-    contact.save(update_fields=["email", "updated_at"])
+        contact.save(update_fields=["email", "updated_at"])
+    else:
+        conversation.contact = Contact.objects.create(tenant_id=conversation.tenant_id, email=email)
 
 
 def _human_requested(turn: _Turn) -> bool:
