@@ -123,14 +123,21 @@ def session_find_for_resume(
     *, site_id: int, visitor_id: str, conversation_id: int | None
 ) -> WebChatSession | None:
     """The visitor's latest session on this site (in the given conversation if named)."""
-    sessions = WebChatSession.objects.select_related("conversation").filter(
-        site_id=site_id, visitor_id=visitor_id
-    )
+    sessions = _visitor_sessions(site_id=site_id, visitor_id=visitor_id)
     if conversation_id is not None:
         sessions = sessions.filter(conversation_id=conversation_id)
     else:
         sessions = sessions.exclude(conversation__status=ConversationStatus.RESOLVED)
-    return sessions.order_by("-last_seen_at").first()
+    return sessions.first()
+
+
+def _visitor_sessions(*, site_id: int, visitor_id: str) -> QuerySet[WebChatSession]:
+    """The visitor's sessions on this site with their conversations, latest seen first."""
+    return (
+        WebChatSession.objects.filter(site_id=site_id, visitor_id=visitor_id)
+        .select_related("conversation")
+        .order_by("-last_seen_at")
+    )
 
 
 def visitor_contact_latest(*, site_id: int, visitor_id: str) -> Contact | None:
@@ -138,12 +145,8 @@ def visitor_contact_latest(*, site_id: int, visitor_id: str) -> Contact | None:
     unverified one (an email they gave) of the site's tenant, not anonymized since. A
     verified contact is never handed on, nor one from before a later conversation without
     it: the next chat on that browser may be someone else's."""
-    session = (
-        WebChatSession.objects.filter(site_id=site_id, visitor_id=visitor_id)
-        .select_related("conversation__contact")
-        .order_by("-last_seen_at")
-        .first()
-    )
+    sessions = _visitor_sessions(site_id=site_id, visitor_id=visitor_id)
+    session = sessions.select_related("conversation__contact").first()
     contact = session.conversation.contact if session is not None else None
     if (
         contact is None
