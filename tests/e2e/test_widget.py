@@ -5,6 +5,7 @@ locators pierce) and what the database holds afterwards.
 """
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from playwright.sync_api import Page, Response, expect
 
 from bots.models import Engine, FlowAction, FlowTrigger
 from crm.models import Direction, Message, SenderType
+from support.models import ChatwootConversationLink
+from support.services import agent_reply_to_webchat
 from tests.e2e.conftest import (
     GREETING,
     RETURNS_ANSWER,
@@ -23,6 +26,7 @@ from tests.e2e.conftest import (
     stored_session,
 )
 from tests.factories import FlowRuleFactory
+from tests.factories.support import ChatwootConversationLinkFactory
 from webchat import services
 from webchat.models import EventType, WebChatEvent, WebChatSession
 
@@ -445,6 +449,108 @@ def test_reload_resumes_the_conversation(page: Page, shop: Shop):
     assert conversation.pk == first["conversation_id"]
     assert _inbound_texts(shop) == ["How do I return an item?", "How long does shipping take?"]
     assert WebChatSession.objects.filter(site=shop.site).count() == 1
+
+
+# --- the unread badge --------------------------------------------------------------------
+
+
+def _is_poll(response: Response) -> bool:
+    return "/api/webchat/v1/messages" in response.url and response.request.method == "GET"
+
+
+def _is_sent(response: Response) -> bool:
+    return "/api/webchat/v1/messages" in response.url and response.request.method == "POST"
+
+
+def _agent_reply(shop: Shop, text: str, chatwoot_message_id: int = 501):
+    """An agent's reply from Chatwoot, stored the way the webhook stores it."""
+    conversation = shop.conversation()
+    link = ChatwootConversationLink.objects.filter(conversation=conversation).first()
+    if link is None:
+        link = ChatwootConversationLinkFactory(
+            connection__tenant=conversation.tenant, conversation=conversation
+        )
+    return agent_reply_to_webchat(
+        link=link, chatwoot_message_id=chatwoot_message_id, text=text, agent_name="Ana"
+    )
+
+
+def test_a_reply_while_the_panel_is_closed_shows_on_the_badge_until_the_visitor_opens_it(
+    page: Page, shop: Shop
+):
+    page.clock.install()  # the closed widget polls every 30 s: jump there
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.send("How do I return an item?")
+    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    w.expect_settled()
+    w.close_button.click()
+    expect(w.badge).to_be_hidden()
+
+    _agent_reply(shop, "Ana here: your return label is on its way.")
+    with page.expect_response(_is_poll, timeout=UI_TIMEOUT):
+        page.clock.fast_forward(31_000)
+    expect(w.badge).to_have_text("1", timeout=UI_TIMEOUT)
+    expect(w.launcher).to_have_attribute("aria-label", "Open chat, 1 unread")
+
+    page.reload()  # not seen yet: the next page shows it too
+    expect(w.badge).to_have_text("1", timeout=UI_TIMEOUT)
+
+    w.open()
+    expect(w.bubble("agent", "Ana here")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.badge).to_be_hidden()
+    expect(w.launcher).to_have_attribute("aria-label", "Close chat")
+    w.close_button.click()
+
+    page.reload()  # seen: the next page's first poll counts nothing
+    with page.expect_response(_is_poll, timeout=UI_TIMEOUT) as poll:
+        expect(w.launcher).to_be_visible(timeout=UI_TIMEOUT)
+    assert poll.value.ok
+    expect(w.badge).to_be_hidden()
+    expect(w.launcher).to_have_attribute("aria-label", "Open chat")
+
+
+@pytest.mark.parametrize("leaves", [False, True], ids=["stays on the page", "next page"])
+def test_a_reply_stored_just_before_the_visitors_message_still_counts_as_unread(
+    page: Page, shop: Shop, leaves: bool
+):
+    """The agent's reply commits after the open panel's last poll and before the visitor's
+    next message, so it has the lower id, and the message's answer does not bring it. The
+    visitor closes the panel before the next poll: they have not seen it. The closed
+    widget's poll still brings it (its cursor never follows a POST's answer), and a next
+    page's badge counts it too."""
+    page.clock.install()
+    w = Widget(page)
+    page.goto(shop.url)
+    with page.expect_response(_is_poll, timeout=UI_TIMEOUT):
+        w.open_and_wait_for_init()
+    # No poll from here on until the clock is told to (a number would be read as seconds).
+    now = datetime.fromtimestamp(page.evaluate("Date.now()") / 1000, tz=UTC)
+    page.clock.pause_at(now + timedelta(seconds=1))
+
+    reply = _agent_reply(shop, "Ana here: I found your order.")
+    with page.expect_response(_is_sent, timeout=UI_TIMEOUT) as sent:
+        w.send("What are your opening hours?")
+    answer = sent.value.json()
+    assert reply.pk < answer["message"]["id"]
+    assert reply.pk not in [r["id"] for r in answer["replies"]]
+    w.expect_settled()
+    expect(w.bubble("agent", "Ana here")).to_have_count(0)  # not polled yet
+    w.close_button.click()
+
+    if leaves:
+        page.clock.resume()
+        page.reload()
+    else:
+        with page.expect_response(_is_poll, timeout=UI_TIMEOUT) as poll:
+            page.clock.fast_forward(31_000)
+        assert [m["id"] for m in poll.value.json()["messages"]][:1] == [reply.pk]
+        page.clock.resume()
+    expect(w.badge).to_have_text("1", timeout=UI_TIMEOUT)  # the reply, not the bot's answers
+    w.open()
+    expect(w.bubble("agent", "Ana here: I found your order.")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.badge).to_be_hidden()
 
 
 # --- mobile ------------------------------------------------------------------------------

@@ -42,6 +42,20 @@ export function newestId(incoming, cursor) {
   return newest
 }
 
+/**
+ * What the visitor has seen once the open panel shows `list`, kept for the next page's badge:
+ * `seen`, the poll cursor (every message up to it has been delivered, so shown), and `shown`,
+ * the replies above it in the list (a POST's answer brings replies before a poll does). Not
+ * the newest id in the list: a reply committed just before the visitor's own message has a
+ * lower id than it, and until a poll brings it, it is neither, so it still counts as unread.
+ */
+export function seenMark(list, cursor) {
+  const seen = cursor ?? lastId(list)
+  const shown = []
+  for (const m of list) if (m.id > seen && m.sender !== 'visitor') shown.push(m.id)
+  return { seen, shown }
+}
+
 /** The newest stored message in the list. */
 export function lastId(list) {
   for (let i = list.length; i--; ) if (list[i].id != null) return list[i].id

@@ -6,7 +6,7 @@ import { addCss, h } from './dom.js'
 import { createFailureGate } from './failures.js'
 import { createLauncherView } from './launcher.js'
 import { tokenize } from './links.js'
-import { ack, lastId, merge, newestId, shownText } from './messages.js'
+import { ack, lastId, merge, newestId, seenMark, shownText } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
 import { solvePow } from './pow.js'
 import { backoff, pollDelay } from './schedule.js'
@@ -26,7 +26,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     // storage blocked: memory only
   }
   const store = createStore('replybase:' + key, site.require_consent, storage)
-  const st = store.data // {visitor_id, session_token, conversation_id, seen, consent}
+  const st = store.data // {visitor_id, session_token, conversation_id, seen, shown, consent}
 
   let msgs = []
   let cursor // `GET messages?after=`: the newest id a poll or init returned (see newestId)
@@ -168,7 +168,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     for (const m of added) {
       if (m.sender !== 'visitor') {
         telemetry.track('message_rendered', { id: m.id })
-        if (!open && !quiet) unread++
+        if (!open && !quiet && !(st.shown || []).includes(m.id)) unread++
       }
       emit('message', m)
     }
@@ -179,8 +179,8 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
 
   function markSeen() {
     unread = 0
-    const seen = lastId(msgs)
-    if (seen != null && seen !== st.seen) store.set({ seen })
+    const { seen, shown } = seenMark(msgs, cursor)
+    if (seen != null && (seen !== st.seen || String(shown) !== String(st.shown || []))) store.set({ seen, shown })
   }
 
   const showLauncher = createLauncherView(launcher, badge)
@@ -298,7 +298,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       visitor_id: r.visitor_id,
       session_token: r.session_token,
       conversation_id: r.conversation_id,
-      ...(fresh && { seen: undefined }),
+      ...(fresh && { seen: undefined, shown: undefined }),
     })
     inited = true
     add(r.messages, true)
@@ -347,6 +347,9 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     polling = true
     let delay
     try {
+      // Open, the poll waits for init, then starts from the cursor init set (a new
+      // conversation's, or the history's newest id), not from one read before it.
+      if (open) await session()
       const after = cursor ?? lastId(msgs) ?? st.seen
       const r = await authed('GET', 'messages' + (after != null ? '?after=' + encodeURIComponent(after) : ''), null, !open)
       pending = !!r.pending_reply

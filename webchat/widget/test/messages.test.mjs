@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ack, lastId, merge, newestId, shownText } from '../src/messages.js'
+import { ack, lastId, merge, newestId, seenMark, shownText } from '../src/messages.js'
 
 const msg = (id, sec, extra = {}) => ({
   id,
@@ -119,4 +119,15 @@ test('the poll cursor moves with what polls return, not past a POST answer', () 
   assert.equal(cursor, 6)
   assert.equal(newestId([], cursor), 6) // an empty poll keeps it
   assert.equal(newestId([null, { id: null }], undefined), undefined)
+})
+
+test('seenMark keeps the poll cursor and the replies shown above it, not the newest id', () => {
+  // polled up to 4; the visitor's 6 and its flow reply 7 came with the POST's answer; the
+  // agent's 5, committed just before 6, has not been polled yet
+  const list = [msg(3, 1), msg(4, 2), msg(6, 4, { sender: 'visitor' }), msg(7, 5), { cid: 'x', sender: 'visitor' }]
+  assert.deepEqual(seenMark(list, 4), { seen: 4, shown: [7] })
+  assert.deepEqual(seenMark(list.slice(0, 2), 4), { seen: 4, shown: [] })
+  // no poll yet: the newest stored id is all there is
+  assert.deepEqual(seenMark([msg(2, 1)], undefined), { seen: 2, shown: [] })
+  assert.deepEqual(seenMark([], undefined), { seen: undefined, shown: [] })
 })
