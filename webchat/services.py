@@ -174,6 +174,8 @@ def session_start(
         visitor_id=visitor_id,
         conversation_id=conversation_id,
     )
+    if session is not None and _held_by_another_user(session.conversation, contact):
+        session = None
     resumed = session is not None
     if resumed:
         for name, value in metadata.items():
@@ -218,6 +220,18 @@ def session_start(
     )
     messages = list(reversed(recent.order_by("-id")[:50]))
     return StartedSession(session, token, expires_at, resumed, messages)
+
+
+def _held_by_another_user(conversation: Conversation, contact: Contact | None) -> bool:
+    """Is this the conversation of a verified user other than the one starting this
+    session (another user signed in, or nobody)? Then it does not resume: on a shared
+    browser the next person starts their own. A lead's conversation (no contact, or an
+    email they gave) still goes to the user who signs in, as a lead becomes a user."""
+    if conversation.contact_id is None or (
+        contact is not None and conversation.contact_id == contact.pk
+    ):
+        return False
+    return Contact.objects.filter(pk=conversation.contact_id).exclude(external_id="").exists()
 
 
 def _returning_visitor_contact(*, site_id: int, visitor_id: str) -> Contact | None:

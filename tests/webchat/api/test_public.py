@@ -307,6 +307,53 @@ class TestInit:
         assert conversation.contact.external_id == "user-42"
         assert conversation.contact.tenant_id == site.tenant_id
 
+    @pytest.mark.parametrize("next_user", ["user-7", None], ids=["another user", "signed out"])
+    def test_a_verified_users_conversation_does_not_resume_for_the_next_person(
+        self, widget_client, site, next_user
+    ):
+        first = widget_client.init(
+            user_id="user-42", user_hash=identity_hash(IDENTITY_SECRET, "user-42")
+        ).json()
+        widget_client.send("my order 1234 never came")
+        identity = (
+            {"user_id": next_user, "user_hash": identity_hash(IDENTITY_SECRET, next_user)}
+            if next_user
+            else {}
+        )
+        again = widget_client.init(session_token=first["session_token"], **identity).json()
+        assert again["resumed"] is False
+        assert again["conversation_id"] != first["conversation_id"]
+        assert again["messages"] == []
+        mine = Conversation.objects.select_related("contact").get(pk=first["conversation_id"])
+        assert mine.contact.external_id == "user-42"  # still theirs
+        theirs = Conversation.objects.select_related("contact").get(pk=again["conversation_id"])
+        assert (theirs.contact.external_id if theirs.contact else None) == next_user
+        # the same user, verified again, resumes theirs
+        back = widget_client.init(
+            visitor_id=first["visitor_id"],
+            conversation_id=first["conversation_id"],
+            user_id="user-42",
+            user_hash=identity_hash(IDENTITY_SECRET, "user-42"),
+        ).json()
+        assert back["resumed"] is True
+        assert back["conversation_id"] == first["conversation_id"]
+
+    def test_a_leads_conversation_goes_to_the_user_who_signs_in(self, widget_client, site):
+        first = widget_client.init().json()
+        lead = Contact.objects.create(tenant=site.tenant, email="jane@example.com")
+        Conversation.objects.filter(pk=first["conversation_id"]).update(contact=lead)
+        again = widget_client.init(
+            session_token=first["session_token"],
+            user_id="user-42",
+            user_hash=identity_hash(IDENTITY_SECRET, "user-42"),
+        ).json()
+        assert again["resumed"] is True
+        assert again["conversation_id"] == first["conversation_id"]
+        conversation = Conversation.objects.select_related("contact").get(
+            pk=first["conversation_id"]
+        )
+        assert conversation.contact.external_id == "user-42"
+
     def test_identity_with_wrong_hash_is_refused(self, widget_client):
         response = widget_client.init(
             user_id="user-42", user_hash=identity_hash("guess", "user-42")
