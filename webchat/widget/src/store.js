@@ -21,6 +21,19 @@ export function createStore(key, requireConsent, storage) {
 
   return {
     data,
+    /** Take what another tab has stored since (same key), in place of what this one read. */
+    reload() {
+      try {
+        const saved = JSON.parse(storage.getItem(key))
+        if (saved && (allowed || saved.consent)) {
+          for (const name of Object.keys(data)) delete data[name]
+          Object.assign(data, saved)
+          allowed = true
+        }
+      } catch {
+        // nothing readable: keep what this tab has
+      }
+    },
     set(patch) {
       Object.assign(data, patch)
       write()

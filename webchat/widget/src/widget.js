@@ -29,6 +29,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   const st = store.data // {visitor_id, session_token, conversation_id, seen, shown, consent}
 
   let msgs = []
+  let conversation = st.conversation_id // the one `msgs` and `cursor` belong to
   let cursor // `GET messages?after=`: the newest id a poll or init returned (see newestId)
   let open = false
   let pending = false
@@ -40,6 +41,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   let pollFailures = 0
   let initPromise
   let identity = {}
+  let identified = 0 // identify() calls: an init that began before the latest one is stale
   let wake // ends the outbox's current backoff when the browser comes back online
   let quickFor // the message whose quick replies are shown
   // pagehide until pageshow: the browser cuts the requests in flight (after pagehide, in
@@ -162,13 +164,16 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     if (atBottom) log.scrollTop = log.scrollHeight
   }
 
-  function add(incoming, quiet) {
+  // Not seen on this page or an earlier one (see seenMark): what the closed widget counts.
+  const unseen = (m) => !(m.id <= st.seen) && !(st.shown || []).includes(m.id)
+
+  function add(incoming) {
     const { list, added } = merge(msgs, incoming)
     msgs = list
     for (const m of added) {
       if (m.sender !== 'visitor') {
         telemetry.track('message_rendered', { id: m.id })
-        if (!open && !quiet && !(st.shown || []).includes(m.id)) unread++
+        if (!open && unseen(m)) unread++
       }
       emit('message', m)
     }
@@ -264,6 +269,12 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     inited ? Promise.resolve(st.session_token) : (initPromise ||= init().finally(() => (initPromise = null)))
 
   async function init(attempt = 0) {
+    // Another tab may have started or resumed a session since this page loaded: go on with it.
+    if (!attempt) {
+      store.reload()
+      follow(st.conversation_id)
+    }
+    const asked = identified
     // Challenges are single-use and short-lived: fetch a fresh one when ours is spent or old.
     if (!config.challenge || Date.now() - configAt > 60000) {
       config = await call('GET', 'config?site_key=' + encodeURIComponent(key))
@@ -291,30 +302,40 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       store.set({ session_token: undefined, ...(gone && { conversation_id: undefined }) })
       return init(attempt + 1)
     }
-    const fresh = r.conversation_id !== st.conversation_id
-    if (fresh) msgs = []
-    cursor = newestId(r.messages, fresh || cursor == null ? 0 : cursor)
+    follow(r.conversation_id)
+    cursor = newestId(r.messages, cursor ?? 0)
     store.set({
       visitor_id: r.visitor_id,
       session_token: r.session_token,
       conversation_id: r.conversation_id,
-      ...(fresh && { seen: undefined, shown: undefined }),
+      ...(r.conversation_id !== st.conversation_id && { seen: undefined, shown: undefined }),
     })
-    inited = true
-    add(r.messages, true)
+    // identify() while this init ran: the next call inits again, as that user
+    inited = asked === identified
+    add(r.messages)
     return r.session_token
   }
 
+  // `msgs` and `cursor` are this conversation's. Another one starts the log over, but for
+  // the visitor's messages still being sent (the outbox sends them in the new one).
+  function follow(id) {
+    if (id === conversation) return
+    conversation = id
+    msgs = msgs.filter((m) => m.id == null)
+    cursor = undefined
+  }
+
   // Bearer call; `lazy` lets a closed widget poll with the stored token without running init.
-  // An expired or invalid token triggers one re-init and one retry.
+  // An expired or invalid token triggers one re-init and one retry. The token stays stored
+  // until init replaces it (an expired one still resumes the session; init itself forgets
+  // one it refuses), so a failed re-init leaves the closed widget something to poll with.
   async function authed(method, path, body, lazy) {
     const token = (lazy && st.session_token) || (await session())
     try {
       return await call(method, path, body, token)
     } catch (e) {
       if (e.status !== 401 || dead) throw e
-      inited = false
-      store.set({ session_token: undefined })
+      if (token === st.session_token) inited = false // not a late answer to a replaced token
       return call(method, path, body, await session())
     }
   }
@@ -343,18 +364,22 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   }
 
   async function poll() {
-    if (dead || (!open && !st.session_token)) return
+    if (dead || (!open && !st.session_token && st.conversation_id == null)) return
     polling = true
     let delay
     try {
       // Open, the poll waits for init, then starts from the cursor init set (a new
       // conversation's, or the history's newest id), not from one read before it.
       if (open) await session()
+      const asked = conversation
       const after = cursor ?? lastId(msgs) ?? st.seen
       const r = await authed('GET', 'messages' + (after != null ? '?after=' + encodeURIComponent(after) : ''), null, !open)
-      pending = !!r.pending_reply
-      cursor = newestId(r.messages, after)
-      add(r.messages)
+      // An init that moved to another conversation meanwhile: this answer is the old one's.
+      if (asked === conversation) {
+        pending = !!r.pending_reply
+        cursor = newestId(r.messages, after)
+        add(r.messages)
+      }
       pollFailures = 0
       pollFailed.ok()
       showError()
@@ -442,7 +467,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     close: hide,
     consent: (yes) => store.consent(!!yes),
     identify(user_id, user_hash) {
-      identity = { user_id: user_id == null ? undefined : String(user_id), user_hash }
+      const next = { user_id: user_id == null ? undefined : String(user_id), user_hash }
+      if (next.user_id === identity.user_id && next.user_hash === identity.user_hash) return
+      identity = next
+      identified++
       inited = false // the next call re-inits as this user
     },
     _toggle: () => (open ? hide() : show()),

@@ -62,3 +62,29 @@ test('missing, throwing or corrupt storage falls back to memory', () => {
     assert.equal(store.data.visitor_id, 'v')
   }
 })
+
+test('reload takes what another tab stored since, in the same object', () => {
+  const storage = fakeStorage()
+  const store = createStore('replybase:k', false, storage)
+  const data = store.data
+  store.set({ seen: 3 })
+  storage.data['replybase:k'] = JSON.stringify({ visitor_id: 'v2', session_token: 't2', conversation_id: 9 })
+  store.reload()
+  assert.equal(store.data, data)
+  assert.deepEqual(data, { visitor_id: 'v2', session_token: 't2', conversation_id: 9 })
+  storage.data['replybase:k'] = '{not json'
+  store.reload()
+  assert.equal(data.session_token, 't2') // unreadable: kept
+})
+
+test('reload reads nothing stored without consent, and takes a session another tab consented to', () => {
+  const storage = fakeStorage({ 'replybase:k': JSON.stringify({ visitor_id: 'v1' }) })
+  const store = createStore('replybase:k', true, storage)
+  store.reload()
+  assert.deepEqual(store.data, {})
+  storage.data['replybase:k'] = JSON.stringify({ visitor_id: 'v2', consent: true })
+  store.reload()
+  assert.equal(store.data.visitor_id, 'v2')
+  store.set({ seen: 1 }) // consent given in the other tab: this one writes too
+  assert.equal(JSON.parse(storage.data['replybase:k']).seen, 1)
+})

@@ -1,0 +1,361 @@
+// widget.js's state machine (init, polls, sends, identify, the badge) against a fake page
+// and a scripted API: the cases a browser test cannot time (a token that expired while the
+// visitor was away, an init racing a poll, another tab). What it draws is tested in Chromium
+// (tests/e2e/test_widget.py).
+
+import assert from 'node:assert/strict'
+import { afterEach, beforeEach, mock, test } from 'node:test'
+import vm from 'node:vm'
+import * as esbuild from 'esbuild'
+
+const built = await esbuild.build({
+  entryPoints: [new URL('../src/widget.js', import.meta.url).pathname],
+  bundle: true,
+  format: 'iife',
+  write: false,
+  plugins: [{ name: 'css', setup: (b) => b.onLoad({ filter: /\.css$/ }, () => ({ contents: 'export default ""', loader: 'js' })) }],
+})
+const widgetCode = new vm.Script(built.outputFiles[0].text)
+
+// --- a page just big enough for the widget ---------------------------------------------
+
+class Element {
+  constructor(tag) {
+    Object.assign(this, { tagName: tag, children: [], attrs: {}, dataset: {}, listeners: {}, parent: null })
+    Object.assign(this, { hidden: false, scrollTop: 0, scrollHeight: 0, clientHeight: 0 })
+    this.content = 
+    this.style = { setProperty() {} }
+    this.classList = { add() {}, remove() {}, toggle() {} }
+  }
+  get textContent() {
+    return this.content
+  }
+  set textContent(value) {
+    this.content = String(value) // as the DOM does
+  }
+  setAttribute(name, value) {
+    this.attrs[name] = value
+    if (name === 'hidden') this.hidden = true
+  }
+  getAttribute(name) {
+    return this.attrs[name]
+  }
+  addEventListener(name, f) {
+    ;(this.listeners[name] ||= []).push(f)
+  }
+  append(...children) {
+    for (const c of children) {
+      const el = typeof c === 'string' ? Object.assign(new Element('#text'), { textContent: c }) : c
+      el.remove()
+      el.parent = this
+      this.children.push(el)
+    }
+  }
+  remove() {
+    if (!this.parent) return
+    this.parent.children.splice(this.parent.children.indexOf(this), 1)
+    this.parent = null
+  }
+  insertBefore(el, ref) {
+    el.remove()
+    el.parent = this
+    const i = ref ? this.children.indexOf(ref) : -1
+    if (i < 0) this.children.push(el)
+    else this.children.splice(i, 0, el)
+  }
+  replaceChildren(...children) {
+    for (const c of [...this.children]) c.remove()
+    this.append(...children)
+  }
+  get firstChild() {
+    return this.children[0] || null
+  }
+  get nextSibling() {
+    const siblings = this.parent ? this.parent.children : []
+    return siblings[siblings.indexOf(this) + 1] || null
+  }
+  querySelector(selector) {
+    return selector === 'path' ? (this.path ||= new Element('path')) : null
+  }
+  focus() {}
+  get text() {
+    return this.tagName === '#text' ? this.textContent : this.children.map((c) => c.text).join('')
+  }
+  find(test) {
+    for (const c of this.children) {
+      if (test(c)) return c
+      const found = c.find(test)
+      if (found) return found
+    }
+    return null
+  }
+}
+
+const KEY = 'wk_test'
+const STORAGE_KEY = 'replybase:' + KEY
+let storage
+
+function installPage() {
+  storage = new Map()
+  const listeners = {}
+  Object.assign(globalThis, {
+    window: globalThis,
+    localStorage: {
+      getItem: (k) => storage.get(k) ?? null,
+      setItem: (k, v) => storage.set(k, String(v)),
+      removeItem: (k) => storage.delete(k),
+    },
+    document: {
+      hidden: false,
+      referrer: '',
+      createElement: (tag) => new Element(tag),
+      addEventListener: (name, f) => (listeners[name] ||= []).push(f),
+    },
+    location: { search: '', href: 'https://shop.example/page' },
+    addEventListener: (name, f) => (listeners[name] ||= []).push(f),
+    CSSStyleSheet: class {
+      constructor() {
+        throw new Error('not in this fake page')
+      }
+    },
+  })
+  Object.defineProperty(globalThis, 'navigator', { value: { onLine: true, language: 'en' }, configurable: true })
+}
+
+// --- the API, scripted per test ----------------------------------------------------------
+
+const message = (id, sender = 'agent', extra = {}) => ({
+  id,
+  conversation_id: 7,
+  direction: sender === 'visitor' ? 'inbound' : 'outbound',
+  sender,
+  text: `${sender} ${id}`,
+  created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, id)).toISOString(),
+  quick_replies: null,
+  client_message_id: null,
+  ...extra,
+})
+
+const initAnswer = (fields = {}) => ({
+  session_token: 'T-new',
+  expires_at: '2026-01-01T02:00:00Z',
+  visitor_id: 'v'.repeat(32),
+  conversation_id: 7,
+  resumed: true,
+  messages: [],
+  ...fields,
+})
+
+/** `routes[name](request)` answers {status, body} or throws (a network error). */
+function serve(routes) {
+  const calls = []
+  globalThis.fetch = async (url, options) => {
+    const path = url.replace('https://api.example/v1/', '')
+    const name = path.split('?')[0] + (options.method === 'POST' && path === 'messages' ? ':post' : '')
+    const call = {
+      name,
+      path,
+      token: (options.headers.Authorization || '').replace('Bearer ', ''),
+      body: options.body && JSON.parse(options.body),
+    }
+    calls.push(call)
+    const route = routes[name] || (() => ({ status: 202, body: {} }))
+    const { status, body } = await route(call)
+    return { ok: status < 300, status, json: async () => body, headers: { get: () => null } }
+  }
+  return calls
+}
+
+const config = () => ({ status: 200, body: { site: {}, challenge: 'c-fresh', pow: null } })
+
+// --- the widget on the page --------------------------------------------------------------
+
+function mountWidget({ stored, queue = [] } = {}) {
+  if (stored) storage.set(STORAGE_KEY, JSON.stringify(stored))
+  const launcher = new Element('button')
+  const badge = new Element('span')
+  const box = new Element('div')
+  const root = Object.assign(new Element('#shadow-root'), { host: new Element('div'), activeElement: null })
+  globalThis.ReplyBase = {
+    q: [...queue],
+    _c: {
+      api: 'https://api.example/v1/',
+      key: KEY,
+      config: { site: { title: 'Shop', telemetry: false, require_consent: false }, challenge: 'c0', pow: null },
+      configAt: Date.now(),
+      root,
+      box,
+      launcher,
+      badge,
+      emit() {},
+      events: [],
+    },
+  }
+  widgetCode.runInThisContext()
+  const R = globalThis.ReplyBase
+  const form = () => box.find((el) => el.tagName === 'form')
+  return {
+    R,
+    badge,
+    stored: () => JSON.parse(storage.get(STORAGE_KEY) || 'null'),
+    bubbles: () =>
+      (box.find((el) => el.attrs.role === 'log')?.children || [])
+        .filter((el) => String(el.attrs.class).startsWith('m '))
+        .map((el) => el.text + (el.dataset.s ? ` [${el.dataset.s}]` : '')),
+    send(text) {
+      const input = form().children[0]
+      input.value = text
+      form().listeners.submit[0]({ preventDefault() {} })
+    },
+  }
+}
+
+// Timers are mocked; fetch answers are promises: let both run, `ms` of page time.
+const flush = async () => {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+async function advance(ms) {
+  for (let t = 0; t < ms; t += 100) {
+    mock.timers.tick(100)
+    await flush()
+  }
+}
+
+beforeEach(() => {
+  installPage()
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] })
+})
+afterEach(() => mock.timers.reset())
+
+// --- the cases ---------------------------------------------------------------------------
+
+test('a returning visitor whose token expired still gets the badge for a reply', async () => {
+  // they saw up to 100; an agent answered (105) while they were away for longer than a token lasts
+  const calls = serve({
+    messages: ({ token }) =>
+      token === 'T-expired'
+        ? { status: 401, body: { error: { code: 'token_expired', message: 'Expired.' } } }
+        : { status: 200, body: { messages: [message(105)], pending_reply: false } },
+    config,
+    init: () => ({ status: 200, body: initAnswer({ messages: [message(100, 'visitor'), message(105)] }) }),
+  })
+  const w = mountWidget({ stored: { visitor_id: 'v'.repeat(32), session_token: 'T-expired', conversation_id: 7, seen: 100, shown: [] } })
+  await advance(1500)
+  assert.deepEqual(
+    calls.map((c) => c.name),
+    ['messages', 'init', 'messages'],
+  )
+  assert.equal(calls[1].body.session_token, 'T-expired') // an expired token still resumes
+  assert.equal(w.badge.textContent, '1')
+  assert.equal(w.badge.hidden, false)
+})
+
+test('a closed widget keeps polling after a re-init that failed', async () => {
+  let initFailures = 1
+  const calls = serve({
+    messages: ({ token }) =>
+      token === 'T-expired'
+        ? { status: 401, body: { error: { code: 'token_expired', message: 'Expired.' } } }
+        : { status: 200, body: { messages: [message(9)], pending_reply: false } },
+    config,
+    init: () => {
+      if (initFailures-- > 0) throw new TypeError('Failed to fetch')
+      return { status: 200, body: initAnswer() }
+    },
+  })
+  const w = mountWidget({ stored: { visitor_id: 'v'.repeat(32), session_token: 'T-expired', conversation_id: 7, seen: 5 } })
+  await advance(1500) // the first poll: 401, and the re-init fails (the network)
+  assert.deepEqual(calls.map((c) => c.name), ['messages', 'init'])
+  assert.equal(w.stored().session_token, 'T-expired') // kept until an init replaces it
+  await advance(30_000) // the retry, after its backoff: 401 again, a new challenge, init, poll
+  assert.deepEqual(calls.slice(2).map((c) => c.name), ['messages', 'config', 'init', 'messages'])
+  assert.equal(w.stored().session_token, 'T-new')
+  assert.equal(w.badge.textContent, '1')
+})
+
+test('identify() while the first init runs makes the next call init again as that user', async () => {
+  const inits = []
+  serve({
+    config,
+    init: ({ body }) => {
+      inits.push(body)
+      return { status: 200, body: initAnswer({ resumed: false }) }
+    },
+    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
+    'messages:post': ({ body }) => ({
+      status: 201,
+      body: { message: message(20, 'visitor', { text: body.text, client_message_id: body.client_message_id }), replies: [], pending_reply: false },
+    }),
+  })
+  const w = mountWidget({ queue: [['open'], ['identify', 'user-42', 'hash-42']] })
+  await advance(1500)
+  assert.deepEqual(
+    inits.map((b) => b.user_id),
+    [undefined, 'user-42'],
+  )
+  assert.equal(inits[1].session_token, 'T-new')
+  w.R.identify('user-42', 'hash-42') // the same user again: nothing to redo
+  w.send('hello')
+  await advance(500)
+  assert.equal(inits.length, 2)
+})
+
+test('a new conversation from init keeps the bubble the visitor is still sending', async () => {
+  // a first visit: the message is typed before init answers, and the server refuses it
+  let answerInit
+  serve({
+    config,
+    init: () => new Promise((resolve) => (answerInit = () => resolve({ status: 200, body: initAnswer({ conversation_id: 8, resumed: false }) }))),
+    'messages:post': () => ({ status: 400, body: { error: { code: 'invalid_request', message: 'text: too long.' } } }),
+    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
+  })
+  const w = mountWidget({ queue: [['open']] })
+  await advance(100)
+  w.send('my order number is 1234')
+  assert.deepEqual(w.bubbles(), ['You: my order number is 1234 [sending]'])
+  answerInit()
+  await advance(500)
+  assert.deepEqual(w.bubbles(), ['You: my order number is 1234 [failed]'])
+})
+
+test('a poll answered after init moved to another conversation adds nothing', async () => {
+  let answerPoll
+  serve({
+    messages: ({ token }) =>
+      token === 'T-old'
+        ? new Promise((resolve) => (answerPoll = () => resolve({ status: 200, body: { messages: [message(150)], pending_reply: false } })))
+        : { status: 200, body: { messages: [], pending_reply: false } },
+    config,
+    init: () => ({ status: 200, body: initAnswer({ conversation_id: 9, resumed: false }) }),
+  })
+  const w = mountWidget({ stored: { visitor_id: 'v'.repeat(32), session_token: 'T-old', conversation_id: 7, seen: 140 } })
+  await advance(1100) // the closed widget's poll of conversation 7 is on its way
+  w.R.open() // conversation 7 was resolved: init starts 9
+  await advance(100)
+  answerPoll()
+  await advance(500)
+  assert.deepEqual(w.bubbles(), [])
+  assert.equal(w.stored().conversation_id, 9)
+})
+
+test('init uses the session another tab started after this page loaded', async () => {
+  const inits = []
+  serve({
+    config,
+    init: ({ body }) => {
+      inits.push(body)
+      return { status: 200, body: initAnswer() }
+    },
+    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
+  })
+  const w = mountWidget() // nothing stored yet
+  storage.set(STORAGE_KEY, JSON.stringify({ visitor_id: 'v'.repeat(32), session_token: 'T-tab', conversation_id: 7, seen: 3 }))
+  w.R.open()
+  await advance(500)
+  assert.equal(inits.length, 1)
+  assert.deepEqual(
+    [inits[0].visitor_id, inits[0].session_token, inits[0].conversation_id],
+    ['v'.repeat(32), 'T-tab', 7],
+  )
+  assert.equal(w.stored().seen, 0) // the same conversation: its seen mark moved, not reset
+})
