@@ -80,6 +80,12 @@ class Widget:
         self.composer.fill(text)
         self.send_button.click()
 
+    def ask_about_returns(self) -> None:
+        """Ask the returns question and wait for the knowledge base's answer."""
+        self.send("How do I return an item?")
+        expect(self.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+        self.expect_settled()
+
     def expect_settled(self) -> None:
         """No bubble still sending, no typing indicator: nothing left spinning."""
         expect(self.pending).to_have_count(0, timeout=UI_TIMEOUT)
@@ -427,9 +433,7 @@ def test_reload_resumes_the_conversation(page: Page, shop: Shop):
     page.goto(shop.url)
     first = w.open_and_wait_for_init()
     assert first["resumed"] is False
-    w.send("How do I return an item?")
-    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
-    w.expect_settled()
+    w.ask_about_returns()
     assert stored_session(page, shop)["conversation_id"] == first["conversation_id"]
 
     page.reload()
@@ -482,9 +486,7 @@ def test_a_reply_while_the_panel_is_closed_shows_on_the_badge_until_the_visitor_
     w = Widget(page)
     page.goto(shop.url)
     w.open_and_wait_for_init()
-    w.send("How do I return an item?")
-    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
-    w.expect_settled()
+    w.ask_about_returns()
     w.close_button.click()
     expect(w.badge).to_be_hidden()
 
@@ -604,9 +606,7 @@ def test_consent_gating_writes_nothing_before_consent(page: Page, make_shop):
     w = Widget(page)
     page.goto(shop.url)
     w.open_and_wait_for_init()
-    w.send("How do I return an item?")
-    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
-    w.expect_settled()
+    w.ask_about_returns()
 
     def storage() -> dict:
         return page.evaluate(

@@ -26,6 +26,11 @@ def error_of(response) -> tuple[int, str]:
     return response.status_code, body["error"]["code"]
 
 
+def _verified(user_id: str) -> dict:
+    """init's fields for a user the host page verified."""
+    return {"user_id": user_id, "user_hash": identity_hash(IDENTITY_SECRET, user_id)}
+
+
 # --- config ---------------------------------------------------------------------------
 
 
@@ -311,15 +316,9 @@ class TestInit:
     def test_a_verified_users_conversation_does_not_resume_for_the_next_person(
         self, widget_client, site, next_user
     ):
-        first = widget_client.init(
-            user_id="user-42", user_hash=identity_hash(IDENTITY_SECRET, "user-42")
-        ).json()
+        first = widget_client.init(**_verified("user-42")).json()
         widget_client.send("my order 1234 never came")
-        identity = (
-            {"user_id": next_user, "user_hash": identity_hash(IDENTITY_SECRET, next_user)}
-            if next_user
-            else {}
-        )
+        identity = _verified(next_user) if next_user else {}
         again = widget_client.init(session_token=first["session_token"], **identity).json()
         assert again["resumed"] is False
         assert again["conversation_id"] != first["conversation_id"]
@@ -332,8 +331,7 @@ class TestInit:
         back = widget_client.init(
             visitor_id=first["visitor_id"],
             conversation_id=first["conversation_id"],
-            user_id="user-42",
-            user_hash=identity_hash(IDENTITY_SECRET, "user-42"),
+            **_verified("user-42"),
         ).json()
         assert back["resumed"] is True
         assert back["conversation_id"] == first["conversation_id"]
@@ -343,9 +341,7 @@ class TestInit:
         lead = Contact.objects.create(tenant=site.tenant, email="jane@example.com")
         Conversation.objects.filter(pk=first["conversation_id"]).update(contact=lead)
         again = widget_client.init(
-            session_token=first["session_token"],
-            user_id="user-42",
-            user_hash=identity_hash(IDENTITY_SECRET, "user-42"),
+            session_token=first["session_token"], **_verified("user-42")
         ).json()
         assert again["resumed"] is True
         assert again["conversation_id"] == first["conversation_id"]

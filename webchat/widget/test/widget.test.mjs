@@ -168,6 +168,16 @@ function serve(routes) {
 
 const config = () => ({ status: 200, body: { site: {}, challenge: 'c-fresh', pow: null } })
 
+const noNews = () => ({ status: 200, body: { messages: [], pending_reply: false } })
+
+/** GET messages: 401 for the expired token 'T-expired', else `messages`. */
+const expiredThen =
+  (messages) =>
+  ({ token }) =>
+    token === 'T-expired'
+      ? { status: 401, body: { error: { code: 'token_expired', message: 'This session has expired.' } } }
+      : { status: 200, body: { messages, pending_reply: false } }
+
 // --- the widget on the page --------------------------------------------------------------
 
 function mountWidget({ stored, queue = [] } = {}) {
@@ -232,10 +242,7 @@ afterEach(() => mock.timers.reset())
 test('a returning visitor whose token expired still gets the badge for a reply', async () => {
   // they saw up to 100; an agent answered (105) while they were away for longer than a token lasts
   const calls = serve({
-    messages: ({ token }) =>
-      token === 'T-expired'
-        ? { status: 401, body: { error: { code: 'token_expired', message: 'Expired.' } } }
-        : { status: 200, body: { messages: [message(105)], pending_reply: false } },
+    messages: expiredThen([message(105)]),
     config,
     init: () => ({ status: 200, body: initAnswer({ messages: [message(100, 'visitor'), message(105)] }) }),
   })
@@ -253,10 +260,7 @@ test('a returning visitor whose token expired still gets the badge for a reply',
 test('a closed widget keeps polling after a re-init that failed', async () => {
   let initFailures = 1
   const calls = serve({
-    messages: ({ token }) =>
-      token === 'T-expired'
-        ? { status: 401, body: { error: { code: 'token_expired', message: 'Expired.' } } }
-        : { status: 200, body: { messages: [message(9)], pending_reply: false } },
+    messages: expiredThen([message(9)]),
     config,
     init: () => {
       if (initFailures-- > 0) throw new TypeError('Failed to fetch')
@@ -274,30 +278,27 @@ test('a closed widget keeps polling after a re-init that failed', async () => {
 })
 
 test('identify() while the first init runs makes the next call init again as that user', async () => {
-  const inits = []
-  serve({
+  const calls = serve({
     config,
-    init: ({ body }) => {
-      inits.push(body)
-      return { status: 200, body: initAnswer({ resumed: false }) }
-    },
-    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
+    init: () => ({ status: 200, body: initAnswer({ resumed: false }) }),
+    messages: noNews,
     'messages:post': ({ body }) => ({
       status: 201,
       body: { message: message(20, 'visitor', { text: body.text, client_message_id: body.client_message_id }), replies: [], pending_reply: false },
     }),
   })
   const w = mountWidget({ queue: [['open'], ['identify', 'user-42', 'hash-42']] })
+  const inits = () => calls.filter((c) => c.name === 'init').map((c) => c.body)
   await advance(1500)
   assert.deepEqual(
-    inits.map((b) => b.user_id),
+    inits().map((b) => b.user_id),
     [undefined, 'user-42'],
   )
-  assert.equal(inits[1].session_token, 'T-new')
+  assert.equal(inits()[1].session_token, 'T-new')
   w.R.identify('user-42', 'hash-42') // the same user again: nothing to redo
   w.send('hello')
   await advance(500)
-  assert.equal(inits.length, 2)
+  assert.equal(inits().length, 2)
 })
 
 test('a new conversation from init keeps the bubble the visitor is still sending', async () => {
@@ -307,7 +308,7 @@ test('a new conversation from init keeps the bubble the visitor is still sending
     config,
     init: () => new Promise((resolve) => (answerInit = () => resolve({ status: 200, body: initAnswer({ conversation_id: 8, resumed: false }) }))),
     'messages:post': () => ({ status: 400, body: { error: { code: 'invalid_request', message: 'text: too long.' } } }),
-    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
+    messages: noNews,
   })
   const w = mountWidget({ queue: [['open']] })
   await advance(100)
@@ -324,7 +325,7 @@ test('a poll answered after init moved to another conversation adds nothing', as
     messages: ({ token }) =>
       token === 'T-old'
         ? new Promise((resolve) => (answerPoll = () => resolve({ status: 200, body: { messages: [message(150)], pending_reply: false } })))
-        : { status: 200, body: { messages: [], pending_reply: false } },
+        : noNews(),
     config,
     init: () => ({ status: 200, body: initAnswer({ conversation_id: 9, resumed: false }) }),
   })
@@ -339,19 +340,12 @@ test('a poll answered after init moved to another conversation adds nothing', as
 })
 
 test('init uses the session another tab started after this page loaded', async () => {
-  const inits = []
-  serve({
-    config,
-    init: ({ body }) => {
-      inits.push(body)
-      return { status: 200, body: initAnswer() }
-    },
-    messages: () => ({ status: 200, body: { messages: [], pending_reply: false } }),
-  })
+  const calls = serve({ config, init: () => ({ status: 200, body: initAnswer() }), messages: noNews })
   const w = mountWidget() // nothing stored yet
   storage.set(STORAGE_KEY, JSON.stringify({ visitor_id: 'v'.repeat(32), session_token: 'T-tab', conversation_id: 7, seen: 3 }))
   w.R.open()
   await advance(500)
+  const inits = calls.filter((c) => c.name === 'init').map((c) => c.body)
   assert.equal(inits.length, 1)
   assert.deepEqual(
     [inits[0].visitor_id, inits[0].session_token, inits[0].conversation_id],
