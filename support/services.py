@@ -193,18 +193,48 @@ def our_source_id(kind: str, pk: int) -> str:
 
 
 def link_for_chatwoot_conversation(
-    *, connection: ChatwootConnection, chatwoot_conversation_id: int, contact_name: str = ""
+    *,
+    connection: ChatwootConnection,
+    chatwoot_conversation_id: int,
+    contact_name: str = "",
+    identifier: str = "",
 ) -> ChatwootConversationLink:
-    """The (locked) link of a Chatwoot conversation, created on first sight. In a transaction."""
-    link, _ = ChatwootConversationLink.objects.get_or_create(
-        connection=connection,
-        chatwoot_conversation_id=chatwoot_conversation_id,
-        defaults={"tenant_id": connection.tenant_id, "contact_name": contact_name},
-    )
+    """The (locked) link of a Chatwoot conversation, created on first sight. In a transaction.
+
+    A conversation we created carries our `identifier`: when its creation's answer was
+    lost (a timeout, a crash), the mirrored link still waits for the Chatwoot id, and the
+    first webhook about it (an agent's reply to the empty conversation) gives it, instead
+    of a second, unmirrored link that would swallow the reply and block the sync."""
+    link = ChatwootConversationLink.objects.filter(
+        connection=connection, chatwoot_conversation_id=chatwoot_conversation_id
+    ).first() or _link_awaiting_id(connection, identifier)
+    if link is None:
+        link, _ = ChatwootConversationLink.objects.get_or_create(
+            connection=connection,
+            chatwoot_conversation_id=chatwoot_conversation_id,
+            defaults={"tenant_id": connection.tenant_id, "contact_name": contact_name},
+        )
     link = ChatwootConversationLink.objects.select_for_update().get(pk=link.pk)
+    if link.chatwoot_conversation_id is None:
+        link.chatwoot_conversation_id = chatwoot_conversation_id
+        link.save(update_fields=["chatwoot_conversation_id", "updated_at"])
     if contact_name and not link.contact_name:
         link.contact_name = contact_name
     return link
+
+
+def _link_awaiting_id(
+    connection: ChatwootConnection, identifier: str
+) -> ChatwootConversationLink | None:
+    """The mirrored link, still without a Chatwoot id, of the conversation `identifier`
+    (see handoff_identifier) names: one of this installation and connection's tenant."""
+    prefix = f"{_our_prefix()}{connection.tenant_id}:conversation:"
+    pk = identifier.removeprefix(prefix)
+    if not identifier.startswith(prefix) or not pk.isascii() or not pk.isdigit():
+        return None
+    return ChatwootConversationLink.objects.filter(
+        connection=connection, conversation_id=int(pk), chatwoot_conversation_id__isnull=True
+    ).first()
 
 
 # --- drafts ------------------------------------------------------------------------------------
@@ -676,6 +706,24 @@ def _handoff_link(conversation: Conversation) -> ChatwootConversationLink | None
     return ChatwootConversationLink.objects.select_related("connection").get(pk=link.pk)
 
 
+def _link_take_id(link: ChatwootConversationLink, chatwoot_id: int) -> None:
+    """Store the Chatwoot id of a mirrored link's conversation. A webhook about it that
+    came first without our identifier made it a link of its own (unmirrored): that one
+    gives way, its drafts moving to this link."""
+    link.chatwoot_conversation_id = chatwoot_id
+    with transaction.atomic():
+        other = (
+            ChatwootConversationLink.objects.select_for_update()
+            .filter(connection_id=link.connection_id, chatwoot_conversation_id=chatwoot_id)
+            .exclude(pk=link.pk)
+            .first()
+        )
+        if other is not None and other.conversation_id is None:
+            ApprovalItem.objects.filter(link=other).update(link=link)
+            other.delete()
+        link.save(update_fields=["chatwoot_conversation_id", "updated_at"])
+
+
 def _handoff_sync_locked(
     conversation: Conversation, *, from_retry: bool, inline: bool
 ) -> SyncResult:
@@ -711,8 +759,7 @@ def _handoff_sync_locked(
                         IDENTIFIER_ATTRIBUTE: identifier,
                     },
                 )
-            link.chatwoot_conversation_id = chatwoot_id
-            link.save(update_fields=["chatwoot_conversation_id", "updated_at"])
+            _link_take_id(link, chatwoot_id)
         pending = list(
             Message.objects.filter(
                 tenant_id=conversation.tenant_id,

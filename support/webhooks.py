@@ -87,7 +87,7 @@ def webhook_verify(
         )
     now = time.time() if now is None else now
     timestamp = timestamp.strip()
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):  # "²" is a digit to isdigit()
         raise WebhookSignatureInvalid("X-Chatwoot-Timestamp is missing or not a Unix time.")
     if abs(now - int(timestamp)) > settings.CHATWOOT_WEBHOOK_MAX_AGE_SECONDS:
         raise WebhookTimestampExpired()
@@ -258,6 +258,7 @@ def _customer_message(connection: ChatwootConnection, event: events.CustomerMess
         connection=connection,
         chatwoot_conversation_id=event.conversation_id,
         contact_name=event.contact_name,
+        identifier=event.identifier,
     )
     at = event.created_at or timezone.now()
     # Chatwoot reopens a resolved or snoozed conversation when the customer writes (the
@@ -284,7 +285,9 @@ def _customer_message(connection: ChatwootConnection, event: events.CustomerMess
 
 def _agent_reply(connection: ChatwootConnection, event: events.AgentReply) -> str:
     link = services.link_for_chatwoot_conversation(
-        connection=connection, chatwoot_conversation_id=event.conversation_id
+        connection=connection,
+        chatwoot_conversation_id=event.conversation_id,
+        identifier=event.identifier,
     )
     fields = link_responded(
         link, at=event.created_at or timezone.now(), sla_minutes=connection.sla_minutes
@@ -307,6 +310,7 @@ def _status_change(connection: ChatwootConnection, event: events.StatusChange) -
         connection=connection,
         chatwoot_conversation_id=event.conversation_id,
         contact_name=event.contact_name,
+        identifier=event.identifier,
     )
     fields = services.link_status_set(link=link, status=event.current)
     link.save(update_fields=[*fields, "contact_name", "updated_at"])

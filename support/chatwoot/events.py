@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from support.chatwoot.client import message_type_name
+from support.chatwoot.client import IDENTIFIER_ATTRIBUTE, message_type_name
 
 OUR_SOURCE_PREFIX = "replybase:"
 STATUSES = ("open", "pending", "resolved", "snoozed")
@@ -32,6 +32,7 @@ class CustomerMessage:
     created_at: datetime | None
     contact_name: str
     status: str | None
+    identifier: str = ""  # the conversation's custom_attributes[IDENTIFIER_ATTRIBUTE]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class AgentReply:
     content: str
     created_at: datetime | None
     agent_name: str
+    identifier: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class StatusChange:
     previous: str | None
     current: str
     contact_name: str
+    identifier: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ def _int(value: Any) -> int | None:
 
 def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _identifier(conversation: dict) -> str:
+    """Our name of the conversation, when we created it (see services.handoff_identifier)."""
+    value = _dict(conversation.get("custom_attributes")).get(IDENTIFIER_ATTRIBUTE)
+    return value[:255] if isinstance(value, str) else ""
 
 
 def _contact_name(conversation: dict) -> str:
@@ -131,7 +140,9 @@ def parse(payload: Any, *, account_id: int | None) -> Event:
             if status not in STATUSES:
                 return Ignored("no_status_change")
             change = (None, status)
-        return StatusChange(conversation_id, change[0], change[1], _contact_name(payload))
+        return StatusChange(
+            conversation_id, change[0], change[1], _contact_name(payload), _identifier(payload)
+        )
     return Ignored(f"event:{event}" if isinstance(event, str) else "no_event")
 
 
@@ -164,6 +175,7 @@ def _message_created(payload: dict, *, account_id: int | None) -> Event:
             created_at=created_at,
             contact_name=str(sender.get("name") or "")[:255] or _contact_name(conversation),
             status=conversation.get("status") if conversation.get("status") in STATUSES else None,
+            identifier=_identifier(conversation),
         )
     if kind == "outgoing":
         if sender_type and sender_type != "user":
@@ -174,5 +186,6 @@ def _message_created(payload: dict, *, account_id: int | None) -> Event:
             content=content.strip(),
             created_at=created_at,
             agent_name=str(sender.get("available_name") or sender.get("name") or "")[:120],
+            identifier=_identifier(conversation),
         )
     return Ignored(f"message_type:{kind or 'missing'}")

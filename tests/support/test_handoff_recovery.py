@@ -338,3 +338,68 @@ def test_on_a_worker_the_backoff_retries_stay(connection, chatwoot_standin, widg
     result = services.handoff_sync(conversation_id=conversation.pk, from_retry=True)
     assert not result.ok
     assert len(chatwoot_standin.requests_to(FILTER_ROUTE)) == 5
+
+
+# --- an agent in the conversation before we know its id -----------------------------------------
+
+CONVERSATIONS_ROUTE = "POST /api/v1/accounts/*/conversations"
+
+
+def _handed_off_with_the_answer_lost(widget_client, chatwoot_standin):
+    """Chatwoot creates the conversation but its answer is lost: the sync is parked,
+    with the mirrored link still waiting for the Chatwoot id."""
+    chatwoot_standin.set_fault_after_apply("status", status=504, route=CONVERSATIONS_ROUTE)
+    conversation = start_and_hand_off(widget_client)
+    [cw] = chatwoot_standin.conversations
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    assert link.chatwoot_conversation_id is None
+    assert OutboundRetry.objects.filter(status=RetryStatus.QUEUED).exists()
+    return conversation, cw, link
+
+
+def _retry_now_and_expect_the_transcript(conversation, cw, link, chatwoot_standin):
+    OutboundRetry.objects.update(next_attempt_at=link.created_at)
+    retry_due()
+    assert not OutboundRetry.objects.filter(status=RetryStatus.QUEUED).exists()
+    assert ChatwootConversationLink.objects.get().chatwoot_conversation_id == cw["id"]
+    assert len(chatwoot_standin.conversations) == 1
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
+    assert transcript[0] == "Hello there" and HUMAN in transcript
+    assert (
+        len(transcript)
+        == len(set(transcript))
+        == conversation.messages.exclude(sender_type=SenderType.AGENT).count()
+    )
+
+
+def test_an_agents_reply_to_the_conversation_whose_id_we_lost_reaches_the_visitor(
+    widget_client, connection, chatwoot_standin, post_webhook
+):
+    conversation, cw, link = _handed_off_with_the_answer_lost(widget_client, chatwoot_standin)
+    reply = chatwoot_standin.make_webhook(
+        "message_created", kind="agent", conversation_id=cw["id"], content="Hi, I'm here."
+    )
+    assert post_webhook(reply).status_code == 200
+
+    link.refresh_from_db()
+    assert link.chatwoot_conversation_id == cw["id"]  # the webhook named it (our identifier)
+    assert ChatwootConversationLink.objects.count() == 1
+    agent = Message.objects.filter(conversation=conversation, sender_type=SenderType.AGENT)
+    assert list(agent.values_list("text", flat=True)) == ["Hi, I'm here."]
+    _retry_now_and_expect_the_transcript(conversation, cw, link, chatwoot_standin)
+
+
+def test_a_link_a_webhook_made_without_our_identifier_gives_way_to_the_mirrored_one(
+    widget_client, connection, chatwoot_standin, post_webhook
+):
+    conversation, cw, link = _handed_off_with_the_answer_lost(widget_client, chatwoot_standin)
+    reply = chatwoot_standin.make_webhook(
+        "message_created", kind="agent", conversation_id=cw["id"], content="Hi, I'm here."
+    )
+    reply["conversation"]["custom_attributes"] = {}  # an agent cleared the attribute
+    assert post_webhook(reply).status_code == 200
+    assert ChatwootConversationLink.objects.filter(conversation=None).count() == 1
+
+    _retry_now_and_expect_the_transcript(conversation, cw, link, chatwoot_standin)
+    assert widget_client.send("Still there?").status_code == 201
+    assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "Still there?"

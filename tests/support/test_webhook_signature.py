@@ -91,6 +91,11 @@ def test_old_and_future_timestamps_are_refused(connection, post_webhook):
     recent = int(time.time()) - 240
     assert post_webhook(make_webhook("message_created"), timestamp=recent).status_code == 200
     assert post_webhook(make_webhook("message_created"), timestamp="yesterday").status_code == 401
+    # digits to str.isdigit() that int() refuses (a header's byte 0xB2 is "²"): a 401, not a 500
+    for odd in ("\u00b2", "1\u0663"):
+        response = post_webhook(make_webhook("message_created"), timestamp=odd)
+        assert response.status_code == 401, response.content
+        assert _error(response) == "signature_invalid"
 
 
 def test_url_token_not_numeric_id_and_unknown_token_is_404(connection, post_webhook):
