@@ -386,6 +386,11 @@ class ApprovalItem(TenantOwnedModel):
     reject_reason = models.TextField(blank=True)
     reply_message_id = models.PositiveBigIntegerField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A post of the note / the reply was started: it may be in Chatwoot without us knowing
+    # (a lost answer, a crash or a database error before its bookkeeping), so the next
+    # attempt looks for it (by source_id) before it posts again.
+    note_attempted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reply_attempted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

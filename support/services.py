@@ -43,6 +43,7 @@ from support.chatwoot.client import (
     IDENTIFIER_ATTRIBUTE,
     ChatwootClient,
     ChatwootError,
+    ChatwootMessage,
     ContactCreated,
 )
 from support.chatwoot.events import OUR_SOURCE_PREFIX
@@ -364,6 +365,30 @@ def private_note_text(item: ApprovalItem) -> str:
     return f"{header}:\n\n{item.draft_text}"
 
 
+def _item_post_once(
+    client: ChatwootClient, item: ApprovalItem, kind: str, *, from_retry: bool, **message
+) -> ChatwootMessage:
+    """Post the item's note or reply (`kind`) to its Chatwoot conversation once. A retry,
+    or any attempt after one was started (`<kind>_attempted_at`, stored before the post:
+    its answer may have been lost, or the bookkeeping after it failed), looks for the
+    message by its source_id first."""
+    conversation_id = item.link.chatwoot_conversation_id
+    source_id = our_source_id(kind, item.pk)
+    attempted = f"{kind}_attempted_at"
+    if from_retry or getattr(item, attempted):
+        found = client.find_message_by_source_id(
+            conversation_id=conversation_id, source_id=source_id
+        )
+        if found is not None:
+            return found
+    now = timezone.now()
+    ApprovalItem.objects.filter(pk=item.pk).update(**{attempted: now})
+    setattr(item, attempted, now)
+    return client.create_message(
+        conversation_id=conversation_id, message_type="outgoing", source_id=source_id, **message
+    )
+
+
 def approval_item_note_post(
     *, item: ApprovalItem, from_retry: bool = False, inline: bool = False
 ) -> bool:
@@ -372,23 +397,16 @@ def approval_item_note_post(
         retry_mark_done(operation=RetryOperation.PRIVATE_NOTE, object_id=item.pk)
         return True
     client = _client(item.connection, inline=inline)
-    source_id = our_source_id("note", item.pk)
-    conversation_id = item.link.chatwoot_conversation_id
     try:
-        message = None
-        if from_retry:
-            message = client.find_message_by_source_id(
-                conversation_id=conversation_id, source_id=source_id
-            )
-        if message is None:
-            message = client.create_message(
-                conversation_id=conversation_id,
-                content=private_note_text(item),
-                message_type="outgoing",
-                private=True,
-                source_id=source_id,
-                operation="private_note",
-            )
+        message = _item_post_once(
+            client,
+            item,
+            "note",
+            from_retry=from_retry,
+            content=private_note_text(item),
+            private=True,
+            operation="private_note",
+        )
     except ChatwootError as exc:
         retry_enqueue(
             connection=item.connection,
@@ -484,23 +502,16 @@ def approval_item_send(*, item_id: int, from_retry: bool = False, inline: bool =
         retry_mark_done(operation=RetryOperation.REPLY, object_id=item_id)
         return item is not None and item.status == ApprovalStatus.SENT
     client = _client(item.connection, inline=inline)
-    source_id = our_source_id("reply", item.pk)
-    conversation_id = item.link.chatwoot_conversation_id
     try:
-        message = None
-        if from_retry:
-            message = client.find_message_by_source_id(
-                conversation_id=conversation_id, source_id=source_id
-            )
-        if message is None:
-            message = client.create_message(
-                conversation_id=conversation_id,
-                content=item.final_text,
-                message_type="outgoing",
-                private=False,
-                source_id=source_id,
-                operation="reply",
-            )
+        message = _item_post_once(
+            client,
+            item,
+            "reply",
+            from_retry=from_retry,
+            content=item.final_text,
+            private=False,
+            operation="reply",
+        )
     except ChatwootError as exc:
         retry_enqueue(
             connection=item.connection, operation=RetryOperation.REPLY, object_id=item.pk, error=exc

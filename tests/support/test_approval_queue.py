@@ -123,6 +123,43 @@ def test_a_reply_that_cannot_be_sent_waits_in_the_retry_queue(item, agent, chatw
     assert len(_public_replies(chatwoot_standin, conv)) == 1
 
 
+def test_a_reply_whose_bookkeeping_failed_is_not_posted_again(
+    item, agent, chatwoot_standin, conv, monkeypatch
+):
+    """The reply reached Chatwoot, then the database failed before it was marked sent: the
+    send task's own retry (on OperationalError, not a Chatwoot retry) finds it instead of
+    posting it a second time."""
+    from django.db import OperationalError
+
+    services.approval_item_approve(item=item, actor=agent)  # its on-commit send not run
+    lock = services._item_lock
+    failures = []
+
+    def failing_once(locked):
+        if not failures:
+            failures.append(locked.pk)
+            raise OperationalError("server closed the connection unexpectedly")
+        return lock(locked)
+
+    monkeypatch.setattr(services, "_item_lock", failing_once)
+    with pytest.raises(OperationalError):
+        services.approval_item_send(item_id=item.pk)
+    assert len(_public_replies(chatwoot_standin, conv)) == 1
+    assert services.approval_item_send(item_id=item.pk) is True  # what the task retry runs
+    [reply] = _public_replies(chatwoot_standin, conv)
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.SENT
+    assert item.reply_message_id == reply["id"]
+    assert item.reply_attempted_at is not None
+
+
+def test_a_first_send_posts_without_looking_first(item, agent, chatwoot_standin, conv):
+    _run_on_commit(services.approval_item_approve, item=item, actor=agent)
+    lookups = chatwoot_standin.requests_to("GET /api/v1/accounts/*/conversations/*/messages")
+    assert lookups == []
+    assert len(_public_replies(chatwoot_standin, conv)) == 1
+
+
 # --- the dashboard page ------------------------------------------------------------------------------
 
 
