@@ -8,6 +8,7 @@ all of a request's counters are bumped here in one round trip (`core.cache.count
 """
 
 import hashlib
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -23,11 +24,28 @@ from webchat import metrics
 
 
 def client_ip(request: HttpRequest) -> str:
-    if settings.WEBCHAT_TRUST_X_FORWARDED_FOR:
+    """The visitor's address: REMOTE_ADDR, or, behind `WEBCHAT_TRUSTED_PROXIES` proxies that
+    each append the address they were reached from to X-Forwarded-For, the entry that many
+    from its end. What comes before it is whatever the client wrote, never trusted."""
+    proxies = settings.WEBCHAT_TRUSTED_PROXIES
+    if proxies:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if len(hops) >= proxies:
+            return hops[-proxies][:64]
     return request.META.get("REMOTE_ADDR", "")[:64]
+
+
+def ip_bucket(ip: str) -> str:
+    """What a per-IP limit counts: the address, or for IPv6 its /64 (one subscriber's
+    network: each of its addresses alone would be a bucket of its own)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and address.ipv4_mapped is None:
+        return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def ip_hash(ip: str) -> str:
@@ -53,8 +71,10 @@ def limits_for(
     """The limits of `route` this request counts against, in order (IP, site, session)."""
     if not settings.RATELIMIT_ENABLE:
         return []
+    ip = ip_bucket(client_ip(request))
     values = {
-        "ip": client_ip(request),
+        # per site: an office or carrier NAT's visitors of one site never use up another's
+        "ip": f"site:{site_id}:{ip}" if site_id is not None else ip,
         "site": f"site:{site_id}" if site_id is not None else None,
         "session": f"session:{session_id}" if session_id is not None else None,
     }

@@ -248,8 +248,13 @@ WEBCHAT_RATE_LIMITS = {
         "session": env("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
     },
 }
-# Client IPs: REMOTE_ADDR, or the first X-Forwarded-For hop behind a trusted proxy.
-WEBCHAT_TRUST_X_FORWARDED_FOR = env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", default=False)
+# Client IPs: REMOTE_ADDR, or behind this many proxies (each appending to X-Forwarded-For)
+# the X-Forwarded-For entry that many from its end. WEBCHAT_TRUST_X_FORWARDED_FOR=true, the
+# older setting, means one proxy.
+WEBCHAT_TRUSTED_PROXIES = env.int(
+    "WEBCHAT_TRUSTED_PROXIES",
+    default=1 if env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", default=False) else 0,
+)
 
 # --- Rollout -------------------------------------------------------------------------
 # How long a webchat allow/deny decision is cached: a kill takes effect within this time.

@@ -34,7 +34,7 @@ def _usage(request, scope: str, value: str) -> dict:
 def test_counts_are_django_ratelimits_own(request_from_ip):
     for _ in range(2):
         ratelimits.enforce(request_from_ip, route="messages_post", site_id=7, session_id=9)
-    assert _usage(request_from_ip, "ip", "203.0.113.7")["count"] == 2
+    assert _usage(request_from_ip, "ip", "site:7:203.0.113.7")["count"] == 2
     assert _usage(request_from_ip, "site", "site:7")["count"] == 2
     assert _usage(request_from_ip, "session", "session:9")["count"] == 2
 
@@ -70,3 +70,64 @@ def test_an_address_over_its_limit_does_not_use_up_its_sites(settings):
     assert refused == 25
     visitor = RequestFactory().get("/", REMOTE_ADDR="198.51.100.2")
     ratelimits.enforce(visitor, route="config", site_id=7)  # the site has 5 of 10 used
+
+
+def _from(remote: str, forwarded: str | None = None):
+    headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+    return RequestFactory().get("/", REMOTE_ADDR=remote, **headers)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "198.51.100.9", "10.0.0.2"),  # no proxy trusted: the header is the client's own
+        (1, "198.51.100.9", "198.51.100.9"),
+        # the client wrote "1.2.3.4"; the proxy appended the address it saw
+        (1, "1.2.3.4, 198.51.100.9", "198.51.100.9"),
+        (2, "1.2.3.4, 198.51.100.9, 10.0.0.7", "198.51.100.9"),  # a CDN, then a balancer
+        (2, "198.51.100.9", "10.0.0.2"),  # fewer hops than proxies: not through them
+        (1, "", "10.0.0.2"),
+    ],
+)
+def test_the_client_ip_is_the_entry_the_trusted_proxies_appended(
+    settings, proxies, forwarded, expected
+):
+    settings.WEBCHAT_TRUSTED_PROXIES = proxies
+    assert ratelimits.client_ip(_from("10.0.0.2", forwarded)) == expected
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_ip_limit(settings):
+    settings.WEBCHAT_TRUSTED_PROXIES = 1
+    settings.WEBCHAT_RATE_LIMITS = {"config": {"ip": "5/m", "site": "1000/m"}}
+    refused = 0
+    for n in range(10):
+        forged = _from("10.0.0.2", f"203.0.113.{n}, 198.51.100.9")
+        try:
+            ratelimits.enforce(forged, route="config", site_id=7)
+        except RateLimited:
+            refused += 1
+    assert refused == 5
+
+
+@pytest.mark.parametrize(
+    ("ip", "bucket"),
+    [
+        ("198.51.100.9", "198.51.100.9"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.9", "198.51.100.9"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_ipv6_is_counted_per_slash_64(ip, bucket):
+    assert ratelimits.ip_bucket(ip) == bucket
+
+
+def test_one_addresss_visitors_of_one_site_do_not_use_up_anothers(settings):
+    settings.WEBCHAT_RATE_LIMITS = {"config": {"ip": "3/m", "site": "1000/m"}}
+    office = _from("198.51.100.50")
+    for _ in range(3):
+        ratelimits.enforce(office, route="config", site_id=7)
+    with pytest.raises(RateLimited):
+        ratelimits.enforce(office, route="config", site_id=7)
+    ratelimits.enforce(office, route="config", site_id=8)  # another tenant's site
