@@ -603,6 +603,8 @@ def knowledge_articles_from_json(text: str, *, source: str) -> list[ArticleInput
         raise InvalidRequest(
             f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         ) from exc
+    except RecursionError as exc:
+        raise InvalidRequest(f"{source} is nested too deeply to be a list of articles.") from exc
     if not isinstance(data, list):
         raise InvalidRequest(f"{source} must hold a JSON list of {{title, body, tags}} objects.")
     articles = []

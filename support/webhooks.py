@@ -160,7 +160,7 @@ def webhook_receive(
         raise
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         metrics.WEBHOOKS.labels("not_json").inc()
         raise InvalidRequest("The body is not JSON.") from exc
     if not isinstance(payload, dict):

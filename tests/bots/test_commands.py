@@ -84,7 +84,9 @@ def test_import_markdown_folder(tenant, tmp_path):
         ('[{"title": "A", "body": "x"}, {"title": "B"}]', "item 2: a non-empty body"),
         ('[{"title": "A", "body": "x", "tags": [1]}]', "tags must be a list of strings"),
         ('[{"title": "A", "body": "x"}, {"title": "A", "body": "y"}]', "same title appears twice"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
+    ids=["truncated", "not a list", "no title", "no body", "tags", "twice", "deep"],
 )
 def test_bad_json_is_refused_and_nothing_is_imported(tenant, tmp_path, content, message):
     path = tmp_path / "kb.json"

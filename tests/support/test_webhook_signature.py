@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from support.health import connection_warnings
 from support.models import ApprovalItem, WebhookDelivery
 from tests.factories.support import ChatwootConnectionFactory
@@ -116,9 +118,11 @@ def test_other_tenants_secret_does_not_open_this_connection(connection, post_web
     assert not WebhookDelivery.objects.filter(connection=other).exists()
 
 
-def test_signed_body_that_is_not_json_is_a_400(connection, post_webhook, client):
+@pytest.mark.parametrize(
+    "body", [b"<html>not json</html>", b"[" * 5000 + b"]" * 5000], ids=["html", "nested deep"]
+)
+def test_signed_body_that_is_not_json_is_a_400(connection, post_webhook, client, body):
     ts = str(int(time.time()))
-    body = b"<html>not json</html>"
     response = client.post(
         post_webhook.url,
         data=body,

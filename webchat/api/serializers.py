@@ -167,10 +167,29 @@ class MessagesOutputSerializer(serializers.Serializer):
     pending_reply = serializers.BooleanField()
 
 
+# What PostgreSQL's jsonb cannot store: NUL, and UTF-16 surrogates without their pair.
+_UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable(value) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE_RE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
 class EventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=sorted(WIDGET_EVENT_TYPES))
     at = serializers.DateTimeField(required=False)
     data = serializers.DictField(required=False)
+
+    def validate_data(self, value: dict) -> dict:
+        if not _storable(value):
+            raise serializers.ValidationError("Text in data may not hold NUL or lone surrogates.")
+        return value
 
 
 class EventsInputSerializer(serializers.Serializer):

@@ -389,6 +389,19 @@ class TestInit:
         form = client.post(API + "init", data={"a": "b"}, HTTP_ORIGIN=ORIGIN)
         assert error_of(form) == (415, "invalid_request")
 
+    @pytest.mark.parametrize("route", ["init", "messages", "events"])
+    def test_a_body_nested_too_deeply_is_a_400(self, widget_client, route):
+        widget_client.init()
+        deep = "[" * 5000 + "]" * 5000  # 10 KB: under the size limit
+        response = widget_client.client.post(
+            API + route,
+            data=f'{{"site_key": "x", "page": {deep}, "events": {deep}}}',
+            content_type="application/json",
+            HTTP_ORIGIN=ORIGIN,
+            HTTP_AUTHORIZATION=f"Bearer {widget_client.token}",
+        )
+        assert error_of(response) == (400, "invalid_request")
+
     def test_init_query_count(self, widget_client, django_assert_max_num_queries):
         widget_client.config()
         with django_assert_max_num_queries(8):
@@ -585,6 +598,23 @@ class TestEvents:
         assert [e.type for e in events] == ["widget_loaded", "launcher_opened"]
         assert events[1].payload["data"] == {"width": 390}
         assert all(e.session_id is not None for e in events)
+
+    def test_text_postgresql_cannot_store_rejects_that_event_only(self, widget_client, site):
+        widget_client.init()
+        response = widget_client.events(
+            [
+                {"type": "widget_loaded"},
+                {"type": "error", "data": {"message": "bad\u0000byte"}},
+                {"type": "error", "data": {"half\ud800pair": 1}},
+                {"type": "error", "data": {"nested": [{"deep": "\udfff"}]}},
+                {"type": "launcher_opened", "data": {"title": "Caf\u00e9 \U0001f600"}},
+            ]
+        )
+        assert response.status_code == 202, response.content
+        assert response.json() == {"accepted": 2, "rejected": 3}
+        stored = WebChatEvent.objects.filter(site=site).order_by("id")
+        assert [e.type for e in stored] == ["widget_loaded", "launcher_opened"]
+        assert stored[1].payload["data"] == {"title": "Caf\u00e9 \U0001f600"}
 
     def test_before_init_with_site_key(self, widget_client, site):
         response = widget_client.events([{"type": "widget_loaded"}], with_site_key=True)
