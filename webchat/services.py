@@ -109,14 +109,24 @@ def _contact_for_identity(*, site: WebChatSite, user_id: str, user_hash: str) ->
 
 
 def _resumable_session(
-    *, site: SiteSnapshot, session_token: str, visitor_id: str, conversation_id: int | None
+    *,
+    site: SiteSnapshot,
+    origin: str,
+    session_token: str,
+    visitor_id: str,
+    conversation_id: int | None,
 ) -> tuple[WebChatSession | None, str]:
     """The session to resume (None: start a conversation) and the visitor id to keep."""
     if session_token:
         claims = session_token_read(session_token, max_age=settings.WEBCHAT_RESUME_MAX_AGE)
         if claims.site_id != site.id:
             raise TokenInvalid("That session token belongs to another site.")
+        if claims.origin != origin:
+            raise TokenInvalid("That session token was issued to another website.")
         session = session_get(site_id=site.id, session_id=claims.session_id)
+        if session is not None and session.anonymized_at is not None:
+            # Data retention forgot this visitor: so does the chat (a new visitor id too).
+            return None, ""
         if session is not None and session.conversation.status != ConversationStatus.RESOLVED:
             return session, session.visitor_id
         visitor_id, conversation_id = claims.visitor_id, None
@@ -170,6 +180,7 @@ def session_start(
     }
     session, visitor_id = _resumable_session(
         site=site,
+        origin=origin,
         session_token=session_token,
         visitor_id=visitor_id,
         conversation_id=conversation_id,

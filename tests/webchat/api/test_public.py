@@ -1,8 +1,10 @@
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from crm.models import Contact, Conversation, ConversationStatus, Message
 from rollout.models import Override, TenantRollout
@@ -199,6 +201,28 @@ class TestInit:
         ).json()
         assert body["resumed"] is True
         assert body["conversation_id"] == first_body["conversation_id"]
+
+    def test_a_token_issued_to_another_website_of_the_site_does_not_resume(self, widget_client):
+        first = widget_client.init(origin="https://a.example.org").json()
+        response = widget_client.init(
+            origin="https://b.example.org", session_token=first["session_token"]
+        )
+        assert error_of(response) == (401, "token_invalid")
+        assert Conversation.objects.count() == 1
+
+    def test_a_session_retention_anonymized_does_not_resume(self, widget_client, site):
+        from webchat.rollups import visitor_data_purge
+
+        first = widget_client.init().json()
+        site.tenant.pii_retention_days = 7
+        site.tenant.save(update_fields=["pii_retention_days"])
+        visitor_data_purge(tenant=site.tenant, now=timezone.now() + timedelta(days=8))
+        again = widget_client.init(session_token=first["session_token"]).json()
+        assert again["resumed"] is False
+        assert again["conversation_id"] != first["conversation_id"]
+        assert again["visitor_id"] not in ("", first["visitor_id"])  # forgotten
+        old = WebChatSession.objects.get(conversation_id=first["conversation_id"])
+        assert old.visitor_id == "" and old.anonymized_at is not None
 
     def test_resolved_conversation_starts_a_new_one(self, widget_client):
         first = widget_client.init().json()
