@@ -997,15 +997,21 @@ def webchat_conversation_resolve(*, link: ChatwootConversationLink) -> None:
         conversation_set_status(conversation=conversation, status=ConversationStatus.RESOLVED)
 
 
-def webchat_conversation_reopen(*, link: ChatwootConversationLink) -> None:
-    """Reopened in Chatwoot: humans still own it, so it is handed off again here."""
+def webchat_conversation_reopen(*, link: ChatwootConversationLink, since=None) -> None:
+    """Reopened in Chatwoot, or an agent wrote in it (at `since`): humans own it, so it is
+    handed off again here, whether it was resolved or back with the bot since, and the
+    visitor's answer goes to Chatwoot. Not for an agent's message from before it was
+    resolved (a webhook that arrived late)."""
     from crm.services import conversation_set_status
 
     conversation = Conversation.objects.filter(
         tenant_id=link.tenant_id, pk=link.conversation_id
     ).first()
-    if conversation is not None and conversation.status == ConversationStatus.RESOLVED:
-        conversation_set_status(conversation=conversation, status=ConversationStatus.HANDOFF)
+    if conversation is None or conversation.status == ConversationStatus.HANDOFF:
+        return
+    if since is not None and conversation.resolved_at and since < conversation.resolved_at:
+        return
+    conversation_set_status(conversation=conversation, status=ConversationStatus.HANDOFF)
 
 
 def link_status_set(*, link: ChatwootConversationLink, status: str) -> list[str]:

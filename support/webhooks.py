@@ -295,12 +295,16 @@ def _agent_reply(connection: ChatwootConnection, event: events.AgentReply) -> st
     link.save(update_fields=[*fields, "updated_at"])
     services.approval_items_supersede(link=link, before_message_id=event.message_id)
     if link.mirrored and event.content:
-        services.agent_reply_to_webchat(
+        stored = services.agent_reply_to_webchat(
             link=link,
             chatwoot_message_id=event.message_id,
             text=event.content,
             agent_name=event.agent_name,
         )
+        if stored is not None:  # not a redelivery
+            services.webchat_conversation_reopen(
+                link=link, since=event.created_at or stored.created_at
+            )
         return "agent_reply:to_webchat"
     return "agent_reply"
 

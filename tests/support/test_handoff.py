@@ -198,3 +198,54 @@ def test_handoff_roundtrip_through_chatwoots_own_webhooks(
     outcomes = {d.outcome for d in deliveries(connection)}
     assert {"ignored:own_message", "agent_reply:to_webchat", "status:resolved"} <= outcomes
     assert Message.objects.filter(conversation=conversation, sender_type="agent").count() == 1
+
+
+def _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw) -> None:
+    resolved = chatwoot_standin.make_webhook(
+        "conversation_status_changed", conversation_id=cw["id"], status="resolved"
+    )
+    assert post_webhook(resolved).status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.RESOLVED
+
+
+def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
+    widget_client, connection, chatwoot_standin, post_webhook
+):
+    conversation = start_and_hand_off(widget_client)
+    [cw] = chatwoot_standin.conversations
+    _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw)
+
+    follow_up = chatwoot_standin.make_webhook(
+        "message_created", kind="agent", conversation_id=cw["id"], content="Did that fix it?"
+    )
+    assert post_webhook(follow_up).status_code == 200
+    assert [m["text"] for m in _agent_messages(widget_client)] == ["Did that fix it?"]
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.HANDOFF
+
+    answer = widget_client.send("No, it still fails")
+    assert answer.status_code == 201
+    assert answer.json()["replies"] == []  # the agent answers, not the bot
+    assert incoming_texts(chatwoot_standin, cw["id"])[-1] == "No, it still fails"
+    # a redelivery of the follow-up after the next resolve does not reopen it again
+    _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw)
+    post_webhook(follow_up)
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.RESOLVED
+
+
+def test_an_agents_reply_from_before_the_resolve_arriving_late_does_not_reopen(
+    widget_client, connection, chatwoot_standin, post_webhook
+):
+    conversation = start_and_hand_off(widget_client)
+    [cw] = chatwoot_standin.conversations
+    late = chatwoot_standin.make_webhook(
+        "message_created", kind="agent", conversation_id=cw["id"], content="One more thing"
+    )
+    time.sleep(0.01)
+    _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw)
+    assert post_webhook(late).status_code == 200
+    assert "One more thing" in [m["text"] for m in _agent_messages(widget_client)]
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.RESOLVED
