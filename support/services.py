@@ -76,6 +76,8 @@ RETRY_CLAIM = timedelta(minutes=10)
 # Longer than a sync task may run (tasks.OUTBOUND_TIME_LIMIT, 300 s): a lock that
 # expired mid-sync would let a second worker post the same messages.
 SYNC_LOCK_SECONDS = 360
+# A sync posts what was stored while it ran, for at most this many rounds.
+SYNC_ROUNDS = 5
 RELATED_ARTICLES = 3
 INSTALLATION_SALT = "support.chatwoot.installation"
 SENDER_LABELS = {SenderType.BOT: "Bot", SenderType.AGENT: "Agent", SenderType.SYSTEM: "System"}
@@ -717,6 +719,19 @@ def _handoff_link(conversation: Conversation) -> ChatwootConversationLink | None
     return ChatwootConversationLink.objects.select_related("connection").get(pk=link.pk)
 
 
+def _handoff_pending(conversation: Conversation, link: ChatwootConversationLink) -> list[Message]:
+    """The conversation's messages not in Chatwoot yet (agent replies came from there)."""
+    return list(
+        Message.objects.filter(
+            tenant_id=conversation.tenant_id,
+            conversation=conversation,
+            id__gt=link.last_synced_message_id,
+        )
+        .exclude(metadata__has_key="chatwoot_message_id")
+        .order_by("id")
+    )
+
+
 def _link_take_id(link: ChatwootConversationLink, chatwoot_id: int) -> None:
     """Store the Chatwoot id of a mirrored link's conversation. A webhook about it that
     came first without our identifier made it a link of its own (unmirrored): that one
@@ -771,42 +786,37 @@ def _handoff_sync_locked(
                     },
                 )
             _link_take_id(link, chatwoot_id)
-        pending = list(
-            Message.objects.filter(
-                tenant_id=conversation.tenant_id,
-                conversation=conversation,
-                id__gt=link.last_synced_message_id,
-            )
-            .exclude(metadata__has_key="chatwoot_message_id")
-            .order_by("id")
-        )
-        already: set[str] = set()
-        if pending and (
-            from_retry
-            or found_conversation
-            or _handoff_attempt_uncertain(link, first_pending_id=pending[0].pk)
-        ):
-            already = set(
-                client.find_messages_by_source_id(
-                    conversation_id=link.chatwoot_conversation_id,
-                    source_ids=[_message_source_id(m) for m in pending],
+        # Messages stored while this sync ran are posted by it too (another round): their
+        # own syncs found the lock taken and may have given up waiting for it.
+        uncertain = from_retry or found_conversation
+        for _round in range(SYNC_ROUNDS):
+            pending = _handoff_pending(conversation, link)
+            if not pending:
+                break
+            already: set[str] = set()
+            if uncertain or _handoff_attempt_uncertain(link, first_pending_id=pending[0].pk):
+                already = set(
+                    client.find_messages_by_source_id(
+                        conversation_id=link.chatwoot_conversation_id,
+                        source_ids=[_message_source_id(m) for m in pending],
+                    )
                 )
-            )
-        for message in pending:
-            source_id = _message_source_id(message)
-            if source_id not in already:
-                if link.attempted_message_id < message.pk:
-                    link.attempted_message_id = message.pk
-                    link.save(update_fields=["attempted_message_id", "updated_at"])
-                client.create_message(
-                    conversation_id=link.chatwoot_conversation_id,
-                    content=_transcript_text(message),
-                    message_type="incoming",
-                    source_id=source_id,
-                    operation="handoff_message",
-                )
-                posted += 1
-            _link_synced(link, message, handed_off_at=conversation.handed_off_at)
+            uncertain = False
+            for message in pending:
+                source_id = _message_source_id(message)
+                if source_id not in already:
+                    if link.attempted_message_id < message.pk:
+                        link.attempted_message_id = message.pk
+                        link.save(update_fields=["attempted_message_id", "updated_at"])
+                    client.create_message(
+                        conversation_id=link.chatwoot_conversation_id,
+                        content=_transcript_text(message),
+                        message_type="incoming",
+                        source_id=source_id,
+                        operation="handoff_message",
+                    )
+                    posted += 1
+                _link_synced(link, message, handed_off_at=conversation.handed_off_at)
     except ChatwootError as exc:
         retry_enqueue(
             connection=connection,

@@ -13,6 +13,7 @@ from django.core.cache import cache, caches
 from core.cache import RedisCache
 from crm.models import Conversation, ConversationStatus, Message, SenderType
 from support import services
+from support.chatwoot.client import ChatwootClient
 from support.locks import lock_acquire, lock_release
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import OUTBOUND_TIME_LIMIT, retry_due, sync_handoff
@@ -239,6 +240,40 @@ def test_a_sync_releases_its_own_lock(widget_client, connection):
     conversation = start_and_hand_off(widget_client)
     assert services.handoff_sync(conversation_id=conversation.pk).ok
     assert cache.get(f"support:handoff-sync:{conversation.pk}") is None
+
+
+def test_a_message_stored_while_a_sync_runs_is_posted_by_that_sync(
+    widget_client, connection, chatwoot_standin, monkeypatch
+):
+    """The visitor writes while a slow sync holds the lock: their message's own sync finds
+    it taken (and may give up waiting), so the running sync posts it in another round."""
+    conversation = start_and_hand_off(widget_client)
+    [cw] = chatwoot_standin.conversations
+    post = ChatwootClient.create_message
+    written = []
+
+    def post_while_the_visitor_writes(self, **kwargs):
+        answer = post(self, **kwargs)
+        if not written:
+            written.append(
+                Message.objects.create(
+                    tenant_id=conversation.tenant_id,
+                    conversation=conversation,
+                    direction="inbound",
+                    sender_type=SenderType.VISITOR,
+                    text="Hello? Is anyone reading this?",
+                )
+            )
+        return answer
+
+    monkeypatch.setattr(ChatwootClient, "create_message", post_while_the_visitor_writes)
+    assert widget_client.send("My order never came").status_code == 201  # forwarded: a sync
+    transcript = incoming_texts(chatwoot_standin, cw["id"])
+    assert transcript[-2] == "My order never came"
+    assert transcript[-1] == "Hello? Is anyone reading this?"
+    assert len(transcript) == len(set(transcript))
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    assert link.last_synced_message_id == written[0].pk
 
 
 def test_the_lock_is_released_by_its_owner_only_atomically_on_redis(monkeypatch):
