@@ -226,6 +226,14 @@ def link_for_chatwoot_conversation(
     return link
 
 
+def identifier_is_ours(identifier: str, *, tenant_id: int) -> bool:
+    """Does a Chatwoot conversation's replybase_id name one of this installation's and
+    this tenant's conversations? (Not one of ours at all: an agent's own value, yes.)"""
+    if not identifier.startswith(OUR_SOURCE_PREFIX):
+        return True
+    return identifier.startswith(f"{_our_prefix()}{tenant_id}:")
+
+
 def _link_awaiting_id(
     connection: ChatwootConnection, identifier: str
 ) -> ChatwootConversationLink | None:

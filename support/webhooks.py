@@ -244,6 +244,12 @@ def webhook_process(*, delivery_id: int) -> str | None:
 
 
 def _apply(connection: ChatwootConnection, event: events.Event) -> str:
+    if getattr(event, "identifier", "") and not services.identifier_is_ours(
+        event.identifier, tenant_id=connection.tenant_id
+    ):
+        # A conversation another tenant (or ReplyBase installation) mirrored into a
+        # Chatwoot account this connection shares with it: theirs, not ours.
+        return "ignored:other_tenants_conversation"
     if isinstance(event, events.CustomerMessage):
         return _customer_message(connection, event)
     if isinstance(event, events.AgentReply):

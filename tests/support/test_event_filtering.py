@@ -18,6 +18,12 @@ def _outcome(connection) -> str:
     return deliveries(connection)[-1].outcome
 
 
+def _mark(payload: dict, replybase_id: str) -> None:
+    """Give the webhook's conversation this custom attribute replybase_id."""
+    conversation = payload.get("conversation", payload)  # a message's, or the event itself
+    conversation["custom_attributes"] = {"replybase_id": replybase_id}
+
+
 def test_customer_message_is_processed(connection, post_webhook, cw, articles):
     conv = cw.seed_conversation(contact_name="Jane Customer")
     payload = cw.make_webhook("message_created", kind="customer", conversation_id=conv["id"])
@@ -110,6 +116,34 @@ def test_messages_of_another_account_are_ignored(connection, post_webhook, cw):
     payload["account"] = {"id": 99, "name": "Someone else"}
     post_webhook(payload)
     assert _outcome(connection) == "ignored:other_account"
+
+
+@pytest.mark.parametrize("whose", ["another tenant", "another installation"])
+@pytest.mark.parametrize("event", ["message_created", "conversation_status_changed"])
+def test_a_conversation_another_tenant_mirrored_into_a_shared_account_is_ignored(
+    connection, post_webhook, cw, whose, event
+):
+    from support.services import installation_namespace
+
+    namespace = installation_namespace() if whose == "another tenant" else "elsewhere"
+    tenant_id = connection.tenant_id + (1 if whose == "another tenant" else 0)
+    conv = cw.seed_conversation()
+    payload = cw.make_webhook(event, kind="customer", conversation_id=conv["id"])
+    _mark(payload, f"replybase:{namespace}:{tenant_id}:conversation:5")
+    post_webhook(payload)
+    assert _outcome(connection) == "ignored:other_tenants_conversation"
+    assert not ApprovalItem.objects.exists()
+    assert not ChatwootConversationLink.objects.exists()
+
+
+def test_a_conversation_with_an_agents_own_replybase_id_is_processed(
+    connection, post_webhook, cw, articles
+):
+    conv = cw.seed_conversation()
+    payload = cw.make_webhook("message_created", kind="customer", conversation_id=conv["id"])
+    _mark(payload, "VIP-7")
+    post_webhook(payload)
+    assert _outcome(connection) == "customer_message"
 
 
 def test_parse_accepts_integer_message_types_and_epoch_times():
