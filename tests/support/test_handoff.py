@@ -200,6 +200,13 @@ def test_handoff_roundtrip_through_chatwoots_own_webhooks(
     assert Message.objects.filter(conversation=conversation, sender_type="agent").count() == 1
 
 
+def _agent_says(chatwoot_standin, cw, text: str) -> dict:
+    """The webhook of an agent's public message in the Chatwoot conversation `cw`."""
+    return chatwoot_standin.make_webhook(
+        "message_created", kind="agent", conversation_id=cw["id"], content=text
+    )
+
+
 def _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw) -> None:
     resolved = chatwoot_standin.make_webhook(
         "conversation_status_changed", conversation_id=cw["id"], status="resolved"
@@ -209,16 +216,21 @@ def _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw) -> No
     assert conversation.status == ConversationStatus.RESOLVED
 
 
-def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
-    widget_client, connection, chatwoot_standin, post_webhook
-):
+@pytest.fixture
+def mirrored(widget_client, connection, chatwoot_standin):
+    """A handed-off conversation and the Chatwoot conversation it is mirrored to."""
     conversation = start_and_hand_off(widget_client)
     [cw] = chatwoot_standin.conversations
+    return conversation, cw
+
+
+def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
+    widget_client, mirrored, chatwoot_standin, post_webhook
+):
+    conversation, cw = mirrored
     _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw)
 
-    follow_up = chatwoot_standin.make_webhook(
-        "message_created", kind="agent", conversation_id=cw["id"], content="Did that fix it?"
-    )
+    follow_up = _agent_says(chatwoot_standin, cw, "Did that fix it?")
     assert post_webhook(follow_up).status_code == 200
     assert [m["text"] for m in _agent_messages(widget_client)] == ["Did that fix it?"]
     conversation.refresh_from_db()
@@ -236,13 +248,10 @@ def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
 
 
 def test_an_agents_reply_from_before_the_resolve_arriving_late_does_not_reopen(
-    widget_client, connection, chatwoot_standin, post_webhook
+    widget_client, mirrored, chatwoot_standin, post_webhook
 ):
-    conversation = start_and_hand_off(widget_client)
-    [cw] = chatwoot_standin.conversations
-    late = chatwoot_standin.make_webhook(
-        "message_created", kind="agent", conversation_id=cw["id"], content="One more thing"
-    )
+    conversation, cw = mirrored
+    late = _agent_says(chatwoot_standin, cw, "One more thing")
     time.sleep(0.01)
     _resolve_in_chatwoot(chatwoot_standin, post_webhook, conversation, cw)
     assert post_webhook(late).status_code == 200

@@ -24,6 +24,17 @@ LIST_ROUTE = "GET /api/v1/accounts/*/conversations/*/messages"
 MESSAGES_ROUTE = "POST /api/v1/accounts/*/conversations/*/messages"
 
 
+def _visitor_wrote(conversation: Conversation, text: str) -> Message:
+    """A visitor message stored in the conversation (as the widget's POST stores it)."""
+    return Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        direction="inbound",
+        sender_type=SenderType.VISITOR,
+        text=text,
+    )
+
+
 class SimulatedCrash(Exception):
     """The process died here."""
 
@@ -150,13 +161,7 @@ def test_a_visitor_message_after_a_timed_out_post_does_not_post_it_twice(
     ).exists()
     [cw] = chatwoot_standin.conversations
     _wait_for_incoming(chatwoot_standin, cw["id"], 1)  # Chatwoot did store it
-    Message.objects.create(
-        tenant=conversation.tenant,
-        conversation=conversation,
-        direction="inbound",
-        sender_type=SenderType.VISITOR,
-        text="Anyone there?",
-    )
+    _visitor_wrote(conversation, "Anyone there?")
 
     assert services.handoff_sync(conversation_id=conversation.pk).ok
 
@@ -255,15 +260,7 @@ def test_a_message_stored_while_a_sync_runs_is_posted_by_that_sync(
     def post_while_the_visitor_writes(self, **kwargs):
         answer = post(self, **kwargs)
         if not written:
-            written.append(
-                Message.objects.create(
-                    tenant_id=conversation.tenant_id,
-                    conversation=conversation,
-                    direction="inbound",
-                    sender_type=SenderType.VISITOR,
-                    text="Hello? Is anyone reading this?",
-                )
-            )
+            written.append(_visitor_wrote(conversation, "Hello? Is anyone reading this?"))
         return answer
 
     monkeypatch.setattr(ChatwootClient, "create_message", post_while_the_visitor_writes)
