@@ -75,9 +75,15 @@ def membership_remove(*, membership: Membership, actor_membership: Membership) -
     membership.delete()
 
 
-def membership_invite(*, tenant: Tenant, email: str, role: str) -> tuple[Membership, str | None]:
+def membership_invite(
+    *, tenant: Tenant, email: str, role: str, actor_membership: Membership
+) -> tuple[Membership, str | None]:
     if role not in Role.values:
         raise InvalidRequest(f"Unknown role {role!r}.")
+    if actor_membership.tenant_id != tenant.pk:
+        raise InvalidRequest("You are not a member of that tenant.")
+    if role == Role.OWNER and actor_membership.role != Role.OWNER:
+        raise InvalidRequest("Only an owner can make someone an owner.")
     user, password = user_get_or_create(email=email)
     if Membership.objects.filter(user=user, tenant=tenant).exists():
         raise InvalidRequest(f"{user.email} is already a member.")

@@ -88,9 +88,10 @@ def team(request):
                 tenant=request.tenant,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
+                actor_membership=request.membership,
             )
         except InvalidRequest as exc:
-            form.add_error("email", exc.message)
+            form.add_error("role" if "owner" in exc.message else "email", exc.message)
         else:
             note = f" Their first password: {password}" if password else ""
             messages.success(request, f"Added {membership.user.email} as {membership.role}.{note}")

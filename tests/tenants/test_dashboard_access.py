@@ -191,3 +191,12 @@ def test_login_page_and_login(client, owner):
     assert response.status_code == 302
     assert client.get(reverse("dashboard:home")).status_code == 200
     assert Conversation.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_admin_cannot_invite_an_owner(client, tenant, admin_user):
+    client.force_login(admin_user)
+    response = client.post(reverse("dashboard:team"), {"email": "alt@x.test", "role": "owner"})
+    assert response.status_code == 200
+    assert "Only an owner can make someone an owner." in response.context["form"].errors["role"]
+    assert not Membership.objects.filter(tenant=tenant, user__email="alt@x.test").exists()

@@ -95,6 +95,29 @@ class TestMemberships:
             membership_set_role(membership=agent, role=Role.OWNER, actor_membership=admin)
 
     def test_invite_twice_is_refused(self, tenant):
-        membership_invite(tenant=tenant, email="new@x.test", role=Role.AGENT)
+        admin = MembershipFactory(tenant=tenant, role=Role.ADMIN)
+        membership_invite(
+            tenant=tenant, email="new@x.test", role=Role.AGENT, actor_membership=admin
+        )
         with pytest.raises(InvalidRequest, match="already a member"):
-            membership_invite(tenant=tenant, email="NEW@x.test", role=Role.VIEWER)
+            membership_invite(
+                tenant=tenant, email="NEW@x.test", role=Role.VIEWER, actor_membership=admin
+            )
+
+    def test_only_an_owner_invites_an_owner(self, tenant, other_tenant):
+        admin = MembershipFactory(tenant=tenant, role=Role.ADMIN)
+        with pytest.raises(InvalidRequest, match="Only an owner"):
+            membership_invite(
+                tenant=tenant, email="alt@x.test", role=Role.OWNER, actor_membership=admin
+            )
+        assert not Membership.objects.filter(tenant=tenant, user__email="alt@x.test").exists()
+        owner = MembershipFactory(tenant=tenant, role=Role.OWNER)
+        made, _ = membership_invite(
+            tenant=tenant, email="co@x.test", role=Role.OWNER, actor_membership=owner
+        )
+        assert made.role == Role.OWNER
+        stranger = MembershipFactory(tenant=other_tenant, role=Role.OWNER)
+        with pytest.raises(InvalidRequest, match="not a member"):
+            membership_invite(
+                tenant=tenant, email="x@x.test", role=Role.AGENT, actor_membership=stranger
+            )
