@@ -7,6 +7,7 @@ its counts by site instead of asking once per site.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -325,6 +326,19 @@ class Diagnostics:
     window: timedelta
 
 
+def event_details(event: WebChatEvent) -> list[tuple[str, str]]:
+    """What the Details column shows of an event: its telemetry `data` (what the widget
+    sent), or the whole payload of an incident, as (name, value) pairs. Prepared here, not
+    looked up in the template: a visitor's data may hold any key, and `items` there
+    would hide the dict's own items()."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    shown = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+    return [
+        (str(name), value if isinstance(value, str) else json.dumps(value, default=str))
+        for name, value in shown.items()
+    ]
+
+
 def site_diagnostics(*, site: WebChatSite) -> Diagnostics:
     since = timezone.now() - INCIDENT_WINDOW
     events = WebChatEvent.objects.filter(tenant_id=site.tenant_id, site=site)
@@ -343,6 +357,8 @@ def site_diagnostics(*, site: WebChatSite) -> Diagnostics:
         )
         incidents.append(IncidentGroup(key, label, counts[key] or 0, examples))
     last_events = list(events.order_by("-created_at", "-id")[:LAST_EVENTS])
+    for event in [*last_events, *(e for group in incidents for e in group.examples)]:
+        event.details = event_details(event)
     return Diagnostics(
         status=site_status_get(site=site),
         incidents=incidents,

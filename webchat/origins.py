@@ -64,7 +64,7 @@ def parse_rule(raw: str) -> Rule | None:
     else:
         port_text = None
     if port_text is not None and port_text != "*":
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise InvalidRule(f"{raw!r}: the port must be a number from 1 to 65535 or *.")
         port = int(port_text)
     if not _HOST_RE.match(host):

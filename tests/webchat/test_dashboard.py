@@ -570,6 +570,23 @@ def test_list_queries_do_not_grow_with_sites(client, tenant, viewer, bot):
 
 
 @pytest.mark.django_db
+def test_diagnostics_shows_whatever_keys_a_visitors_telemetry_sent(client, viewer, site):
+    """Event data comes from the public events route: any key, `items` included."""
+    for data in [{"items": 1}, {"items": ["ab"], "keys": {"x": 1}}, {"message": "<b>hi</b>"}]:
+        WebChatEvent.objects.create(
+            tenant=site.tenant, site=site, type=EventType.ERROR, payload={"at": "", "data": data}
+        )
+    client.force_login(viewer)
+    response = client.get(reverse("webchat_dashboard:diagnostics", args=[site.pk]))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert '<span class="muted">items</span> 1</span>' in page
+    assert '<span class="muted">items</span> [&quot;ab&quot;]</span>' in page
+    assert '<span class="muted">keys</span> {&quot;x&quot;: 1}</span>' in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page
+
+
+@pytest.mark.django_db
 def test_diagnostics_counts_refusals_with_recent_examples(client, viewer, site):
     for i in range(7):
         WebChatEvent.objects.create(

@@ -54,6 +54,8 @@ def test_bare_star_only_when_allowed():
         "ftp://example.com",
         "example.com:0",
         "example.com:abc",
+        "example.com:\u00b2",  # a digit to str.isdigit(), not to int()
+        "[::1]:\u0663",
         "exa mple.com",
         "user@example.com",
     ],
