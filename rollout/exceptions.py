@@ -22,3 +22,9 @@ class GatesNotPassing(ApplicationError):
     code = "gates_not_passing"
     status = 409
     default_message = "The SLO gates do not pass, so this promotion is on hold."
+
+
+class ChangedSinceLoaded(ChangeInvalid):
+    code = "rollout_changed_since_loaded"
+    status = 409
+    default_message = "Someone changed this since the page was loaded: reload it and decide again."

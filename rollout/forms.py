@@ -1,5 +1,7 @@
 """Forms of the operator screens. Each change carries a required reason (audited)."""
 
+import json
+
 from django import forms
 from django.conf import settings
 from django.utils import timezone
@@ -35,7 +37,30 @@ class ScheduleMixin(forms.Form):
         return value
 
 
-class PolicyForm(ScheduleMixin):
+class LoadedStateMixin(forms.Form):
+    """The state the page showed when it was loaded (JSON), so that a save changes only what
+    this operator edited, and refuses what someone else changed meanwhile."""
+
+    loaded = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def clean_loaded(self) -> dict | None:
+        raw = self.cleaned_data.get("loaded")
+        if not raw:
+            return None  # a form without it (a script): compared with the current state
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("This page is out of date: reload it.")
+        return value
+
+    @staticmethod
+    def loaded_value(state: dict) -> str:
+        return json.dumps(state, sort_keys=True, default=str)
+
+
+class PolicyForm(LoadedStateMixin, ScheduleMixin):
     mode = forms.ChoiceField(choices=Mode.choices, widget=forms.RadioSelect)
     allowed_tiers = forms.MultipleChoiceField(
         choices=PlanTier.choices,
@@ -59,7 +84,7 @@ class KillSwitchForm(forms.Form):
     reason = ReasonField()
 
 
-class TenantRolloutForm(ScheduleMixin):
+class TenantRolloutForm(LoadedStateMixin, ScheduleMixin):
     override = forms.ChoiceField(choices=Override.choices, required=False)
     in_pilot = forms.BooleanField(required=False, label="In the pilot list")
     canary_only = forms.BooleanField(

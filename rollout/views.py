@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
 from rollout import charts, services
-from rollout.exceptions import NoChange
+from rollout.exceptions import ChangedSinceLoaded, NoChange
 from rollout.forms import (
     CancelScheduleForm,
     DemoteForm,
@@ -74,11 +74,29 @@ def _apply(form, action: Callable[[dict], str], request: HttpRequest) -> bool:
     return True
 
 
-def _only_changed(current: dict, wanted: dict) -> dict:
+def _only_changed(current: dict, wanted: dict, *, loaded: dict | None = None) -> dict:
+    """The fields of `wanted` this operator changed: those that differ from what their page
+    showed (`loaded`; the current state for a form without it) and from the current state.
+    An old page never writes back what it showed: a kill switch or an auto-demotion made
+    since stays. One they changed that someone else changed meanwhile is refused."""
+
     def norm(value):
         return sorted(value) if isinstance(value, list | tuple) else value
 
-    return {k: v for k, v in wanted.items() if norm(v) != norm(current.get(k))}
+    shown = current if loaded is None else loaded
+    edited = {k: v for k, v in wanted.items() if norm(v) != norm(shown.get(k))}
+    clashes = [
+        k
+        for k, v in edited.items()
+        if norm(current.get(k)) != norm(shown.get(k)) and norm(current.get(k)) != norm(v)
+    ]
+    if clashes:
+        raise ChangedSinceLoaded(
+            f"Someone changed {', '.join(clashes)} since this page was loaded "
+            f"(now {', '.join(f'{k}={current.get(k)!r}' for k in clashes)}): "
+            "reload it and decide again."
+        )
+    return {k: v for k, v in edited.items() if norm(v) != norm(current.get(k))}
 
 
 # --- /admin/webchat-rollout ------------------------------------------------------------------
@@ -93,6 +111,7 @@ def _policy_action(request: HttpRequest, form: PolicyForm) -> Callable[[dict], s
                 "allowed_tiers": list(data["allowed_tiers"]),
                 "webchat_enabled": data["webchat_enabled"],
             },
+            loaded=data["loaded"],
         )
         if not changes:
             raise NoChange()
@@ -218,12 +237,13 @@ def _rollout_context(request, policy, bound: dict, row_errors: dict) -> dict:
         .select_related("tenant")
         .order_by("tenant__name")
     )
+    shown = {
+        "mode": policy.mode,
+        "allowed_tiers": list(policy.allowed_tiers),
+        "webchat_enabled": policy.webchat_enabled,
+    }
     policy_form = bound.get("policy") or PolicyForm(
-        initial={
-            "mode": policy.mode,
-            "allowed_tiers": list(policy.allowed_tiers),
-            "webchat_enabled": policy.webchat_enabled,
-        }
+        initial={**shown, "loaded": PolicyForm.loaded_value(shown)}
     )
     return _context(
         request,
@@ -270,6 +290,7 @@ def rollout_tenant(request: HttpRequest, tenant_id: int) -> HttpResponse:
                         k: data[k] or (False if k != "override" else "")
                         for k in ("override", "in_pilot", "canary_only")
                     },
+                    loaded=data["loaded"],
                 )
                 if not changes:
                     raise NoChange()
@@ -343,7 +364,10 @@ def _tenant_context(request, tenant: Tenant, bound: dict) -> dict:
         sites=[(site, decide(policy, state, site.is_canary)) for site in sites],
         gate=gate,
         gate_specs=GATE_SPECS,
-        tenant_form=bound.get("tenant") or TenantRolloutForm(initial=state.as_dict()),
+        tenant_form=bound.get("tenant")
+        or TenantRolloutForm(
+            initial={**state.as_dict(), "loaded": TenantRolloutForm.loaded_value(state.as_dict())}
+        ),
         promote_form=bound.get("promote"),
         demote_form=bound.get("demote")
         or DemoteForm(initial={"tenant": tenant.pk, "target": settings.ROLLOUT_DEMOTION_TARGET}),

@@ -154,6 +154,47 @@ class TestRolloutScreen:
         page = operator_client.get(ROLLOUT).content.decode()
         assert "Policy saved" in page and "first pilot week" in page
 
+    def test_an_old_policy_page_does_not_lift_a_kill_switch_pulled_since(
+        self, operator_client, operator
+    ):
+        """A opens the page; B pulls the kill switch; A changes the mode and saves. A's
+        page still shows webchat enabled, which they did not touch: it stays off."""
+        form = operator_client.get(ROLLOUT).context["policy_form"]
+        services.kill_switch_set(actor=operator, reason="incident 42", enabled=False)
+        response = operator_client.post(
+            ROLLOUT,
+            {
+                "action": "policy",
+                "mode": "pilot",
+                "webchat_enabled": "on",  # as the old page showed it
+                "loaded": form["loaded"].value(),
+                "reason": "first pilot week",
+            },
+        )
+        assert response.status_code == 302
+        policy = policy_read()
+        assert policy.mode == Mode.PILOT and policy.webchat_enabled is False
+        assert AuditEntry.objects.order_by("-id").first().changed == [("mode", "ga", "pilot")]
+
+    def test_an_old_policy_page_cannot_undo_what_someone_else_changed_it_to(
+        self, operator_client, operator
+    ):
+        form = operator_client.get(ROLLOUT).context["policy_form"]
+        services.policy_update(actor=operator, reason="B goes to pilot", mode=Mode.PILOT)
+        response = operator_client.post(
+            ROLLOUT,
+            {
+                "action": "policy",
+                "mode": "off",
+                "webchat_enabled": "on",
+                "loaded": form["loaded"].value(),
+                "reason": "A turns it off",
+            },
+        )
+        assert response.status_code == 400
+        assert "changed mode since this page was loaded" in response.content.decode()
+        assert policy_read().mode == Mode.PILOT
+
     def test_policy_form_errors_are_shown(self, operator_client):
         response = operator_client.post(
             ROLLOUT, {"action": "policy", "mode": "sideways", "webchat_enabled": "on"}
@@ -290,6 +331,30 @@ class TestTenantPage:
         page = operator_client.get(tenant_page(tenant)).content.decode()
         assert "Pilot, canary sites only" in page
         assert "start on the blog" in page and "Site canary flag" in page
+
+    def test_an_old_tenant_page_does_not_undo_an_auto_demotion(
+        self, operator_client, operator, tenant
+    ):
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        TenantRolloutFactory(tenant=tenant, in_pilot=True)
+        form = operator_client.get(tenant_page(tenant)).context["tenant_form"]
+        services.tenant_rollout_update(
+            tenant=tenant, actor=operator, reason="gates failed", override=Override.FORCE_OFF
+        )
+        response = operator_client.post(
+            tenant_page(tenant),
+            {
+                "action": "tenant",
+                "override": "",  # as the old page showed it
+                "in_pilot": "on",
+                "canary_only": "on",
+                "loaded": form["loaded"].value(),
+                "reason": "start on the blog",
+            },
+        )
+        assert response.status_code == 302
+        state = tenant_state_get(tenant=tenant)
+        assert state.override == Override.FORCE_OFF and state.canary_only is True
 
     def test_another_tenants_site_cannot_be_flagged_from_this_page(
         self, operator_client, tenant, other_tenant
