@@ -12,6 +12,11 @@ demoted). Each metric has a *target* (needed to pass, i.e. to promote) and a *ha
   the same conversation
 - origin_denied_rate / token_failure_rate / rate_limited_rate: incidents per session
 
+A metric with nothing to measure is "n/a" and judges nothing (no AI replies, telemetry
+turned off), except the replies themselves: without a visitor message old enough to
+judge its reply (`REQUIRED_METRICS`), the gate is "insufficient" however many messages
+came in, never a pass.
+
 All tenants are measured together in four aggregate queries (plus four per tenant whose
 stage changed inside the window: gates measure the current stage only).
 """
@@ -51,6 +56,8 @@ GATE_SPECS: dict[str, tuple[str, str]] = {
     "token_failure_rate": (LOWER, "Token/challenge failures per session"),
     "rate_limited_rate": (LOWER, "Rate-limit hits per session"),
 }
+# Without a value for these, a gate cannot pass (it is insufficient, see the docstring).
+REQUIRED_METRICS = ("message_success_rate",)
 AI_OUTCOMES = ("answered", "fallback", "timeout", "error")
 AI_FALLBACK_OUTCOMES = ("fallback", "timeout", "error")
 
@@ -266,7 +273,12 @@ class GateResult:
 
     def summary(self) -> str:
         if self.status == GateStatus.INSUFFICIENT:
-            return f"insufficient data ({self.samples}/{self.min_samples} messages)"
+            if self.samples < self.min_samples:
+                return f"insufficient data ({self.samples}/{self.min_samples} messages)"
+            missing = [
+                c.metric for c in self.checks if c.metric in REQUIRED_METRICS and c.value is None
+            ]
+            return f"insufficient data (no value yet for {', '.join(missing)})"
         parts = [
             f"{c.metric}={c.value} ({'hard limit' if c.level == 'fail' else 'target'} "
             f"{c.hard if c.level == 'fail' else c.target})"
@@ -312,6 +324,8 @@ def evaluate(
         status = GateStatus.INSUFFICIENT
     elif "fail" in levels:
         status = GateStatus.FAIL
+    elif any(values[metric] is None for metric in REQUIRED_METRICS):
+        status = GateStatus.INSUFFICIENT
     elif "warn" in levels:
         status = GateStatus.WARN
     else:

@@ -272,9 +272,13 @@ def tenant_rollout_update(
     actor_label: str | None = None,
     scheduled_change: ScheduledChange | None = None,
     now: datetime | None = None,
+    expect_stage: Stage | None = None,
     **changes,
 ) -> TenantRollout:
-    """Change a tenant's override, pilot membership or canary-only flag."""
+    """Change a tenant's override, pilot membership or canary-only flag. With
+    `expect_stage`, the stage the caller decided from (a promotion, a demotion): refused
+    when the tenant is no longer at it once its row is locked (someone else moved it
+    while the gates were measured)."""
     reason = _reason_clean(reason)
     changes = tenant_changes_clean(changes)
     if not changes:
@@ -285,6 +289,11 @@ def tenant_rollout_update(
     with transaction.atomic():
         rollout, _ = TenantRollout.objects.select_for_update().get_or_create(tenant=tenant)
         before = TenantState.of(tenant, rollout)
+        if expect_stage is not None and tenant_stage(policy, before) != expect_stage:
+            raise ChangeInvalid(
+                f"{tenant.name} moved to stage {tenant_stage(policy, before).label.lower()} "
+                f"while this {action_label(action)} was being decided: look again."
+            )
         for name, value in changes.items():
             setattr(rollout, name, value)
         after = TenantState.of(tenant, rollout)
@@ -325,6 +334,15 @@ def tenant_rollout_update(
     return rollout
 
 
+def action_label(action: str) -> str:
+    """'promotion', 'demotion', ... for messages."""
+    return {
+        AuditAction.PROMOTE: "promotion",
+        AuditAction.DEMOTE: "demotion",
+        AuditAction.AUTO_DEMOTE: "automatic demotion",
+    }.get(action, "change")
+
+
 def tenant_override_set(*, tenant: Tenant, actor, reason: str, override: str) -> TenantRollout:
     """Force a tenant on or off, hold it at the pilot, or let it follow the policy ('')."""
     return tenant_rollout_update(tenant=tenant, actor=actor, reason=reason, override=override)
@@ -361,6 +379,7 @@ def tenant_promote(
         action=AuditAction.PROMOTE,
         gate=gate,
         now=now,
+        expect_stage=stage,
         **changes,
     )
 
@@ -394,6 +413,7 @@ def tenant_demote(
         gate=gate,
         actor_label=SYSTEM_GATES if automatic else None,
         now=now,
+        expect_stage=stage,
         **DEMOTION_MOVES[Stage(target)],
     )
 

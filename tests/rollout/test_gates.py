@@ -80,6 +80,18 @@ class TestEvaluation:
         assert result.metrics.widget_events == 4
         assert levels(result)["ai_fallback_rate"] == "n/a"
 
+    def test_no_reply_old_enough_to_judge_is_insufficient_not_a_pass(
+        self, client, site, flow_bot, small_gates
+    ):
+        """Enough messages, but all inside the reply grace (just after a stage change):
+        nothing says replies work, so nothing is promoted on it."""
+        chat(client, site, messages=10)
+        result = gate_result_for_tenant(tenant_id=site.tenant_id)  # now: within the grace
+        assert result.samples >= 10
+        assert result.metrics.values()["message_success_rate"] is None
+        assert result.status == "insufficient"
+        assert "no value yet for message_success_rate" in result.summary()
+
     def test_ai_fallbacks_fail_the_gate(self, client, site, small_gates):
         # The site's bot has no knowledge articles: every question gets the fallback copy.
         chat(client, site, messages=10, text="what colour is the moon on tuesdays")

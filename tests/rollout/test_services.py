@@ -196,6 +196,26 @@ class TestTenants:
         services.tenant_promote(tenant=tenant, actor=operator, reason="recovered")
         assert tenant_state_get(tenant=tenant).override == Override.NONE
 
+    def test_a_promotion_refused_when_the_tenant_moved_while_the_gates_were_measured(
+        self, operator, tenant, monkeypatch
+    ):
+        """Promote reads 'pilot' and measures the gates; meanwhile the beat task demotes the
+        tenant to off. Forcing it on now would jump off -> full: refused instead."""
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        TenantRolloutFactory(tenant=tenant, in_pilot=True)
+        passing = services.gate_result_for_tenant(tenant_id=tenant.pk)
+        passing.status = "pass"
+
+        def gates_while_demoted(**kwargs):
+            TenantRollout.objects.filter(tenant=tenant).update(override=Override.FORCE_OFF)
+            return passing
+
+        monkeypatch.setattr(services, "gate_result_for_tenant", gates_while_demoted)
+        with pytest.raises(ChangeInvalid, match="moved to stage off while this promotion"):
+            services.tenant_promote(tenant=tenant, actor=operator, reason="pilot ok")
+        assert tenant_state_get(tenant=tenant).override == Override.FORCE_OFF
+        assert not AuditEntry.objects.filter(action=AuditAction.PROMOTE).exists()
+
     def test_site_canary_flag(self, operator, site):
         services.site_canary_set(site=site, actor=operator, reason="low-risk blog", is_canary=True)
         site.refresh_from_db()
