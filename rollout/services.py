@@ -273,12 +273,14 @@ def tenant_rollout_update(
     scheduled_change: ScheduledChange | None = None,
     now: datetime | None = None,
     expect_stage: Stage | None = None,
+    planned_at: datetime | None = None,
     **changes,
 ) -> TenantRollout:
     """Change a tenant's override, pilot membership or canary-only flag. With
     `expect_stage`, the stage the caller decided from (a promotion, a demotion): refused
     when the tenant is no longer at it once its row is locked (someone else moved it
-    while the gates were measured)."""
+    while the gates were measured). `planned_at`, when a scheduled change was planned: it
+    does not widen a tenant that was demoted after that (by the gates or an operator)."""
     reason = _reason_clean(reason)
     changes = tenant_changes_clean(changes)
     if not changes:
@@ -300,6 +302,23 @@ def tenant_rollout_update(
         if after == before:
             raise NoChange()
         stage_before, stage_after = tenant_stage(policy, before), tenant_stage(policy, after)
+        if planned_at is not None and stage_rank(stage_after) > stage_rank(stage_before):
+            demoted = (
+                AuditEntry.objects.filter(
+                    tenant=tenant,
+                    action__in=[AuditAction.DEMOTE, AuditAction.AUTO_DEMOTE],
+                    created_at__gt=planned_at,
+                )
+                .order_by("-created_at")
+                .first()
+            )
+            if demoted is not None:
+                raise ChangeInvalid(
+                    f"{tenant.name} was demoted ({demoted.reason}) at "
+                    f"{demoted.created_at:%Y-%m-%d %H:%M} UTC, after this change was "
+                    f"planned: it would widen {stage_before} → {stage_after}. Schedule it "
+                    "again if it is still wanted."
+                )
         if stage_before != stage_after:
             rollout.gate_since = now  # gates measure the new stage from here on
         rollout.save()
@@ -538,7 +557,9 @@ def _scheduled_apply(change: ScheduledChange, now: datetime) -> None:
     if change.target == ScheduleTarget.POLICY:
         policy_update(override_gates=change.override_gates, **common, **change.changes)
     else:
-        tenant_rollout_update(tenant=change.tenant, **common, **change.changes)
+        tenant_rollout_update(
+            tenant=change.tenant, planned_at=change.created_at, **common, **change.changes
+        )
 
 
 def scheduled_change_apply_due(*, now: datetime | None = None) -> int:

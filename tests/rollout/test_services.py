@@ -273,6 +273,30 @@ class TestScheduledChanges:
         state = tenant_state_get(tenant=tenant)
         assert (state.in_pilot, state.canary_only) == (True, True)
 
+    def test_a_scheduled_widening_does_not_undo_a_demotion_made_after_it_was_planned(
+        self, operator, tenant, alert_sink
+    ):
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        TenantRolloutFactory(tenant=tenant, in_pilot=True, canary_only=True)
+        change = services.scheduled_change_create(
+            actor=operator,
+            reason="full rollout on Monday",
+            run_at=timezone.now() + timedelta(minutes=1),
+            target="tenant",
+            tenant=tenant,
+            changes={"override": Override.FORCE_ON},
+        )
+        services.tenant_demote(
+            tenant=tenant, actor=operator, reason="errors spiked", target=Stage.OFF
+        )
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            services.scheduled_change_apply_due(now=timezone.now() + timedelta(minutes=2))
+        change.refresh_from_db()
+        assert change.status == ScheduleStatus.FAILED
+        assert "was demoted (errors spiked)" in change.error
+        assert tenant_stage(policy_read(), tenant_state_get(tenant=tenant)) == Stage.OFF
+        assert f"#{change.pk} failed" in alert_sink.texts[-1]
+
     def test_refused_change_is_marked_failed_audited_and_alerted(self, operator, alert_sink):
         RolloutPolicyFactory(mode=Mode.PILOT)
         change = services.scheduled_change_create(
