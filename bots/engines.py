@@ -11,6 +11,7 @@ answer into the bot's fallback copy (see `fallback_reply`).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -37,6 +38,10 @@ CONTEXT_ARTICLES = 3
 CONTEXT_BODY_CHARS = 4000
 # What the model is told to say when the context does not hold the answer.
 NO_ANSWER = "NO_ANSWER"
+# An answer is a chat message: a server that ignores max_tokens does not flood the
+# transcript (the body read is capped, the text cut at a sentence).
+MAX_LLM_BODY_BYTES = 1_000_000
+MAX_LLM_REPLY_CHARS = 4000
 MAX_CACHED_INDEXES = 500
 
 
@@ -125,7 +130,9 @@ class OpenAIEngine:
     """Chat completions with the best matching articles as context.
 
     `confidence` is the retrieval confidence of the best article; whether the context
-    holds the answer is the model's call (it answers NO_ANSWER otherwise).
+    holds the answer is the model's call (it answers NO_ANSWER otherwise). A bot with a
+    confidence threshold gets the fallback below it, and the model is not asked.
+    Errors never quote the request: httpx's may hold the Authorization header.
     """
 
     name = Engine.OPENAI.value
@@ -139,13 +146,19 @@ class OpenAIEngine:
         api_key: str,
         timeout: float,
         bot_name: str,
+        threshold: float | None = None,
     ) -> None:
         self.index = index
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = api_key
+        # A key read from a file or a secret often ends in a newline: not part of it.
+        self.api_key = api_key.strip()
         self.timeout = timeout
         self.bot_name = bot_name
+        self.threshold = threshold
+
+    def _redacted(self, text: str) -> str:
+        return text.replace(self.api_key, "[api key]") if self.api_key else text
 
     def messages(self, question: str, articles: list) -> list[dict[str, str]]:
         instructions = (
@@ -166,6 +179,23 @@ class OpenAIEngine:
     def answer(self, question: str) -> EngineReply:
         articles = [doc for doc, _score in self.index.search(question, k=CONTEXT_ARTICLES)]
         confidence = self.index.answer(question, threshold=0.0).confidence
+        sources = {
+            "confidence": confidence,
+            "article_ids": [doc.id for doc in articles],
+            "article_titles": [doc.title for doc in articles],
+        }
+        if self.threshold is not None and (confidence or 0.0) < self.threshold:
+            return EngineReply(text="", outcome="fallback", **sources)
+        text = self._complete(question, articles)
+        answered = bool(text) and NO_ANSWER not in text
+        return EngineReply(
+            text=_cut(text, MAX_LLM_REPLY_CHARS) if answered else "",
+            outcome="answered" if answered else "fallback",
+            **sources,
+        )
+
+    def _complete(self, question: str, articles: list) -> str:
+        """The model's answer text ('' for none)."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         payload = {
             "model": self.model,
@@ -174,26 +204,29 @@ class OpenAIEngine:
             "max_tokens": 400,
         }
         try:
-            response = httpx.post(self.url, json=payload, headers=headers, timeout=self.timeout)
-        except httpx.TimeoutException as exc:
-            raise EngineTimeout(f"LLM did not answer in {self.timeout:g} s") from exc
+            with httpx.stream(
+                "POST", self.url, json=payload, headers=headers, timeout=self.timeout
+            ) as response:
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_LLM_BODY_BYTES:
+                        raise EngineError(f"LLM answer is over {MAX_LLM_BODY_BYTES} bytes")
+        except httpx.TimeoutException:
+            raise EngineTimeout(f"LLM did not answer in {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise EngineError(f"LLM request failed: {exc!r}") from exc
+            # Not `from exc`: the chain would carry the original message into the logs.
+            raise EngineError(
+                f"LLM request failed: {type(exc).__name__}: {self._redacted(str(exc))}"
+            ) from None
         if response.status_code != 200:
-            raise EngineError(f"LLM answered {response.status_code}: {response.text[:300]}")
+            excerpt = body[:300].decode("utf-8", errors="replace")
+            raise EngineError(f"LLM answered {response.status_code}: {self._redacted(excerpt)}")
         try:
-            text = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise EngineError(f"LLM response is not a chat completion: {exc!r}") from exc
-        text = (text or "").strip() if isinstance(text, str) else ""
-        answered = bool(text) and NO_ANSWER not in text
-        return EngineReply(
-            text=text if answered else "",
-            confidence=confidence,
-            article_ids=[doc.id for doc in articles],
-            article_titles=[doc.title for doc in articles],
-            outcome="answered" if answered else "fallback",
-        )
+            text = json.loads(body)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+            raise EngineError(f"LLM response is not a chat completion: {exc!r}") from None
+        return text.strip() if isinstance(text, str) else ""
 
 
 def engine_for_bot(bot: Bot) -> ReplyEngine:
@@ -207,8 +240,21 @@ def engine_for_bot(bot: Bot) -> ReplyEngine:
             api_key=bot.llm_api_key or os.environ.get("OPENAI_API_KEY", ""),
             timeout=float(bot.ai_timeout_seconds),
             bot_name=bot.name,
+            threshold=bot.confidence_threshold,
         )
     return KnowledgeEngine(index=index, threshold=bot.confidence_threshold)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters ending at a sentence (or word) and '…'."""
+    if len(text) <= limit:
+        return text
+    window = text[:limit]  # a sentence's end may be its last character but one
+    end = max(window.rfind(". "), window.rfind("! "), window.rfind("? "), window.rfind("\n"))
+    if end < limit // 2:
+        end = window.rfind(" ")
+    head = text[: end + 1] if end > 0 else text[: limit - 1]
+    return head.rstrip() + "…"
 
 
 # --- running an engine -----------------------------------------------------------------

@@ -148,3 +148,17 @@ def test_engine_for_bot_picks_the_engine_and_key(tenant, monkeypatch):
     assert engine.api_key == "sk-bot-own" and engine.model == "m1"
     assert engine.url == "http://llm.internal/v1/chat/completions"
     assert "sk-bot-own" not in llm_bot.llm_api_key_encrypted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Short answer.", "Short answer."),
+        ("Hello there friend. And more words here", "Hello there friend.…"),
+        ("One. Two three four five six", "One. Two three four…"),
+        ("word " * 10, "word word word word…"),
+        ("x" * 40, "x" * 19 + "…"),
+    ],
+)
+def test_a_long_answer_is_cut_at_a_sentence_or_a_word(text, expected):
+    assert engines._cut(text.strip(), 20) == expected

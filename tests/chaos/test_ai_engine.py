@@ -10,6 +10,7 @@ import time
 import pytest
 from django.db import transaction
 
+from bots import engines
 from bots.engines import NO_ANSWER, OpenAIEngine
 from bots.models import Engine
 from bots.services import inbound_handle
@@ -165,3 +166,46 @@ def test_env_key_is_the_fallback_when_the_bot_has_none(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
     reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
     assert reply.metadata["ai_outcome"] == "error"  # 401 from the server
+
+
+def test_a_key_with_a_trailing_newline_works_and_never_reaches_the_logs(
+    llm_bot, llm_standin, monkeypatch, caplog, capsys, django_capture_on_commit_callbacks
+):
+    """A key read from a file or a secret often ends in a newline; httpx then refuses the
+    header, quoting it, and that message used to be logged."""
+    llm_bot.llm_api_key_encrypted = ""
+    llm_bot.save()
+    monkeypatch.setenv("OPENAI_API_KEY", llm_standin.api_key + "\n")
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "answered"  # the newline is not part of the key
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-SECRET-abc\x01def")  # a header httpx refuses
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "error"
+    logged = caplog.text + "".join(capsys.readouterr())
+    assert "ai_reply.engine_error" in logged
+    assert "SECRET" not in logged
+
+
+def test_a_bot_threshold_holds_for_the_llm_engine_too(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    llm_bot.confidence_threshold = 0.99
+    llm_bot.save()
+    reply, _ = visitor_asks(llm_bot, "Do you sell pizza?", django_capture_on_commit_callbacks)
+    assert (reply.text, reply.metadata["ai_outcome"]) == (llm_bot.fallback_text, "fallback")
+    assert llm_standin.requests == []  # the model was not asked
+
+
+def test_an_endless_llm_answer_is_cut_to_a_chat_message(
+    llm_bot, llm_standin, django_capture_on_commit_callbacks
+):
+    # one "token" to the stand-in (no spaces), so max_tokens does not cut it: 480 KB
+    llm_standin.reply_text = "Gift-cards-never-expire." * 20_000
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "answered"
+    assert len(reply.text) <= engines.MAX_LLM_REPLY_CHARS
+    assert reply.text.startswith("Gift-cards-never-expire.") and reply.text.endswith("…")
+    llm_standin.reply_text = "x" * (engines.MAX_LLM_BODY_BYTES + 10)
+    reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
+    assert reply.metadata["ai_outcome"] == "error"
