@@ -1104,31 +1104,65 @@ _PERSON = (
     r"|managers?|supervisors?|advis[oe]rs?|team members?|live agents?|real ones?)"
 )
 _ANYONE = rf"(?:{_PERSON}|someone|somebody|anyone|anybody|(?:customer )?(?:service|support|care))"
+# "chat with support hours", "talk to customer service number": about the team, not to it.
+_ABOUT_THE_TEAM = r"(?! (?:hours?|times?|numbers?|email|address|phone|page|portal|cent(?:er|re)|ticket|site|website)\b)"
 _HANDOFF_PATTERNS = [
     re.compile(pattern)
     for pattern in (
         # "can I talk to a human", "speak with someone", "put me through to support"
         rf"\b(?:talk|speak|chat|connect|transfer|escalate|put)(?: me| us)?(?: through)?"
-        rf" (?:to|with)(?: \w+){{0,2}} {_ANYONE}\b",
+        rf" (?:to|with)(?: \w+){{0,2}} {_ANYONE}\b{_ABOUT_THE_TEAM}",
         # "real person pls", "live agent", "a human being"
         r"\b(?:real|actual|live|human) (?:person|human|agent|being|rep|operator|support)\b",
         # "I want a human", "need an agent", "get me a person"
         rf"\b(?:want|need|get me|give me|request|prefer)(?: \w+){{0,2}} {_PERSON}\b",
-        # "not a bot", "no more bots"
-        r"\b(?:not|no|no more) (?:a |the |this )?(?:bot|bots|robot|machine)\b",
+        # "not a bot", "no more bots" (but "I'm not a robot" is about the visitor)
+        r"(?<!\bim )(?<!\bi am )\b(?:not|no|no more) (?:a |the |this )?(?:bot|bots|robot|machine)\b",
     )
 ]
 # A message that is only a request word: "agent", "human!!", "operator please".
 _HANDOFF_WORDS = _words("human humans agent agents representative rep operator person staff")
 _HANDOFF_FILLER = _words("a an the please pls plz now real live me i want need")
+# Words that, shortly before a request in the same clause, turn it down: "I don't need a
+# human", "I do not want to talk to a person", "no need for an agent".
+_REFUSALS = _words("dont not never without doesnt didnt wont cant rather nor no")
+_CLAUSE_RE = re.compile(r"[,.;:!?()\n]+|\bbut\b")
+# "is this a real person?", "are you human", "am I talking to a bot": a question about the
+# bot, unless the visitor also asks for someone (a verb of asking anywhere in it).
+_ABOUT_THE_BOT_OPENINGS = {
+    ("is", "this"),
+    ("is", "it"),
+    ("is", "that"),
+    ("are", "you"),
+    ("are", "u"),
+    ("r", "u"),
+    ("am", "i"),
+}
+_ASKING_VERBS = _words(
+    "talk speak chat connect transfer escalate want need get give put prefer request"
+)
+
+
+def _refused(clause: str, start: int) -> bool:
+    """A refusal word among the four before a request that starts at `start`."""
+    return not _REFUSALS.isdisjoint(clause[:start].split()[-4:])
 
 
 def is_handoff_request(text: str) -> bool:
     """True when the visitor asks for a human ("real person pls", "agent", "speak to
-    someone"); ordinary questions, including "how do I contact support", are False."""
-    words = _TOKEN_RE.findall(_normalize(text or "")[:MAX_QUESTION_CHARS])
+    someone"); ordinary questions, including "how do I contact support", are False, and
+    so are refusals ("I don't need a human") and questions about the bot ("is this a real
+    person?")."""
+    normalized = _normalize(text or "")[:MAX_QUESTION_CHARS]
+    words = _TOKEN_RE.findall(normalized)
     content = [w for w in words if w not in _HANDOFF_FILLER]
     if content and len(content) <= 2 and all(w in _HANDOFF_WORDS for w in content):
         return True
-    joined = " ".join(words)
-    return any(p.search(joined) for p in _HANDOFF_PATTERNS)
+    if tuple(words[:2]) in _ABOUT_THE_BOT_OPENINGS and _ASKING_VERBS.isdisjoint(words):
+        return False
+    for part in _CLAUSE_RE.split(normalized):
+        clause = " ".join(_TOKEN_RE.findall(part))
+        for pattern in _HANDOFF_PATTERNS:
+            if any(not _refused(clause, m.start()) for m in pattern.finditer(clause)):
+                return True
+    return False

@@ -213,6 +213,11 @@ def test_a_short_article_is_answered_whole():
         "I want a human, not a bot",
         "put me through to customer service",
         "can i speak with the manager?",
+        "is there a real person I can talk to?",
+        "are you a bot? I want to talk to a human",
+        "not now, I want a human",
+        "I don't want the bot, I want a person",
+        "no more bots",
     ],
 )
 def test_requests_for_a_person_are_handoffs(text):
@@ -233,6 +238,14 @@ def test_requests_for_a_person_are_handoffs(text):
         "",
         "\U0001f642",
         "x" * 4000,
+        "is this a real person?",
+        "are you human",
+        "am I talking to a bot",
+        "I do not want to talk to a person",
+        "I don\u2019t need a human, just the shipping cost",
+        "no need for an agent, thanks",
+        "I'm not a robot lol",
+        "chat with support hours",
     ],
 )
 def test_ordinary_messages_are_not_handoffs(text):
