@@ -196,11 +196,7 @@ def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversa
         return conversation
     conversation.status = ConversationStatus.HANDOFF
     conversation.handed_off_at = timezone.now()
-    state = {
-        k: v
-        for k, v in (conversation.bot_state or {}).items()
-        if k not in ("awaiting", "flow_rule_id", "reasked")
-    }
+    state = {k: v for k, v in (conversation.bot_state or {}).items() if k not in _FLOW_STATE}
     conversation.bot_state = {**state, "handoff_reason": reason}
     _ai_waiting_done(conversation)
     _conversation_save(conversation)
@@ -211,6 +207,31 @@ def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversa
         reason=reason,
     )
     handoff_mirror_schedule(conversation=conversation)  # mirror into Chatwoot on commit
+    return conversation
+
+
+# What the bot is in the middle of: an email it asked for (and its rule, its re-ask).
+_FLOW_STATE = ("awaiting", "flow_rule_id", "reasked")
+
+
+def conversation_status_set(
+    *, conversation: Conversation, status: str, reason: str = "staff"
+) -> Conversation:
+    """A person sets the status (staff in the dashboard, an agent in Chatwoot). Handing
+    off goes through `conversation_handoff` (mirrored to Chatwoot, nothing owed); any
+    change ends what the bot was in the middle of, so the visitor's next message is not
+    taken for an email it asked for, and no AI reply is still owed."""
+    from crm.services import conversation_set_status
+
+    if status == ConversationStatus.HANDOFF:
+        return conversation_handoff(conversation=conversation, reason=reason)
+    with transaction.atomic():
+        conversation = conversation_set_status(conversation=conversation, status=status)
+        conversation.bot_state = {
+            k: v for k, v in (conversation.bot_state or {}).items() if k not in _FLOW_STATE
+        }
+        _ai_waiting_done(conversation)
+        conversation.save(update_fields=["bot_state", "pending_reply_since", "updated_at"])
     return conversation
 
 
@@ -297,6 +318,8 @@ def _flows_run(turn: _Turn) -> bool:
     """Fire the first matching rule. A greeting to a first message that also asks
     something ("hi, where is my order?") is followed by normal handling of the question."""
     rules = flow_rule_list_active(bot=turn.bot)
+    if (turn.conversation.bot_state or {}).get("email_declined"):
+        rules = [rule for rule in rules if rule.action != FlowAction.COLLECT_EMAIL]
     if not rules:
         return False
     first = turn.first_from_visitor
@@ -368,11 +391,14 @@ def _email_answer(turn: _Turn) -> bool:
         conversation.bot_state = {**state, "reasked": True}
         turn.reply(EMAIL_REASK, rule_id=rule_id)
         return True
-    for key in ("awaiting", "flow_rule_id", "reasked"):
+    for key in _FLOW_STATE:
         state.pop(key, None)
-    conversation.bot_state = state
     if email is None:
-        return False  # the re-ask was spent (or they asked for a person): carry on normally
+        # The re-ask was spent (or they asked for a person): carry on normally, and do not
+        # ask again in this conversation ("no, I won't give my email" holds the keyword).
+        conversation.bot_state = {**state, "email_declined": True}
+        return False
+    conversation.bot_state = state
     _contact_set_email(conversation=conversation, email=email)
     thanks = rule.follow_up_text if rule and rule.follow_up_text else DEFAULT_EMAIL_THANKS
     turn.reply(thanks.replace("{email}", email), rule_id=rule_id)

@@ -5,10 +5,10 @@ from django.shortcuts import redirect, render
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from bots.services import conversation_status_set
 from core.exceptions import InvalidRequest
 from crm.models import ConversationStatus
 from crm.selectors import conversation_get, conversation_list, conversation_sessions, transcript
-from crm.services import conversation_set_status
 from tenants.access import tenant_view
 from tenants.models import Role
 from webchat.models import WebChatSite
@@ -111,7 +111,7 @@ def conversation_detail(request, conversation_id: int):
 def conversation_status(request, conversation_id: int):
     conversation = conversation_get(tenant=request.tenant, conversation_id=conversation_id)
     try:
-        conversation_set_status(conversation=conversation, status=request.POST.get("status", ""))
+        conversation_status_set(conversation=conversation, status=request.POST.get("status", ""))
     except InvalidRequest as exc:
         messages.error(request, exc.message)
     else:

@@ -1006,13 +1006,13 @@ def agent_reply_to_webchat(
 
 
 def webchat_conversation_resolve(*, link: ChatwootConversationLink) -> None:
-    from crm.services import conversation_set_status
+    from bots.services import conversation_status_set
 
     conversation = Conversation.objects.filter(
         tenant_id=link.tenant_id, pk=link.conversation_id
     ).first()
     if conversation is not None and conversation.status != ConversationStatus.RESOLVED:
-        conversation_set_status(conversation=conversation, status=ConversationStatus.RESOLVED)
+        conversation_status_set(conversation=conversation, status=ConversationStatus.RESOLVED)
 
 
 def webchat_conversation_reopen(*, link: ChatwootConversationLink, since=None) -> None:
@@ -1020,7 +1020,7 @@ def webchat_conversation_reopen(*, link: ChatwootConversationLink, since=None) -
     handed off again here, whether it was resolved or back with the bot since, and the
     visitor's answer goes to Chatwoot. Not for an agent's message from before it was
     resolved (a webhook that arrived late)."""
-    from crm.services import conversation_set_status
+    from bots.services import conversation_status_set
 
     conversation = Conversation.objects.filter(
         tenant_id=link.tenant_id, pk=link.conversation_id
@@ -1029,7 +1029,9 @@ def webchat_conversation_reopen(*, link: ChatwootConversationLink, since=None) -
         return
     if since is not None and conversation.resolved_at and since < conversation.resolved_at:
         return
-    conversation_set_status(conversation=conversation, status=ConversationStatus.HANDOFF)
+    conversation_status_set(
+        conversation=conversation, status=ConversationStatus.HANDOFF, reason="chatwoot_agent"
+    )
 
 
 def link_status_set(*, link: ChatwootConversationLink, status: str) -> list[str]:

@@ -266,6 +266,36 @@ def test_collect_email_reasks_once_then_lets_go(conversation, say, collect):
     assert conversation.contact is None
 
 
+def test_an_email_refused_is_not_asked_for_again_by_its_own_keyword(bot, conversation, say):
+    """A collect-email rule on the keyword "email": every refusal holds the keyword."""
+    rule(bot, pattern="email", action=FlowAction.COLLECT_EMAIL, reply_text="What's your email?")
+    _, ask = say(conversation, "can you email me the details")
+    assert [r.text for r in ask.replies] == ["What's your email?"]
+    _, reask = say(conversation, "no email")
+    assert [r.text for r in reask.replies] == [EMAIL_REASK]
+    for refusal in ("I won't give my email", "stop asking for my email"):
+        _, answer = say(conversation, refusal, commit=False)
+        assert answer.replies == [] and answer.pending is True  # normal handling (AI)
+        assert "awaiting" not in conversation.bot_state
+    assert conversation.bot_state["email_declined"] is True
+
+
+def test_a_staff_status_change_ends_the_email_the_bot_waited_for(
+    tenant, bot, conversation, say, collect
+):
+    from bots.services import conversation_status_set
+
+    say(conversation, "I'd like a quote")
+    assert conversation.bot_state["awaiting"] == "email"
+    conversation_status_set(conversation=conversation, status=ConversationStatus.HANDOFF)
+    conversation.refresh_from_db()
+    assert conversation.handed_off_at is not None and "awaiting" not in conversation.bot_state
+    conversation_status_set(conversation=conversation, status=ConversationStatus.OPEN)
+    _, answer = say(conversation, "what are your opening hours?", commit=False)
+    assert EMAIL_REASK not in [r.text for r in answer.replies]
+    assert answer.pending is True  # the question is answered, not taken for an email
+
+
 def test_asking_for_a_human_while_awaiting_email_hands_off(conversation, say, collect):
     say(conversation, "quote")
     _, result = say(conversation, "just let me talk to a human")

@@ -200,3 +200,25 @@ def test_an_admin_cannot_invite_an_owner(client, tenant, admin_user):
     assert response.status_code == 200
     assert "Only an owner can make someone an owner." in response.context["form"].errors["role"]
     assert not Membership.objects.filter(tenant=tenant, user__email="alt@x.test").exists()
+
+
+@pytest.mark.django_db
+def test_staff_handing_off_from_the_dashboard_hands_off_as_the_bot_does(
+    client, tenant, admin_user, django_capture_on_commit_callbacks
+):
+    """Through bots.conversation_handoff: the time is kept, nothing stays owed, and the
+    handoff is mirrored to Chatwoot (scheduled on commit when a connection exists)."""
+    conversation = ConversationFactory(
+        tenant=tenant, bot_state={"awaiting": "email", "ai_waiting": [7]}
+    )
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks() as scheduled:
+        response = client.post(
+            reverse("crm:conversation_status", args=[conversation.pk]), {"status": "handoff"}
+        )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == "handoff" and conversation.handed_off_at is not None
+    assert conversation.bot_state["handoff_reason"] == "staff"
+    assert "awaiting" not in conversation.bot_state and conversation.bot_state["ai_waiting"] == []
+    assert scheduled == []  # no Chatwoot connection for this tenant: nothing to mirror
