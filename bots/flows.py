@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_constants
 import re._parser as sre_parse
+import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -57,12 +58,26 @@ def keywords(pattern: str) -> list[str]:
     return [" ".join(k.split()) for k in (pattern or "").split(",") if k.strip()]
 
 
+_APOSTROPHES_RE = re.compile("['\u2019\u2018\u02bc`\u00b4]")
+_INNER_HYPHENS_RE = re.compile(r"(?<=\w)[-\u2010\u2011\u2013](?=\w)")
+
+
+def fold(text: str) -> str:
+    """Text as keywords are matched: case-folded, accents and apostrophes dropped, a hyphen
+    inside a word too. "I can’t log in" meets "can't log in", "envío" meets "envio",
+    "e-mail" meets "email", whichever way a phone composed the accent (NFC or NFD)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _INNER_HYPHENS_RE.sub("", _APOSTROPHES_RE.sub("", text.casefold()))
+
+
 @lru_cache(maxsize=1024)
 def _keyword_regex(keyword: str) -> re.Pattern[str]:
     # Lookarounds instead of \b so that keywords starting or ending with a symbol
     # ("c++", "#help") still match on word boundaries; inner spaces match any whitespace.
-    body = r"\s+".join(re.escape(word) for word in keyword.split())
-    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
+    body = r"\s+".join(re.escape(word) for word in fold(keyword).split())
+    return re.compile(rf"(?<!\w){body}(?!\w)")
 
 
 # A tenant's regex runs on every visitor message, in the request. The stdlib `re` cannot
@@ -214,7 +229,8 @@ def rule_matches(rule: RuleLike, text: str, *, first_message: bool) -> bool:
         return bool(rule.pattern.strip()) and text.strip() == rule.pattern.strip()
     text = text[:MAX_MATCH_CHARS]
     if rule.trigger == KEYWORD:
-        return any(_keyword_regex(k).search(text) for k in keywords(rule.pattern))
+        folded = fold(text)
+        return any(_keyword_regex(k).search(folded) for k in keywords(rule.pattern) if fold(k))
     if rule.trigger == REGEX:
         if not _usable(rule.pattern):
             return False  # saved before validation (e.g. through the shell): never crash

@@ -30,6 +30,15 @@ class R:
         ("c++", "do you teach C++?", True),  # symbols at the edge still need a boundary
         ("c++", "abc++", False),
         ("pricing, , ", "what is your pricing", True),  # blank items ignored
+        ("can't log in", "I can\u2019t log in", True),  # a phone's curly apostrophe
+        ("cant log in", "I can't log in!", True),
+        ("envío", "cuánto cuesta el envio", True),  # accents either way
+        ("envio", "el env\u00edo", True),
+        ("café", "un cafe\u0301 por favor", True),  # NFC keyword, NFD text
+        ("e-mail", "send me an email", True),
+        ("email", "my e-mail is wrong", True),
+        ("STRASSE", "welche straße?", True),  # casefold: ß is ss
+        ("'", "it's here", False),  # a keyword that folds to nothing never fires
     ],
 )
 def test_keyword_matches_whole_words_any_case(pattern, text, expected):
