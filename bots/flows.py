@@ -39,6 +39,11 @@ _SALUTATION_WORDS = frozenset(
         *("yo", "sup", "hola", "bonjour", "ciao", "greetings", "good", "morning"),
         *("afternoon", "evening", "day", "there", "all", "team", "folks", "everyone"),
         *("anyone", "guys", "ok", "okay", "thanks", "thank", "you", "cheers"),
+        # small talk that asks nothing yet: "hello, how are you?", "hi, are you there?",
+        # "hey can you help me", "hi, I have a question"
+        *("how", "hows", "are", "r", "u", "doing", "going", "it", "is", "whats", "up"),
+        *("can", "could", "help", "me", "i", "need", "have", "a", "quick", "question"),
+        *("please", "pls", "someone", "somebody", "anybody", "still", "here"),
     )
 )
 _EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\]{},;:\"']+@[^\s<>()\[\]{},;:\"']+")

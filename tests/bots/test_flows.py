@@ -81,7 +81,18 @@ def test_inactive_rules_never_match_and_order_decides():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Hi there!", True), ("good morning :)", True), ("", True), ("hi, where is my order?", False)],
+    [
+        ("Hi there!", True),
+        ("good morning :)", True),
+        ("", True),
+        ("hi, where is my order?", False),
+        ("hi, are you there?", True),  # small talk asks nothing yet: the greeting answers it
+        ("hello, how are you?", True),
+        ("hey can you help me", True),
+        ("hi, I have a question", True),
+        ("hey can you help me with a refund", False),
+        ("hi, is it open on sunday?", False),
+    ],
 )
 def test_is_salutation(text, expected):
     assert flows.is_salutation(text) is expected
