@@ -1090,6 +1090,11 @@ def extract_answer(doc: Doc, term_mass: dict[str, float]) -> str:
     window = windows[start]
     while len(window) > MAX_ANSWER_CHARS and window.count(". ") > 0:
         window = window[: window.rindex(". ") + 1]
+    if len(window) > MAX_ANSWER_CHARS:  # one long sentence: a list, semicolons, "。"
+        cut = max(window.rfind(mark, 0, MAX_ANSWER_CHARS) for mark in ("; ", "。", ", ", " "))
+        window = (window[: cut + 1] if cut > 0 else window[: MAX_ANSWER_CHARS - 1]).rstrip(
+            " ,;"
+        ) + "…"
     return window
 
 

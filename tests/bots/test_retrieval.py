@@ -192,6 +192,23 @@ def test_answer_text_follows_the_question_within_an_article(kb):
     assert "locked for 15 minutes" in locked and "Forgot password" not in locked
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Returns: " + "; ".join(f"item {n} can be returned within 30 days" for n in range(60)),
+        "退货政策" + "。".join("三十天内可以退货" for _ in range(200)),
+        "returns " + "x" * 5000,
+    ],
+    ids=["semicolons", "cjk", "one word"],
+)
+def test_an_answer_from_one_long_sentence_is_cut_to_the_cap(body):
+    from bots.retrieval import MAX_ANSWER_CHARS, extract_answer
+
+    doc = Doc(id="r", title="Returns", body=body)
+    answer = extract_answer(doc, {"returns": 1.0, "returned": 1.0})
+    assert len(answer) <= MAX_ANSWER_CHARS and answer.endswith("…")
+
+
 def test_a_short_article_is_answered_whole():
     doc = Doc(id="pets", title="Pets in stores", body="Dogs on a leash are welcome in all stores.")
     answer = KnowledgeIndex([doc]).answer("are dogs welcome in your stores?")
