@@ -451,7 +451,7 @@ def approval_item_approve(*, item: ApprovalItem, actor, text: str | None = None)
     item = _item_lock(item)
     if item.status != ApprovalStatus.PENDING:
         raise ApprovalNotPending(f"This draft is already {item.get_status_display().lower()}.")
-    final = (item.draft_text if text is None else text).strip()
+    final = (item.draft_text if text is None else text).replace("\x00", "").strip()
     if not final:
         raise InvalidRequest("The reply is empty: write one before approving.")
     if len(final) > MAX_REPLY_CHARS:
@@ -481,7 +481,7 @@ def approval_item_reject(*, item: ApprovalItem, actor, reason: str) -> ApprovalI
     item = _item_lock(item)
     if item.status != ApprovalStatus.PENDING:
         raise ApprovalNotPending(f"This draft is already {item.get_status_display().lower()}.")
-    reason = (reason or "").strip()
+    reason = (reason or "").replace("\x00", "").strip()
     if not reason:
         raise InvalidRequest("Give a reason for rejecting the draft.")
     if len(reason) > MAX_REASON_CHARS:

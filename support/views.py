@@ -99,6 +99,9 @@ def approval_detail(request, item_id: int):
 
 
 def _after_action(request, item, *, error: str | None, success: str):
+    """The row again (htmx) or the next page. A refused decision keeps what the agent
+    typed (their edited reply, their reason) in the form, beside the error."""
+    typed = {"typed_text": request.POST.get("text"), "typed_reason": request.POST.get("reason")}
     if request.headers.get("HX-Request"):
         item.refresh_from_db()
         retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
@@ -110,12 +113,25 @@ def _after_action(request, item, *, error: str | None, success: str):
                 "can_work": request.membership.has_role(Role.AGENT),
                 "error": error,
                 "notice": None if error else success,
+                **(typed if error else {}),
             },
             status=200,
         )
     if error:
-        messages.error(request, error)
-        return redirect("support:approval", item_id=item.pk)
+        item.refresh_from_db()
+        retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
+        return render(
+            request,
+            "support/approval_detail.html",
+            {
+                "row": _row(item, timezone.now(), retries),
+                "item": item,
+                "can_work": request.membership.has_role(Role.AGENT),
+                "error": error,
+                **typed,
+            },
+            status=400,
+        )
     messages.success(request, success)
     return redirect("support:approvals")
 

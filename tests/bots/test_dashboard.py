@@ -389,3 +389,11 @@ def test_try_a_question_rejects_bad_input(client, other_tenant, agent):
     # without htmx the whole page comes back with the result
     response = client.post(url, {"question": "hello there"})
     assert response.templates[0].name == "bots/knowledge.html"
+
+
+@pytest.mark.django_db
+def test_a_search_with_a_nul_byte_is_a_search_not_a_500(client, viewer, article):
+    client.force_login(viewer)
+    response = client.get(reverse("bots:knowledge"), {"q": article.title[:4] + "\x00"})
+    assert response.status_code == 200
+    assert [a.title for a in response.context["page"]] == [article.title]

@@ -181,8 +181,41 @@ def test_agent_approves_through_the_page_and_htmx(client, agent, item, chatwoot_
     item.refresh_from_db()
     assert item.status == ApprovalStatus.SENT
     again = client.post(f"/support/approvals/{item.pk}/approve/")
-    assert again.status_code == 302  # plain form post: redirect with the error message
+    assert again.status_code == 400  # plain form post: the item's page with the error
+    assert "This draft is already sent." in again.content.decode()
     assert len(chatwoot_standin.requests_to(MESSAGES_ROUTE)) == 1
+
+
+@pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain post"])
+def test_a_refused_decision_keeps_what_the_agent_typed(client, agent, item, htmx):
+    client.force_login(agent)
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    edited = "Standard shipping is $6.95 " + "and more " * 2000  # over the 10,000 limit
+    response = client.post(f"/support/approvals/{item.pk}/approve/", {"text": edited}, **headers)
+    page = response.content.decode()
+    assert response.status_code == (200 if htmx else 400)
+    assert "longer than 10000 characters" in page
+    assert edited.strip() in page  # in the textarea, not lost
+    response = client.post(
+        f"/support/approvals/{item.pk}/reject/", {"reason": "x" * 1001}, **headers
+    )
+    assert f'value="{"x" * 1001}"' in response.content.decode()
+    item.refresh_from_db()
+    assert item.status == ApprovalStatus.PENDING
+
+
+def test_nul_in_a_reply_or_a_reason_is_dropped_not_a_500(client, agent, connection):
+    link = ChatwootConversationLinkFactory(connection=connection)
+    first, second = ApprovalItemFactory(link=link), ApprovalItemFactory(link=link)
+    client.force_login(agent)
+    response = client.post(f"/support/approvals/{first.pk}/reject/", {"reason": "spam\x00bot"})
+    assert response.status_code == 302
+    first.refresh_from_db()
+    assert first.reject_reason == "spambot"
+    response = client.post(f"/support/approvals/{second.pk}/approve/", {"text": "Hi\x00 there"})
+    assert response.status_code == 302
+    second.refresh_from_db()
+    assert second.final_text == "Hi there"
 
 
 def test_agent_edits_and_rejects_through_the_page(client, agent, connection):
