@@ -42,15 +42,16 @@ def connection_list(*, tenant: Tenant) -> QuerySet[ChatwootConnection]:
 
 
 def approval_item_list(*, tenant: Tenant, status: str | None = None) -> QuerySet[ApprovalItem]:
-    """Most urgent first: the SLA deadline, then arrival."""
+    """Waiting items most urgent first (the SLA deadline, then arrival); decided ones (and
+    all) the latest first."""
     qs = ApprovalItem.objects.filter(tenant=tenant).select_related(
         "link", "connection", "decided_by"
     )
     if status == "open":
-        qs = qs.filter(status__in=OPEN_APPROVAL_STATUSES)
-    elif status:
+        return qs.filter(status__in=OPEN_APPROVAL_STATUSES).order_by("due_at", "id")
+    if status:
         qs = qs.filter(status=status)
-    return qs.order_by("due_at", "id")
+    return qs.order_by("-received_at", "-id")
 
 
 def approval_item_get(*, tenant: Tenant, item_id: int) -> ApprovalItem:

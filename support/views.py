@@ -7,6 +7,7 @@ a redirect.
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -59,11 +60,13 @@ def approval_queue(request):
     status = request.GET.get("status", "open")
     if status not in QUEUE_FILTERS:
         status = "open"
-    items = list(
+    page = Paginator(
         selectors.approval_item_list(
             tenant=request.tenant, status=None if status == "all" else status
-        )[:QUEUE_PAGE_SIZE]
-    )
+        ),
+        QUEUE_PAGE_SIZE,
+    ).get_page(request.GET.get("page"))
+    items = list(page)
     now = timezone.now()
     retries = selectors.retry_state_for_items(
         tenant=request.tenant, item_ids=[item.pk for item in items]
@@ -76,6 +79,7 @@ def approval_queue(request):
         "support/approvals.html",
         {
             "rows": [_row(item, now, retries) for item in items],
+            "page": page,
             "status": status,
             "filters": [(value, label, counts[value]) for value, label in QUEUE_FILTERS.items()],
             "can_work": request.membership.has_role(Role.AGENT),

@@ -163,6 +163,27 @@ def test_a_first_send_posts_without_looking_first(item, agent, chatwoot_standin,
 # --- the dashboard page ------------------------------------------------------------------------------
 
 
+def test_the_queue_pages_and_shows_the_latest_decided_first(client, agent, connection, monkeypatch):
+    from support import views
+
+    link = ChatwootConversationLinkFactory(connection=connection)
+    now = timezone.now()
+    sent = [
+        ApprovalItemFactory(
+            link=link, status=ApprovalStatus.SENT, received_at=now - timedelta(minutes=n)
+        )
+        for n in range(5)
+    ]
+    client.force_login(agent)
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 2)
+    first = client.get("/support/approvals/", {"status": "sent"})
+    last = client.get("/support/approvals/", {"status": "sent", "page": 3})
+    assert [r["item"].pk for r in first.context["rows"]] == [sent[0].pk, sent[1].pk]
+    assert [r["item"].pk for r in last.context["rows"]] == [sent[4].pk]
+    assert "Page 1 of 3" in first.content.decode()
+    assert '?status=sent&amp;page=2">Next</a>' in first.content.decode()
+
+
 def test_agents_see_the_queue_with_levels(client, agent, item):
     client.force_login(agent)
     response = client.get("/support/approvals/")
