@@ -10,7 +10,8 @@ demoted). Each metric has a *target* (needed to pass, i.e. to promote) and a *ha
 - ai_fallback_rate: bot AI replies with outcome fallback|timeout|error ÷ all AI replies
 - p95_reply_seconds: p95 of the time from a visitor message to the next outbound message in
   the same conversation
-- origin_denied_rate / token_failure_rate / rate_limited_rate: incidents per session
+- origin_denied_rate / token_failure_rate / rate_limited_rate: incidents per session active
+  in the window
 
 A metric with nothing to measure is "n/a" and judges nothing (no AI replies, telemetry
 turned off), except the replies themselves: without a visitor message old enough to
@@ -207,7 +208,9 @@ def metrics_by_tenant(
         metrics.ai_replies, metrics.ai_fallbacks = row["ai"], row["fallback"]
 
     events = WebChatEvent.objects.filter(created_at__gte=since, created_at__lt=until)
-    sessions = WebChatSession.objects.filter(created_at__gte=since, created_at__lt=until)
+    # Sessions active in the window (a returning visitor's resumed session too), not only
+    # the ones it created: incidents per session are not inflated by returning visitors.
+    sessions = WebChatSession.objects.filter(last_seen_at__gte=since, created_at__lt=until)
     if tenant_ids is not None:
         events = events.filter(tenant_id__in=tenant_ids)
         sessions = sessions.filter(tenant_id__in=tenant_ids)

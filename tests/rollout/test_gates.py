@@ -130,6 +130,20 @@ class TestEvaluation:
         assert levels(result)["origin_denied_rate"] == "warn"
         assert result.status == "warn"
 
+    def test_a_returning_visitors_resumed_session_counts_for_incident_rates(
+        self, client, site, flow_bot, small_gates
+    ):
+        """Sessions active in the window divide the incidents, not only those it created."""
+        from webchat.models import WebChatSession
+
+        chat(client, site, messages=10)
+        WebChatSession.objects.filter(site=site).update(
+            created_at=timezone.now() - timedelta(days=3)  # returning visitors, resumed
+        )
+        result = gate_result_for_tenant(tenant_id=site.tenant_id, now=later())
+        assert result.metrics.sessions == 2
+        assert result.metrics.values()["token_failure_rate"] == 0.0
+
     def test_unanswered_messages_lower_the_success_rate(self, client, site, flow_bot, small_gates):
         chat(client, site, messages=8)
         # Two more the flow does not answer and the AI does not either (the bot is gone).
