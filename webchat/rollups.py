@@ -3,6 +3,7 @@
 import re
 from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
@@ -27,6 +28,25 @@ _WIDGET_EVENTS = Q(
 
 def _hour(value: datetime) -> datetime:
     return value.replace(minute=0, second=0, microsecond=0)
+
+
+# Where the beat's refresh got to, so that after an outage (no beat for hours) the next
+# run recomputes every hour since, not just the last two.
+COVERED_UNTIL_KEY = "webchat:rollups:covered-until"
+BACKFILL_MAX = timedelta(days=7)
+
+
+def rollups_refresh_due(*, hours: int = 2, now: datetime | None = None) -> int:
+    """The beat's refresh: the last `hours`, or back to where the previous run got to when
+    that is earlier (at most BACKFILL_MAX ago)."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=hours)
+    covered = cache.get(COVERED_UNTIL_KEY)
+    if isinstance(covered, datetime) and covered < since:
+        since = max(covered, now - BACKFILL_MAX)
+    rows = rollups_refresh(since=since, until=now)
+    cache.set(COVERED_UNTIL_KEY, now, timeout=None)
+    return rows
 
 
 def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:

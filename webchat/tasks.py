@@ -1,15 +1,12 @@
-from datetime import timedelta
-
 from celery import shared_task
-from django.utils import timezone
 
 from tenants.models import Tenant
-from webchat.rollups import rollups_refresh, visitor_data_purge
+from webchat.rollups import rollups_refresh_due, visitor_data_purge
 
 
 @shared_task(acks_late=True)
 def refresh_rollups(hours: int = 2) -> int:
-    return rollups_refresh(since=timezone.now() - timedelta(hours=hours))
+    return rollups_refresh_due(hours=hours)
 
 
 @shared_task(acks_late=True)

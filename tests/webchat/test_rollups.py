@@ -38,6 +38,51 @@ def test_rollup_with_no_data_writes_nothing():
     assert not WebChatHourlyRollup.objects.exists()
 
 
+def _ten_hours_ago(widget_client, site):
+    """A conversation whose rows are ten hours old (the beat was down since)."""
+    widget_client.init()
+    widget_client.send("hello")
+    then = timezone.now() - timedelta(hours=10)
+    WebChatSession.objects.filter(site=site).update(created_at=then)
+    Message.objects.all().update(created_at=then)
+
+
+def test_after_an_outage_the_beat_recomputes_every_hour_since_its_last_run(widget_client, site):
+    from django.core.cache import cache
+
+    from webchat.rollups import COVERED_UNTIL_KEY, rollups_refresh_due
+
+    _ten_hours_ago(widget_client, site)
+    cache.set(COVERED_UNTIL_KEY, timezone.now() - timedelta(hours=11))
+    assert rollups_refresh_due() >= 1
+    assert WebChatHourlyRollup.objects.get(site=site).messages_in == 1
+    assert cache.get(COVERED_UNTIL_KEY) > timezone.now() - timedelta(minutes=1)
+
+
+def test_without_a_mark_the_beat_recomputes_the_last_two_hours(widget_client, site):
+    from django.core.cache import cache
+
+    from webchat.rollups import COVERED_UNTIL_KEY, rollups_refresh_due
+
+    _ten_hours_ago(widget_client, site)
+    cache.delete(COVERED_UNTIL_KEY)
+    assert rollups_refresh_due() == 0
+    assert not WebChatHourlyRollup.objects.exists()
+
+
+def test_the_refresh_rollups_command(widget_client, site):
+    from django.core.management import CommandError, call_command
+
+    _ten_hours_ago(widget_client, site)
+    call_command("refresh_rollups", "--hours", "12")
+    assert WebChatHourlyRollup.objects.get(site=site).messages_in == 1
+    since = (timezone.now() - timedelta(hours=11)).strftime("%Y-%m-%dT%H:%M")
+    call_command("refresh_rollups", "--since", since)
+    for bad in (["--since", "yesterday"], ["--hours", "0"], ["--since", "2999-01-01T00:00"]):
+        with pytest.raises(CommandError):
+            call_command("refresh_rollups", *bad)
+
+
 def test_redact():
     assert redact("mail me at jo.doe+x@example.co.uk or +44 20 7946 0958 pls") == (
         "mail me at [email] or [phone] pls"
