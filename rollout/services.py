@@ -679,10 +679,14 @@ DEMO_REASON = "Demo data (seed_demo): keep the demo tenant's widget working."
 
 
 def rollout_demo_ensure(*, tenant: Tenant) -> None:
-    """Leave `tenant` allowed: pilot mode with the tenant in the pilot list (idempotent)."""
+    """Leave `tenant` allowed (idempotent). A fresh installation (no other tenant) starts
+    its rollout in pilot mode with the tenant in the pilot list; one with other tenants
+    keeps its mode (an unsaved policy follows ROLLOUT_DEFAULT_MODE), so seeding a demo
+    there never turns another tenant off."""
     policy = policy_read()
     changes: dict = {}
-    if not policy.saved or policy.mode == Mode.OFF:
+    fresh = not policy.saved and not Tenant.objects.exclude(pk=tenant.pk).exists()
+    if fresh or policy.mode == Mode.OFF:
         changes["mode"] = Mode.PILOT
     if not policy.webchat_enabled:
         changes["webchat_enabled"] = True

@@ -379,6 +379,13 @@ class TestDemoSeed:
         call_command("seed_demo", "--json", stdout=open("/dev/null", "w"))  # noqa: SIM115
         assert AuditEntry.objects.count() == entries  # idempotent
 
+    def test_seeding_a_demo_beside_other_tenants_turns_none_of_them_off(self, site):
+        """An unsaved policy (ROLLOUT_DEFAULT_MODE, GA here) with tenants already served."""
+        assert webchat_allowed(site).allowed
+        call_command("seed_demo", "--json", stdout=open("/dev/null", "w"))  # noqa: SIM115
+        assert policy_read().mode == Mode.GA
+        assert webchat_allowed(site).allowed
+
     def test_demo_ensure_undoes_a_kill_and_a_forced_off(self, operator):
         tenant = TenantFactory(slug="demo-x")
         site = WebChatSiteFactory(tenant=tenant)
