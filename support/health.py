@@ -257,6 +257,9 @@ def _alert(result: ConnectionHealth) -> None:
         level=level,
         text=text,
         suppressed=result.in_maintenance,
+        # a check every 15 minutes: one alert per connection and failure per cooldown, not
+        # one per check for as long as an outage lasts
+        cooldown_key=f"health:{connection.pk}:{result.exit_code}",
     )
 
 

@@ -132,6 +132,18 @@ def test_exit_4_when_everything_fails_pages(connection, chatwoot_standin, alert_
     assert alert.delivered and alert.level == 2
 
 
+def test_an_ongoing_outage_alerts_once_per_cooldown(connection, chatwoot_standin, alert_sink):
+    chatwoot_standin.set_fault("status", status=503)
+    for _ in range(3):  # 45 minutes of checks, every 15
+        assert run()[0] == 4
+    assert len(alert_sink.texts) == 1
+    assert HealthCheck.objects.filter(connection=connection).count() == 3
+    chatwoot_standin.clear_faults()
+    chatwoot_standin.set_fault("status", status=503, route="GET /health")
+    assert run()[0] == 2  # another failure: its own alert
+    assert len(alert_sink.texts) == 2
+
+
 def test_exit_4_when_chatwoot_is_unreachable(connection, chatwoot_standin):
     chatwoot_standin.stop()
     code, out = run()
