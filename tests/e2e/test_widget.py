@@ -182,7 +182,7 @@ def test_launcher_shows_a_close_icon_while_the_panel_is_open(page: Page, make_sh
     text = w.launcher.get_by_text("Chat with us")
     page.goto(shop.url)
     expect(w.launcher).to_be_visible(timeout=UI_TIMEOUT)
-    expect(w.launcher).to_have_accessible_name("Open chat")
+    expect(w.launcher).to_have_accessible_name("Chat with us")  # what it shows (WCAG 2.5.3)
     expect(text).to_be_visible()
     chat_icon = icon.get_attribute("d")
 
@@ -193,7 +193,7 @@ def test_launcher_shows_a_close_icon_while_the_panel_is_open(page: Page, make_sh
 
     w.launcher.click()
     expect(w.panel).to_be_hidden()
-    expect(w.launcher).to_have_accessible_name("Open chat")
+    expect(w.launcher).to_have_accessible_name("Chat with us")
     expect(icon).to_have_attribute("d", chat_icon)
     expect(text).to_be_visible()
 
@@ -204,7 +204,7 @@ def test_launcher_shows_a_close_icon_while_the_panel_is_open(page: Page, make_sh
     page.keyboard.press("Escape")
     expect(w.panel).to_be_hidden()
     expect(icon).to_have_attribute("d", chat_icon)
-    expect(w.launcher).to_have_accessible_name("Open chat")
+    expect(w.launcher).to_have_accessible_name("Chat with us")
 
 
 # --- telemetry: network blips and leaving the page are not errors ----------------------
@@ -553,6 +553,37 @@ def test_a_reply_stored_just_before_the_visitors_message_still_counts_as_unread(
     w.open()
     expect(w.bubble("agent", "Ana here: I found your order.")).to_be_visible(timeout=UI_TIMEOUT)
     expect(w.badge).to_be_hidden()
+
+
+# --- host pages that are not plain pages -------------------------------------------------
+
+
+def test_a_nonce_only_script_policy_still_runs_the_widget(page: Page, make_shop):
+    shop = make_shop(template="csp.html")
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.ask_about_returns()
+
+
+def test_a_single_page_site_replacing_its_body_keeps_the_widget(page: Page, shop: Shop):
+    """Turbo or PJAX swap <body> on navigation: the widget goes into the new one."""
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.ask_about_returns()
+    w.close_button.click()
+    page.evaluate(
+        """() => {
+            const body = document.createElement('body')
+            body.innerHTML = '<main><h1>Another page of the shop</h1></main>'
+            document.documentElement.replaceChild(body, document.body)
+        }"""
+    )
+    expect(page.get_by_role("heading", name="Another page of the shop")).to_be_visible()
+    expect(w.launcher).to_be_visible(timeout=UI_TIMEOUT)
+    w.open()
+    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible()  # the same conversation, still shown
 
 
 # --- mobile ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ const script = document.currentScript || document.querySelector('script[data-sit
 const previous = window.ReplyBase || {}
 
 if (script && !previous._rb) boot(script)
+else if (previous._attach) previous._attach() // run again by a page that swapped its <body>
 
 async function boot(script) {
   const started = Date.now()
@@ -51,7 +52,10 @@ async function boot(script) {
     if (!R._c || loading) return
     loading = true
     const url = new URL('widget.js?v=' + __WIDGET_VERSION__, src).href
-    document.head.append(h('script', { src: url, error: () => (loading = false) }))
+    // A page with a nonce-only script CSP gave its nonce to this script: widget.js needs it too.
+    const tag = h('script', { src: url, error: () => (loading = false) })
+    if (script.nonce) tag.nonce = script.nonce
+    document.head.append(tag)
   }
 
   let config
@@ -82,7 +86,7 @@ async function boot(script) {
     {
       class: 'launcher',
       type: 'button',
-      'aria-label': 'Open chat',
+      'aria-label': site.launcher_text || 'Open chat', // the visible text, when there is one
       'aria-expanded': 'false',
       'aria-haspopup': 'dialog',
       click: () => (R._toggle ? R._toggle() : R.open()),
@@ -100,7 +104,11 @@ async function boot(script) {
   addCss(root, css)
   root.append(box)
   if (!document.body) await new Promise((resolve) => addEventListener('DOMContentLoaded', resolve))
-  document.body.append(host)
+  // Single-page sites (Turbo, PJAX) replace <body> on navigation, the widget with it: it
+  // goes into each new one, its state intact.
+  R._attach = () => document.body && !host.isConnected && document.body.append(host)
+  R._attach()
+  if (window.MutationObserver) new MutationObserver(R._attach).observe(document.documentElement, { childList: true })
 
   R._c = {
     api,

@@ -59,3 +59,13 @@ test('unread messages: a badge and a count in the label', () => {
   update(true, 0)
   assert.equal([launcher.getAttribute('aria-label'), badge.textContent, badge.hidden].join(), 'Close chat,,true')
 })
+
+test('with launcher text, the closed launcher is named by it (the label a user sees)', () => {
+  const { launcher, text, badge } = fakeLauncher(true)
+  text.textContent = 'Chat with us'
+  const update = createLauncherView(launcher, badge)
+  update(false, 2)
+  assert.equal(launcher.getAttribute('aria-label'), 'Chat with us, 2 unread')
+  update(true, 0)
+  assert.equal(launcher.getAttribute('aria-label'), 'Close chat')
+})
