@@ -25,8 +25,8 @@ DOMAINS_HELP = (
 )
 POW_HELP = (
     "Proof-of-work asked of each new visitor session to slow down bots: 0 turns it off; "
-    "each extra bit doubles the work (16 takes a phone well under a second, 20 a few "
-    "seconds). At most 24."
+    "each extra bit doubles the work (16 takes a phone under a second, 20 several "
+    "seconds). At most 20: more would outlast the two minutes a challenge lives."
 )
 
 
@@ -75,7 +75,7 @@ class SiteForm(forms.ModelForm):
         ),
     )
     pow_difficulty = forms.IntegerField(
-        min_value=0, max_value=24, label="Proof-of-work difficulty", help_text=POW_HELP
+        min_value=0, max_value=20, label="Proof-of-work difficulty", help_text=POW_HELP
     )
 
     class Meta:

@@ -46,7 +46,7 @@ class WebChatSite(TenantOwnedModel):
     require_consent = models.BooleanField(default=False)
     telemetry_enabled = models.BooleanField(default=True)
     pow_difficulty = models.PositiveSmallIntegerField(
-        default=0, help_text="Proof-of-work bits asked of each new session (0 = off, max 24)."
+        default=0, help_text="Proof-of-work bits asked of each new session (0 = off, max 20)."
     )
     is_canary = models.BooleanField(
         default=False, help_text="A low-risk site a tenant can start the rollout on."
@@ -57,7 +57,7 @@ class WebChatSite(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="webchat_site_unique_name"),
             models.CheckConstraint(
-                condition=Q(pow_difficulty__lte=24), name="webchat_site_pow_difficulty_max"
+                condition=Q(pow_difficulty__lte=20), name="webchat_site_pow_difficulty_max"
             ),
         ]
         ordering = ["name"]

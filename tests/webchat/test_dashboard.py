@@ -164,7 +164,7 @@ def test_non_member_gets_404_and_anonymous_goes_to_login(client, site):
         ("allowed_domains", "ftp://example.com"),
         ("allowed_domains", "exa_mple.com"),
         ("allowed_domains", "example.com:99999"),
-        ("pow_difficulty", "25"),
+        ("pow_difficulty", "21"),
         ("pow_difficulty", "-1"),
         ("pow_difficulty", "abc"),
         ("position", "top"),

@@ -12,6 +12,8 @@ export function leadingZeroBits(bytes) {
 
 export async function solvePow({ algorithm, difficulty, salt }, subtle = crypto.subtle, batch = 128) {
   if (algorithm && algorithm !== 'SHA-256') throw new Error('Unsupported proof-of-work algorithm')
+  // Browsers give pages served over plain http no crypto.subtle.
+  if (!subtle) throw Object.assign(new Error('The chat needs this page to be served over https.'), { code: 'pow_unavailable' })
   const encoder = new TextEncoder()
   for (let start = 0; ; start += batch) {
     const digests = await Promise.all(

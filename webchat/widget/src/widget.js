@@ -275,8 +275,9 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       follow(st.conversation_id)
     }
     const asked = identified
-    // Challenges are single-use and short-lived: fetch a fresh one when ours is spent or old.
-    if (!config.challenge || Date.now() - configAt > 60000) {
+    // Challenges are single-use and short-lived: fetch a fresh one when ours is spent or old,
+    // and always before a proof of work, whose solving uses up part of the challenge's life.
+    if (!config.challenge || config.pow || Date.now() - configAt > 60000) {
       config = await call('GET', 'config?site_key=' + encodeURIComponent(key))
       configAt = Date.now()
     }
@@ -295,11 +296,14 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     try {
       r = await call('POST', 'init', body)
     } catch (e) {
-      // A refused challenge, a stale token or a conversation that is gone: try again with a
-      // fresh challenge, forgetting the token, then the conversation (the visitor id stays).
+      // A refused challenge (it expired while the proof of work ran, say): again with a fresh
+      // one, the session kept. A stale token or a conversation that is gone: again, forgetting
+      // the token, then the conversation (the visitor id stays).
       if (attempt > 1 || dead || !(e.status >= 400 && e.status < 500 && e.status !== 429)) throw e
-      const gone = attempt || e.code === 'conversation_not_found'
-      store.set({ session_token: undefined, ...(gone && { conversation_id: undefined }) })
+      if (e.code !== 'challenge_invalid') {
+        const gone = attempt || e.code === 'conversation_not_found'
+        store.set({ session_token: undefined, ...(gone && { conversation_id: undefined }) })
+      }
       return init(attempt + 1)
     }
     follow(r.conversation_id)

@@ -28,3 +28,10 @@ test('solvePow finds the smallest number meeting the difficulty', async () => {
 test('solvePow refuses other algorithms', async () => {
   await assert.rejects(solvePow({ algorithm: 'MD5', difficulty: 1, salt: 'x' }))
 })
+
+test('without crypto.subtle (a page served over http) it says so', async () => {
+  await assert.rejects(solvePow({ algorithm: 'SHA-256', difficulty: 4, salt: 's' }, null), {
+    code: 'pow_unavailable',
+    message: /https/,
+  })
+})

@@ -180,7 +180,7 @@ const expiredThen =
 
 // --- the widget on the page --------------------------------------------------------------
 
-function mountWidget({ stored, queue = [] } = {}) {
+function mountWidget({ stored, queue = [], pow = null } = {}) {
   if (stored) storage.set(STORAGE_KEY, JSON.stringify(stored))
   const launcher = new Element('button')
   const badge = new Element('span')
@@ -191,7 +191,7 @@ function mountWidget({ stored, queue = [] } = {}) {
     _c: {
       api: 'https://api.example/v1/',
       key: KEY,
-      config: { site: { title: 'Shop', telemetry: false, require_consent: false }, challenge: 'c0', pow: null },
+      config: { site: { title: 'Shop', telemetry: false, require_consent: false }, challenge: 'c0', pow },
       configAt: Date.now(),
       root,
       box,
@@ -352,4 +352,35 @@ test('init uses the session another tab started after this page loaded', async (
     ['v'.repeat(32), 'T-tab', 7],
   )
   assert.equal(w.stored().seen, 0) // the same conversation: its seen mark moved, not reset
+})
+
+test('a proof of work is solved on a challenge fetched just before, not the one of the page load', async () => {
+  const pow = { algorithm: 'SHA-256', difficulty: 1, salt: 'salt' }
+  const calls = serve({
+    config: () => ({ status: 200, body: { site: {}, challenge: 'c-fresh', pow } }),
+    init: () => ({ status: 200, body: initAnswer({ resumed: false }) }),
+    messages: noNews,
+  })
+  mountWidget({ queue: [['open']], pow })
+  await advance(1500)
+  assert.deepEqual(calls.slice(0, 2).map((c) => c.name), ['config', 'init'])
+  assert.equal(calls[1].body.challenge, 'c-fresh')
+  assert.equal(typeof calls[1].body.pow_solution, 'number')
+})
+
+test('a challenge refused at init is fetched again, the session kept', async () => {
+  let refusals = 1
+  const calls = serve({
+    config,
+    init: () =>
+      refusals-- > 0
+        ? { status: 403, body: { error: { code: 'challenge_invalid', message: 'Expired.' } } }
+        : { status: 200, body: initAnswer() },
+    messages: noNews,
+  })
+  mountWidget({ stored: { visitor_id: 'v'.repeat(32), session_token: 'T-old', conversation_id: 7 }, queue: [['open']] })
+  await advance(1500)
+  const inits = calls.filter((c) => c.name === 'init').map((c) => c.body)
+  assert.equal(inits.length, 2)
+  assert.deepEqual([inits[1].session_token, inits[1].conversation_id, inits[1].challenge], ['T-old', 7, 'c-fresh'])
 })
