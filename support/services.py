@@ -226,6 +226,12 @@ def link_for_chatwoot_conversation(
     return link
 
 
+def link_exists(*, connection: ChatwootConnection, chatwoot_conversation_id: int) -> bool:
+    return ChatwootConversationLink.objects.filter(
+        connection=connection, chatwoot_conversation_id=chatwoot_conversation_id
+    ).exists()
+
+
 def identifier_is_ours(identifier: str, *, tenant_id: int) -> bool:
     """Does a Chatwoot conversation's replybase_id name one of this installation's and
     this tenant's conversations? (Not one of ours at all: an agent's own value, yes.)"""
@@ -1015,17 +1021,22 @@ def webchat_conversation_resolve(*, link: ChatwootConversationLink) -> None:
         conversation_status_set(conversation=conversation, status=ConversationStatus.RESOLVED)
 
 
-def webchat_conversation_reopen(*, link: ChatwootConversationLink, since=None) -> None:
-    """Reopened in Chatwoot, or an agent wrote in it (at `since`): humans own it, so it is
-    handed off again here, whether it was resolved or back with the bot since, and the
-    visitor's answer goes to Chatwoot. Not for an agent's message from before it was
-    resolved (a webhook that arrived late)."""
+def webchat_conversation_reopen(
+    *, link: ChatwootConversationLink, since=None, only_resolved: bool = False
+) -> None:
+    """Reopened in Chatwoot (`only_resolved`: a resolved one), or an agent wrote in it (at
+    `since`; also one back with the bot since): humans own it, so it is handed off again
+    here and the visitor's answer goes to Chatwoot. Not for an agent's message from
+    before it was resolved (a webhook that arrived late); a status event does not take
+    back a conversation staff gave to the bot."""
     from bots.services import conversation_status_set
 
     conversation = Conversation.objects.filter(
         tenant_id=link.tenant_id, pk=link.conversation_id
     ).first()
     if conversation is None or conversation.status == ConversationStatus.HANDOFF:
+        return
+    if only_resolved and conversation.status != ConversationStatus.RESOLVED:
         return
     if since is not None and conversation.resolved_at and since < conversation.resolved_at:
         return

@@ -244,11 +244,17 @@ def webhook_process(*, delivery_id: int) -> str | None:
 
 
 def _apply(connection: ChatwootConnection, event: events.Event) -> str:
-    if getattr(event, "identifier", "") and not services.identifier_is_ours(
-        event.identifier, tenant_id=connection.tenant_id
+    identifier = getattr(event, "identifier", "")
+    if (
+        identifier
+        and not services.identifier_is_ours(identifier, tenant_id=connection.tenant_id)
+        and not services.link_exists(
+            connection=connection, chatwoot_conversation_id=event.conversation_id
+        )
     ):
         # A conversation another tenant (or ReplyBase installation) mirrored into a
-        # Chatwoot account this connection shares with it: theirs, not ours.
+        # Chatwoot account this connection shares with it: theirs, not ours. One this
+        # connection already follows (mirrored under an older identifier, say) stays ours.
         return "ignored:other_tenants_conversation"
     if isinstance(event, events.CustomerMessage):
         return _customer_message(connection, event)
@@ -329,7 +335,7 @@ def _status_change(connection: ChatwootConnection, event: events.StatusChange) -
         if link.mirrored:
             services.webchat_conversation_resolve(link=link)
     elif event.current == ChatwootStatus.OPEN and link.mirrored:
-        services.webchat_conversation_reopen(link=link)
+        services.webchat_conversation_reopen(link=link, only_resolved=True)
     return f"status:{event.current}"
 
 

@@ -136,6 +136,20 @@ def test_a_conversation_another_tenant_mirrored_into_a_shared_account_is_ignored
     assert not ChatwootConversationLink.objects.exists()
 
 
+def test_a_conversation_this_connection_follows_stays_ours_under_any_identifier(
+    connection, post_webhook, cw, articles
+):
+    """Mirrored before the installation namespace (or under an older SECRET_KEY)."""
+    conv = cw.seed_conversation()
+    ChatwootConversationLink.objects.create(
+        tenant=connection.tenant, connection=connection, chatwoot_conversation_id=conv["id"]
+    )
+    payload = cw.make_webhook("message_created", kind="customer", conversation_id=conv["id"])
+    _mark(payload, f"replybase:{connection.tenant_id}:conversation:5")  # the old form
+    post_webhook(payload)
+    assert _outcome(connection) == "customer_message"
+
+
 def test_a_conversation_with_an_agents_own_replybase_id_is_processed(
     connection, post_webhook, cw, articles
 ):

@@ -247,6 +247,21 @@ def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
     assert conversation.status == ConversationStatus.RESOLVED
 
 
+def test_an_open_status_from_chatwoot_does_not_take_back_what_staff_gave_the_bot(
+    widget_client, mirrored, chatwoot_standin, post_webhook
+):
+    from bots.services import conversation_status_set
+
+    conversation, cw = mirrored
+    conversation_status_set(conversation=conversation, status=ConversationStatus.OPEN)
+    opened = chatwoot_standin.make_webhook(
+        "conversation_status_changed", conversation_id=cw["id"], status="open"
+    )
+    assert post_webhook(opened).status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.OPEN
+
+
 def test_an_agents_reply_from_before_the_resolve_arriving_late_does_not_reopen(
     widget_client, mirrored, chatwoot_standin, post_webhook
 ):
