@@ -1128,12 +1128,14 @@ _HANDOFF_PATTERNS = [
 # A message that is only a request word: "agent", "human!!", "operator please".
 _HANDOFF_WORDS = _words("human humans agent agents representative rep operator person staff")
 _HANDOFF_FILLER = _words("a an the please pls plz now real live me i want need")
-# Words that, shortly before a request in the same clause, turn it down: "I don't need a
-# human", "I do not want to talk to a person", "no need for an agent".
-_REFUSALS = _words("dont not never without doesnt didnt wont cant rather nor no")
+# A refusal word that governs the request ("I don't need a human", "I do not want to talk
+# to a person", "no need for an agent"): only words of wanting may stand between them.
+# "no that didnt help i need an agent" and "why can't I talk to a human" are requests.
+_REFUSALS = _words("dont not never without doesnt didnt wont rather no")
+_REFUSAL_BRIDGE = _words("want wanna need to me us really even have like would do")
 _CLAUSE_RE = re.compile(r"[,.;:!?()\n]+|\bbut\b")
-# "is this a real person?", "are you human", "am I talking to a bot": a question about the
-# bot, unless the visitor also asks for someone (a verb of asking anywhere in it).
+# "is this a real person?", "are you human", "am I talking to a bot": a clause that asks
+# about the bot, unless it also asks for someone (a verb of asking in it).
 _ABOUT_THE_BOT_OPENINGS = {
     ("is", "this"),
     ("is", "it"),
@@ -1149,8 +1151,17 @@ _ASKING_VERBS = _words(
 
 
 def _refused(clause: str, start: int) -> bool:
-    """A refusal word among the four before a request that starts at `start`."""
-    return not _REFUSALS.isdisjoint(clause[:start].split()[-4:])
+    """Is the request starting at `start` turned down by the words right before it?"""
+    for word in reversed(clause[:start].split()):
+        if word in _REFUSALS:
+            return True
+        if word not in _REFUSAL_BRIDGE:
+            return False
+    return False
+
+
+def _about_the_bot(clause: list[str]) -> bool:
+    return tuple(clause[:2]) in _ABOUT_THE_BOT_OPENINGS and _ASKING_VERBS.isdisjoint(clause)
 
 
 def is_handoff_request(text: str) -> bool:
@@ -1163,11 +1174,14 @@ def is_handoff_request(text: str) -> bool:
     content = [w for w in words if w not in _HANDOFF_FILLER]
     if content and len(content) <= 2 and all(w in _HANDOFF_WORDS for w in content):
         return True
-    if tuple(words[:2]) in _ABOUT_THE_BOT_OPENINGS and _ASKING_VERBS.isdisjoint(words):
-        return False
     for part in _CLAUSE_RE.split(normalized):
-        clause = " ".join(_TOKEN_RE.findall(part))
-        for pattern in _HANDOFF_PATTERNS:
-            if any(not _refused(clause, m.start()) for m in pattern.finditer(clause)):
+        tokens = _TOKEN_RE.findall(part)
+        if _about_the_bot(tokens):
+            continue
+        clause = " ".join(tokens)
+        for number, pattern in enumerate(_HANDOFF_PATTERNS):
+            # "not a bot" (the last pattern) carries its own negation
+            last = number == len(_HANDOFF_PATTERNS) - 1
+            if any(last or not _refused(clause, m.start()) for m in pattern.finditer(clause)):
                 return True
     return False

@@ -235,6 +235,15 @@ def test_a_short_article_is_answered_whole():
         "not now, I want a human",
         "I don't want the bot, I want a person",
         "no more bots",
+        # requests that a refusal elsewhere, or a question about the bot, must not hide
+        "I cant log in please connect me to support",
+        "no that didnt help i need an agent",
+        "why can't I talk to a human",
+        "not working talk to agent",
+        "this did not help connect me to an agent",
+        "are you a bot? ugh real person",
+        "r u a bot, real human pls",
+        "no not a bot",
     ],
 )
 def test_requests_for_a_person_are_handoffs(text):
