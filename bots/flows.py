@@ -41,7 +41,7 @@ _SALUTATION_WORDS = frozenset(
         *("anyone", "guys", "ok", "okay", "thanks", "thank", "you", "cheers"),
         # small talk that asks nothing yet: "hello, how are you?", "hi, are you there?",
         # "hey can you help me", "hi, I have a question"
-        *("how", "hows", "are", "r", "u", "doing", "going", "it", "is", "whats", "up"),
+        *("how", "hows", "are", "r", "u", "doing", "going", "is", "whats"),
         *("can", "could", "help", "me", "i", "need", "have", "a", "quick", "question"),
         *("please", "pls", "someone", "somebody", "anybody", "still", "here"),
     )
@@ -68,21 +68,43 @@ _INNER_HYPHENS_RE = re.compile(r"(?<=\w)[-\u2010\u2011\u2013](?=\w)")
 
 
 def fold(text: str) -> str:
-    """Text as keywords are matched: case-folded, accents and apostrophes dropped, a hyphen
-    inside a word too. "I can’t log in" meets "can't log in", "envío" meets "envio",
-    "e-mail" meets "email", whichever way a phone composed the accent (NFC or NFD)."""
+    """Text as keywords are matched: case-folded, accents and apostrophes dropped. "I
+    can’t log in" meets "can't log in", "envío" meets "envio", whichever way a phone
+    composed the accent (NFC or NFD)."""
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text)
         text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return _INNER_HYPHENS_RE.sub("", _APOSTROPHES_RE.sub("", text.casefold()))
+    return _APOSTROPHES_RE.sub("", text.casefold())
+
+
+def _hyphen_forms(folded: str) -> tuple[str, ...]:
+    """A hyphen inside a word read as a space ("out-of-stock" holds "stock") and as
+    nothing ("e-mail" is "email")."""
+    if not _INNER_HYPHENS_RE.search(folded):
+        return (folded,)
+    return (_INNER_HYPHENS_RE.sub(" ", folded), _INNER_HYPHENS_RE.sub("", folded))
+
+
+@lru_cache(maxsize=256)
+def _text_forms(text: str) -> tuple[str, ...]:
+    # One message meets every rule of a bot: folded once, not per rule.
+    return _hyphen_forms(fold(text[:MAX_MATCH_CHARS]))
 
 
 @lru_cache(maxsize=1024)
-def _keyword_regex(keyword: str) -> re.Pattern[str]:
+def _keyword_regexes(keyword: str) -> tuple[re.Pattern[str], ...]:
     # Lookarounds instead of \b so that keywords starting or ending with a symbol
     # ("c++", "#help") still match on word boundaries; inner spaces match any whitespace.
-    body = r"\s+".join(re.escape(word) for word in fold(keyword).split())
-    return re.compile(rf"(?<!\w){body}(?!\w)")
+    return tuple(
+        re.compile(rf"(?<!\w){body}(?!\w)")
+        for form in _hyphen_forms(fold(keyword))
+        if (body := r"\s+".join(re.escape(word) for word in form.split()))
+    )
+
+
+def _keyword_matches(keyword: str, text: str) -> bool:
+    forms = _text_forms(text)
+    return any(regex.search(form) for regex in _keyword_regexes(keyword) for form in forms)
 
 
 # A tenant's regex runs on every visitor message, in the request. The stdlib `re` cannot
@@ -234,8 +256,7 @@ def rule_matches(rule: RuleLike, text: str, *, first_message: bool) -> bool:
         return bool(rule.pattern.strip()) and text.strip() == rule.pattern.strip()
     text = text[:MAX_MATCH_CHARS]
     if rule.trigger == KEYWORD:
-        folded = fold(text)
-        return any(_keyword_regex(k).search(folded) for k in keywords(rule.pattern) if fold(k))
+        return any(_keyword_matches(k, text) for k in keywords(rule.pattern))
     if rule.trigger == REGEX:
         if not _usable(rule.pattern):
             return False  # saved before validation (e.g. through the shell): never crash

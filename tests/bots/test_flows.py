@@ -38,6 +38,11 @@ class R:
         ("e-mail", "send me an email", True),
         ("email", "my e-mail is wrong", True),
         ("STRASSE", "welche straße?", True),  # casefold: ß is ss
+        ("stock", "it's out-of-stock again", True),  # a hyphen is also a space
+        ("password", "the password-reset link", True),
+        ("order", "can I pre-order it", True),
+        ("covid", "COVID-19 delays?", True),
+        ("out of stock", "out-of-stock", True),
         ("'", "it's here", False),  # a keyword that folds to nothing never fires
     ],
 )
@@ -92,6 +97,8 @@ def test_inactive_rules_never_match_and_order_decides():
         ("hi, I have a question", True),
         ("hey can you help me with a refund", False),
         ("hi, is it open on sunday?", False),
+        ("is it up?", False),
+        ("is it ok", False),
     ],
 )
 def test_is_salutation(text, expected):

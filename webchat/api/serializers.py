@@ -171,13 +171,23 @@ class MessagesOutputSerializer(serializers.Serializer):
 _UNSTORABLE_RE = re.compile(r"[\x00\ud800-\udfff]")
 
 
+# Telemetry data is flat in practice; deeper than this is refused (and never recursed into).
+MAX_EVENT_DATA_DEPTH = 8
+
+
 def _storable(value) -> bool:
-    if isinstance(value, str):
-        return _UNSTORABLE_RE.search(value) is None
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(v) for v in value)
+    """Can PostgreSQL store this event data (and is it shallow enough to look at)?"""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE_RE.search(item):
+                return False
+        elif isinstance(item, dict | list):
+            if depth >= MAX_EVENT_DATA_DEPTH:
+                return False
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
     return True
 
 
@@ -188,7 +198,10 @@ class EventSerializer(serializers.Serializer):
 
     def validate_data(self, value: dict) -> dict:
         if not _storable(value):
-            raise serializers.ValidationError("Text in data may not hold NUL or lone surrogates.")
+            raise serializers.ValidationError(
+                "data may not hold NUL or lone surrogates, nor nest deeper than "
+                f"{MAX_EVENT_DATA_DEPTH} levels."
+            )
         return value
 
 

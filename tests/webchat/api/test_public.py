@@ -631,11 +631,13 @@ class TestEvents:
                 {"type": "error", "data": {"message": "bad\u0000byte"}},
                 {"type": "error", "data": {"half\ud800pair": 1}},
                 {"type": "error", "data": {"nested": [{"deep": "\udfff"}]}},
+                # nested 600 deep: refused, not walked into (no RecursionError)
+                {"type": "error", "data": json.loads('{"d": ' + "[" * 600 + "]" * 600 + "}")},
                 {"type": "launcher_opened", "data": {"title": "Caf\u00e9 \U0001f600"}},
             ]
         )
         assert response.status_code == 202, response.content
-        assert response.json() == {"accepted": 2, "rejected": 3}
+        assert response.json() == {"accepted": 2, "rejected": 4}
         stored = WebChatEvent.objects.filter(site=site).order_by("id")
         assert [e.type for e in stored] == ["widget_loaded", "launcher_opened"]
         assert stored[1].payload["data"] == {"title": "Caf\u00e9 \U0001f600"}
