@@ -303,15 +303,7 @@ def tenant_rollout_update(
             raise NoChange()
         stage_before, stage_after = tenant_stage(policy, before), tenant_stage(policy, after)
         if planned_at is not None and stage_rank(stage_after) > stage_rank(stage_before):
-            demoted = (
-                AuditEntry.objects.filter(
-                    tenant=tenant,
-                    action__in=[AuditAction.DEMOTE, AuditAction.AUTO_DEMOTE],
-                    created_at__gt=planned_at,
-                )
-                .order_by("-created_at")
-                .first()
-            )
+            demoted = _narrowed_since(tenant, planned_at)
             if demoted is not None:
                 raise ChangeInvalid(
                     f"{tenant.name} was demoted ({demoted.reason}) at "
@@ -351,6 +343,19 @@ def tenant_rollout_update(
         actor=label,
     )
     return rollout
+
+
+def _narrowed_since(tenant: Tenant, since: datetime) -> AuditEntry | None:
+    """The latest change after `since` that narrowed the tenant's stage: a demotion (by
+    the gates or an operator), a force-off or a hold from the tenant page."""
+    for entry in AuditEntry.objects.filter(tenant=tenant, created_at__gt=since).order_by(
+        "-created_at", "-id"
+    ):
+        before, after = (entry.before or {}).get("stage"), (entry.after or {}).get("stage")
+        known = before in Stage.values and after in Stage.values
+        if known and stage_rank(after) < stage_rank(before):
+            return entry
+    return None
 
 
 def action_label(action: str) -> str:

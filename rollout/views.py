@@ -81,7 +81,8 @@ def _only_changed(current: dict, wanted: dict, *, loaded: dict | None = None) ->
     since stays. One they changed that someone else changed meanwhile is refused."""
 
     def norm(value):
-        return sorted(value) if isinstance(value, list | tuple) else value
+        # by their text: a tampered page may send a list of mixed types
+        return sorted(map(str, value)) if isinstance(value, list | tuple) else value
 
     shown = current if loaded is None else loaded
     edited = {k: v for k, v in wanted.items() if norm(v) != norm(shown.get(k))}

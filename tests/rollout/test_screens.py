@@ -195,6 +195,26 @@ class TestRolloutScreen:
         assert "changed mode since this page was loaded" in response.content.decode()
         assert policy_read().mode == Mode.PILOT
 
+    def test_a_tampered_loaded_state_is_no_500(self, operator_client):
+        response = operator_client.post(
+            ROLLOUT,
+            {
+                "action": "policy",
+                "mode": "pilot",
+                "allowed_tiers": ["pro"],
+                "webchat_enabled": "on",
+                "loaded": '{"allowed_tiers": [1, "a"], "mode": ["x"]}',
+                "reason": "odd page",
+            },
+        )
+        assert response.status_code in (302, 400)
+        response = operator_client.post(
+            ROLLOUT,
+            {"action": "policy", "mode": "pilot", "loaded": "[1, 2]", "reason": "odd page"},
+        )
+        assert response.status_code == 400
+        assert "This page is out of date" in response.content.decode()
+
     def test_policy_form_errors_are_shown(self, operator_client):
         response = operator_client.post(
             ROLLOUT, {"action": "policy", "mode": "sideways", "webchat_enabled": "on"}

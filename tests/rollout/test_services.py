@@ -289,13 +289,38 @@ class TestScheduledChanges:
         services.tenant_demote(
             tenant=tenant, actor=operator, reason="errors spiked", target=Stage.OFF
         )
+        services.tenant_rollout_update(
+            tenant=tenant, actor=operator, reason="back on the blog", override=Override.NONE
+        )  # widened again by hand: the demotion still came after the plan
         with TestCase.captureOnCommitCallbacks(execute=True):
             services.scheduled_change_apply_due(now=timezone.now() + timedelta(minutes=2))
         change.refresh_from_db()
         assert change.status == ScheduleStatus.FAILED
         assert "was demoted (errors spiked)" in change.error
-        assert tenant_stage(policy_read(), tenant_state_get(tenant=tenant)) == Stage.OFF
+        assert tenant_stage(policy_read(), tenant_state_get(tenant=tenant)) == Stage.CANARY
         assert f"#{change.pk} failed" in alert_sink.texts[-1]
+
+    def test_a_scheduled_widening_does_not_undo_a_force_off_from_the_tenant_page(
+        self, operator, tenant
+    ):
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        TenantRolloutFactory(tenant=tenant, in_pilot=True)
+        change = services.scheduled_change_create(
+            actor=operator,
+            reason="full rollout on Monday",
+            run_at=timezone.now() + timedelta(minutes=1),
+            target="tenant",
+            tenant=tenant,
+            changes={"override": Override.FORCE_ON},
+        )
+        services.tenant_override_set(
+            tenant=tenant, actor=operator, reason="contract paused", override=Override.FORCE_OFF
+        )
+        services.scheduled_change_apply_due(now=timezone.now() + timedelta(minutes=2))
+        change.refresh_from_db()
+        assert change.status == ScheduleStatus.FAILED
+        assert "contract paused" in change.error
+        assert tenant_state_get(tenant=tenant).override == Override.FORCE_OFF
 
     def test_refused_change_is_marked_failed_audited_and_alerted(self, operator, alert_sink):
         RolloutPolicyFactory(mode=Mode.PILOT)
