@@ -4,6 +4,7 @@
 export function createStore(key, requireConsent, storage) {
   let data = {}
   let allowed = !requireConsent
+  let withdrawn = false // consent(false) here: another tab's stored consent does not undo it
   try {
     const saved = JSON.parse(storage.getItem(key))
     if (saved && (allowed || saved.consent)) (data = saved), (allowed = true)
@@ -25,7 +26,7 @@ export function createStore(key, requireConsent, storage) {
     reload() {
       try {
         const saved = JSON.parse(storage.getItem(key))
-        if (saved && (allowed || saved.consent)) {
+        if (saved && (allowed || (saved.consent && !withdrawn))) {
           for (const name of Object.keys(data)) delete data[name]
           Object.assign(data, saved)
           allowed = true
@@ -40,6 +41,7 @@ export function createStore(key, requireConsent, storage) {
     },
     consent(yes) {
       allowed = yes
+      withdrawn = !yes
       if (yes) {
         data.consent = true
         write()

@@ -184,7 +184,9 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
 
   function markSeen() {
     unread = 0
-    const { seen, shown } = seenMark(msgs, cursor)
+    // Never below what an earlier page saw of this conversation (the mark is reset with it).
+    const known = [cursor, st.seen].filter((v) => v != null)
+    const { seen, shown } = seenMark(msgs, known.length ? Math.max(...known) : undefined)
     if (seen != null && (seen !== st.seen || String(shown) !== String(st.shown || []))) store.set({ seen, shown })
   }
 
@@ -368,7 +370,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   }
 
   async function poll() {
-    if (dead || (!open && !st.session_token && st.conversation_id == null)) return
+    if (dead || (!open && !st.session_token)) return
     polling = true
     let delay
     try {

@@ -88,3 +88,15 @@ test('reload reads nothing stored without consent, and takes a session another t
   store.set({ seen: 1 }) // consent given in the other tab: this one writes too
   assert.equal(JSON.parse(storage.data['replybase:k']).seen, 1)
 })
+
+test('consent withdrawn in this tab is not given back by the consent another tab stored', () => {
+  const storage = fakeStorage()
+  const store = createStore('replybase:k', true, storage)
+  store.consent(true)
+  store.consent(false)
+  storage.data['replybase:k'] = JSON.stringify({ visitor_id: 'v2', consent: true }) // the other tab
+  store.reload()
+  assert.equal(store.data.visitor_id, undefined)
+  store.set({ seen: 1 })
+  assert.equal(JSON.parse(storage.data['replybase:k']).seen, undefined) // this tab writes nothing
+})

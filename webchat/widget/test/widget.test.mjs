@@ -351,7 +351,7 @@ test('init uses the session another tab started after this page loaded', async (
     [inits[0].visitor_id, inits[0].session_token, inits[0].conversation_id],
     ['v'.repeat(32), 'T-tab', 7],
   )
-  assert.equal(w.stored().seen, 0) // the same conversation: its seen mark moved, not reset
+  assert.equal(w.stored().seen, 3) // the same conversation: what that tab saw stays seen
 })
 
 test('a proof of work is solved on a challenge fetched just before, not the one of the page load', async () => {
@@ -383,4 +383,11 @@ test('a challenge refused at init is fetched again, the session kept', async () 
   const inits = calls.filter((c) => c.name === 'init').map((c) => c.body)
   assert.equal(inits.length, 2)
   assert.deepEqual([inits[1].session_token, inits[1].conversation_id, inits[1].challenge], ['T-old', 7, 'c-fresh'])
+})
+
+test('a closed widget with a conversation but no token does not start a session in the background', async () => {
+  const calls = serve({ config, init: () => ({ status: 200, body: initAnswer() }), messages: noNews })
+  mountWidget({ stored: { visitor_id: 'v'.repeat(32), conversation_id: 7, seen: 4 } })
+  await advance(60_000)
+  assert.deepEqual(calls, [])
 })
