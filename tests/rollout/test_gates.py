@@ -24,6 +24,7 @@ from rollout.selectors import policy_read, tenant_stage, tenant_state_get
 from tests.factories.rollout import RolloutPolicyFactory, TenantRolloutFactory
 from tests.rollout.conftest import chat, visitor
 from tests.widget_client import WidgetClient
+from webchat.models import EventType, WebChatEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -140,9 +141,12 @@ class TestEvaluation:
         WebChatSession.objects.filter(site=site).update(
             created_at=timezone.now() - timedelta(days=3)  # returning visitors, resumed
         )
+        WebChatEvent.objects.create(
+            tenant=site.tenant, site=site, type=EventType.TOKEN_INVALID, payload={}
+        )
         result = gate_result_for_tenant(tenant_id=site.tenant_id, now=later())
         assert result.metrics.sessions == 2
-        assert result.metrics.values()["token_failure_rate"] == 0.0
+        assert result.metrics.values()["token_failure_rate"] == 0.5  # 1 of 2, not 1 of 0
 
     def test_unanswered_messages_lower_the_success_rate(self, client, site, flow_bot, small_gates):
         chat(client, site, messages=8)

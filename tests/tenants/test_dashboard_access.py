@@ -208,6 +208,9 @@ def test_staff_handing_off_from_the_dashboard_hands_off_as_the_bot_does(
 ):
     """Through bots.conversation_handoff: the time is kept, nothing stays owed, and the
     handoff is mirrored to Chatwoot (scheduled on commit when a connection exists)."""
+    from tests.factories.support import ChatwootConnectionFactory
+
+    ChatwootConnectionFactory(tenant=tenant, base_url="http://127.0.0.1:9", inbox_id=3)
     conversation = ConversationFactory(
         tenant=tenant, bot_state={"awaiting": "email", "ai_waiting": [7]}
     )
@@ -221,4 +224,4 @@ def test_staff_handing_off_from_the_dashboard_hands_off_as_the_bot_does(
     assert conversation.status == "handoff" and conversation.handed_off_at is not None
     assert conversation.bot_state["handoff_reason"] == "staff"
     assert "awaiting" not in conversation.bot_state and conversation.bot_state["ai_waiting"] == []
-    assert scheduled == []  # no Chatwoot connection for this tenant: nothing to mirror
+    assert len(scheduled) == 1  # the mirror into Chatwoot, queued on commit

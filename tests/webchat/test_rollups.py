@@ -1,3 +1,4 @@
+import io
 from datetime import timedelta
 
 import pytest
@@ -76,8 +77,12 @@ def test_the_refresh_rollups_command(widget_client, site):
     _ten_hours_ago(widget_client, site)
     call_command("refresh_rollups", "--hours", "12")
     assert WebChatHourlyRollup.objects.get(site=site).messages_in == 1
+    WebChatHourlyRollup.objects.all().delete()
     since = (timezone.now() - timedelta(hours=11)).strftime("%Y-%m-%dT%H:%M")
-    call_command("refresh_rollups", "--since", since)
+    out = io.StringIO()
+    call_command("refresh_rollups", "--since", since, stdout=out)
+    assert "1 hourly rows recomputed" in out.getvalue()
+    assert WebChatHourlyRollup.objects.get(site=site).messages_in == 1
     for bad in (["--since", "yesterday"], ["--hours", "0"], ["--since", "2999-01-01T00:00"]):
         with pytest.raises(CommandError):
             call_command("refresh_rollups", *bad)
