@@ -78,3 +78,36 @@ test('flush with nothing queued sends nothing; failures are swallowed', async ()
   await new Promise((resolve) => setImmediate(resolve))
   assert.equal(calls, 1)
 })
+
+test('after a network loss the periodic flushes back off; leaving the page still tries', async () => {
+  let clock = 0
+  const sent = []
+  let down = true
+  const t = createTelemetry(
+    true,
+    (batch, keepalive) => {
+      sent.push(keepalive ? 'keepalive' : 'flush')
+      return down ? Promise.reject({ code: 'network' }) : Promise.resolve()
+    },
+    [],
+    20,
+    () => clock,
+  )
+  t.track('launcher_opened')
+  t.flush()
+  await new Promise(setImmediate)
+  for (const at of [100, 300, 400]) {
+    clock = at
+    t.flush() // within the first backoff (0.5-1 s): nothing sent
+  }
+  assert.deepEqual(sent, ['flush'])
+  t.flush(true)
+  await new Promise(setImmediate)
+  assert.deepEqual(sent, ['flush', 'keepalive'])
+  clock = 5000 // past the second backoff (1-2 s after the keepalive's loss)
+  down = false
+  t.flush()
+  await new Promise(setImmediate)
+  assert.deepEqual(sent, ['flush', 'keepalive', 'flush'])
+  assert.equal(t.queue.length, 0)
+})
