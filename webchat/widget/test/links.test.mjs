@@ -60,3 +60,24 @@ test('safeHref accepts only http and https', () => {
   assert.equal(safeHref('//example.com'), null)
   assert.equal(safeHref('not a url'), null)
 })
+
+test('parentheses a URL holds stay in it; one it does not open stays text', () => {
+  const wiki = 'https://en.wikipedia.org/wiki/Mercury_(planet)'
+  assert.deepEqual(tokenize(`See ${wiki} for more`), ['See ', { href: wiki, text: wiki }, ' for more'])
+  assert.deepEqual(tokenize(`(see ${wiki})`), ['(see ', { href: wiki, text: wiki }, ')'])
+  assert.deepEqual(tokenize('(docs: https://x.test/a).'), ['(docs: ', { href: 'https://x.test/a', text: 'https://x.test/a' }, ').'])
+  assert.deepEqual(tokenize(`[Mercury](${wiki})`), [{ href: wiki, text: 'Mercury' }])
+})
+
+test('a bare URL ends at CJK punctuation', () => {
+  assert.deepEqual(tokenize('詳細はhttps://example.jp/help。ありがとう'), [
+    '詳細は',
+    { href: 'https://example.jp/help', text: 'https://example.jp/help' },
+    '。ありがとう',
+  ])
+  assert.deepEqual(tokenize('看这里https://example.cn/a，谢谢'), [
+    '看这里',
+    { href: 'https://example.cn/a', text: 'https://example.cn/a' },
+    '，谢谢',
+  ])
+})
