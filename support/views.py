@@ -87,19 +87,22 @@ def approval_queue(request):
     )
 
 
+def _item_page(request, item, template: str, status: int = 200, **extra):
+    """The item's page or its queue row, as it is now, with `extra` in the context."""
+    retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
+    context = {
+        "row": _row(item, timezone.now(), retries),
+        "item": item,
+        "can_work": request.membership.has_role(Role.AGENT),
+        **extra,
+    }
+    return render(request, template, context, status=status)
+
+
 @tenant_view(read=Role.VIEWER, write=Role.AGENT)
 def approval_detail(request, item_id: int):
     item = selectors.approval_item_get(tenant=request.tenant, item_id=item_id)
-    retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
-    return render(
-        request,
-        "support/approval_detail.html",
-        {
-            "row": _row(item, timezone.now(), retries),
-            "item": item,
-            "can_work": request.membership.has_role(Role.AGENT),
-        },
-    )
+    return _item_page(request, item, "support/approval_detail.html")
 
 
 def _after_action(request, item, *, error: str | None, success: str):
@@ -108,33 +111,13 @@ def _after_action(request, item, *, error: str | None, success: str):
     typed = {"typed_text": request.POST.get("text"), "typed_reason": request.POST.get("reason")}
     if request.headers.get("HX-Request"):
         item.refresh_from_db()
-        retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
-        return render(
-            request,
-            "support/_approval_row.html",
-            {
-                "row": _row(item, timezone.now(), retries),
-                "can_work": request.membership.has_role(Role.AGENT),
-                "error": error,
-                "notice": None if error else success,
-                **(typed if error else {}),
-            },
-            status=200,
-        )
+        if error:
+            return _item_page(request, item, "support/_approval_row.html", error=error, **typed)
+        return _item_page(request, item, "support/_approval_row.html", notice=success)
     if error:
         item.refresh_from_db()
-        retries = selectors.retry_state_for_items(tenant=request.tenant, item_ids=[item.pk])
-        return render(
-            request,
-            "support/approval_detail.html",
-            {
-                "row": _row(item, timezone.now(), retries),
-                "item": item,
-                "can_work": request.membership.has_role(Role.AGENT),
-                "error": error,
-                **typed,
-            },
-            status=400,
+        return _item_page(
+            request, item, "support/approval_detail.html", status=400, error=error, **typed
         )
     messages.success(request, success)
     return redirect("support:approvals")

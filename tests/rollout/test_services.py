@@ -230,6 +230,20 @@ class TestTenants:
             services.site_canary_set(site=site, actor=operator, reason="again", is_canary=True)
 
 
+def _force_on_planned(operator, tenant, *, canary_only: bool = False):
+    """A pilot tenant, and a change planned for a minute from now that forces it on."""
+    RolloutPolicyFactory(mode=Mode.PILOT)
+    TenantRolloutFactory(tenant=tenant, in_pilot=True, canary_only=canary_only)
+    return services.scheduled_change_create(
+        actor=operator,
+        reason="full rollout on Monday",
+        run_at=timezone.now() + timedelta(minutes=1),
+        target="tenant",
+        tenant=tenant,
+        changes={"override": Override.FORCE_ON},
+    )
+
+
 class TestScheduledChanges:
     def test_policy_change_applied_when_due(self, operator, site):
         run_at = timezone.now() + timedelta(hours=1)
@@ -276,16 +290,7 @@ class TestScheduledChanges:
     def test_a_scheduled_widening_does_not_undo_a_demotion_made_after_it_was_planned(
         self, operator, tenant, alert_sink
     ):
-        RolloutPolicyFactory(mode=Mode.PILOT)
-        TenantRolloutFactory(tenant=tenant, in_pilot=True, canary_only=True)
-        change = services.scheduled_change_create(
-            actor=operator,
-            reason="full rollout on Monday",
-            run_at=timezone.now() + timedelta(minutes=1),
-            target="tenant",
-            tenant=tenant,
-            changes={"override": Override.FORCE_ON},
-        )
+        change = _force_on_planned(operator, tenant, canary_only=True)
         services.tenant_demote(
             tenant=tenant, actor=operator, reason="errors spiked", target=Stage.OFF
         )
@@ -303,16 +308,7 @@ class TestScheduledChanges:
     def test_a_scheduled_widening_does_not_undo_a_force_off_from_the_tenant_page(
         self, operator, tenant
     ):
-        RolloutPolicyFactory(mode=Mode.PILOT)
-        TenantRolloutFactory(tenant=tenant, in_pilot=True)
-        change = services.scheduled_change_create(
-            actor=operator,
-            reason="full rollout on Monday",
-            run_at=timezone.now() + timedelta(minutes=1),
-            target="tenant",
-            tenant=tenant,
-            changes={"override": Override.FORCE_ON},
-        )
+        change = _force_on_planned(operator, tenant)
         services.tenant_override_set(
             tenant=tenant, actor=operator, reason="contract paused", override=Override.FORCE_OFF
         )

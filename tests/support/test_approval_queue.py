@@ -225,9 +225,15 @@ def test_a_refused_decision_keeps_what_the_agent_typed(client, agent, item, htmx
     assert item.status == ApprovalStatus.PENDING
 
 
-def test_nul_in_a_reply_or_a_reason_is_dropped_not_a_500(client, agent, connection):
+@pytest.fixture
+def two_items(connection):
+    """Two waiting items of one Chatwoot conversation."""
     link = ChatwootConversationLinkFactory(connection=connection)
-    first, second = ApprovalItemFactory(link=link), ApprovalItemFactory(link=link)
+    return ApprovalItemFactory(link=link), ApprovalItemFactory(link=link)
+
+
+def test_nul_in_a_reply_or_a_reason_is_dropped_not_a_500(client, agent, two_items):
+    first, second = two_items
     client.force_login(agent)
     response = client.post(f"/support/approvals/{first.pk}/reject/", {"reason": "spam\x00bot"})
     assert response.status_code == 302
@@ -239,9 +245,8 @@ def test_nul_in_a_reply_or_a_reason_is_dropped_not_a_500(client, agent, connecti
     assert second.final_text == "Hi there"
 
 
-def test_agent_edits_and_rejects_through_the_page(client, agent, connection):
-    link = ChatwootConversationLinkFactory(connection=connection)
-    first, second = ApprovalItemFactory(link=link), ApprovalItemFactory(link=link)
+def test_agent_edits_and_rejects_through_the_page(client, agent, two_items):
+    first, second = two_items
     client.force_login(agent)
     response = client.post(f"/support/approvals/{first.pk}/reject/", {"reason": "Off topic"})
     assert response.status_code == 302
