@@ -778,6 +778,11 @@ def test_disallowed_origin_gives_up_after_one_refusal(page: Page, make_shop):
     warnings: list[str] = []
     page.on("request", lambda r: "/api/webchat/v1/config" in r.url and configs.append(r.url))
     page.on("console", lambda m: m.text.startswith("ReplyBase:") and warnings.append(m.text))
+    # The host page listens before the loader runs (the documented stub queue).
+    page.add_init_script(
+        "window.ReplyBase = {q: [['on', 'error', (e) => "
+        "(window.rbErrors = (window.rbErrors || []).concat(e.code))]]}"
+    )
     page.goto(shop.url)
 
     # Until the loader reports why it stays off, or asks again (a retry arrives within 1 s).
@@ -786,6 +791,7 @@ def test_disallowed_origin_gives_up_after_one_refusal(page: Page, make_shop):
             break
         page.wait_for_timeout(50)
     assert warnings == ["ReplyBase: origin_not_allowed"]
+    assert page.evaluate("window.rbErrors") == ["origin_not_allowed"]
     assert len(configs) == 1
     assert WebChatEvent.objects.filter(site=shop.site, type=EventType.ORIGIN_DENIED).count() == 1
 

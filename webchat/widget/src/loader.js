@@ -63,9 +63,11 @@ async function boot(script) {
     try {
       config = await request(api + 'config?site_key=' + encodeURIComponent(key))
     } catch (e) {
-      // origin_not_allowed, webchat_disabled, unknown key: stay off the page.
+      // origin_not_allowed, webchat_disabled, unknown key, or no answer after the retries:
+      // stay off the page, and tell the host page's `error` listeners why.
       if ((e.status && e.status !== 429 && e.status < 500) || attempt > 4) {
         console.warn('ReplyBase:', e.code)
+        emit('error', { code: e.code, message: e.message })
         return
       }
       await new Promise((resolve) => setTimeout(resolve, e.retryAfter || backoff(attempt)))
