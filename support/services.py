@@ -770,6 +770,7 @@ def _handoff_sync_locked(
     link = _handoff_link(conversation)
     if link is None:
         return SyncResult(None, 0, True)
+    _link_round_start(link, conversation)
     connection = link.connection
     client = _client(connection, inline=inline)
     identifier = handoff_identifier(conversation)
@@ -968,6 +969,19 @@ def _handoff_contact_inbox_ensure(client: ChatwootClient, link) -> None:
     if source_id != link.contact_source_id:  # a link from before, without a source_id
         link.contact_source_id = source_id
         link.save(update_fields=["contact_source_id", "updated_at"])
+
+
+def _link_round_start(link: ChatwootConversationLink, conversation: Conversation) -> None:
+    """A mirrored conversation handed off again after an agent had answered it: its SLA
+    starts over. The visitor waits from the handoff, unless an agent's own message (or a
+    reopen in Chatwoot) brought it back: then their next message starts the wait."""
+    handed_off_at = conversation.handed_off_at
+    if not (link.first_response_at and handed_off_at and handed_off_at > link.first_response_at):
+        return
+    by_agent = (conversation.bot_state or {}).get("handoff_reason") == "chatwoot_agent"
+    link.first_response_at = link.breached_at = None
+    link.waiting_since = None if by_agent else handed_off_at
+    link.save(update_fields=["first_response_at", "breached_at", "waiting_since", "updated_at"])
 
 
 def _link_synced(link: ChatwootConversationLink, message: Message, *, handed_off_at) -> None:

@@ -3,6 +3,7 @@ conversation, transcript) → later visitor messages forwarded → agent replies
 widget → resolved in Chatwoot resolves it here. Retries never duplicate anything."""
 
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -245,6 +246,31 @@ def test_an_agents_follow_up_after_resolving_hands_the_conversation_back(
     post_webhook(follow_up)
     conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.RESOLVED
+
+
+def test_a_second_handoff_round_gets_its_own_first_response_sla(
+    widget_client, mirrored, chatwoot_standin, post_webhook, django_capture_on_commit_callbacks
+):
+    from bots.services import conversation_status_set
+    from support.sla import is_breached
+
+    conversation, cw = mirrored
+    assert post_webhook(_agent_says(chatwoot_standin, cw, "Hi, I'm Ana.")).status_code == 200
+    link = ChatwootConversationLink.objects.get(conversation=conversation)
+    first_round = link.first_response_at
+    assert first_round is not None and link.waiting_since is None
+    conversation_status_set(conversation=conversation, status=ConversationStatus.OPEN)
+    # back with the bot; later the visitor's case needs a person again (staff hands it off)
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_status_set(conversation=conversation, status=ConversationStatus.HANDOFF)
+    link.refresh_from_db()
+    conversation.refresh_from_db()
+    assert link.first_response_at is None and link.breached_at is None
+    assert link.waiting_since == conversation.handed_off_at > first_round
+    assert is_breached(link, 30, conversation.handed_off_at + timedelta(minutes=31))
+    post_webhook(_agent_says(chatwoot_standin, cw, "Ana again: on it."))
+    link.refresh_from_db()
+    assert link.first_response_at > first_round and link.waiting_since is None
 
 
 def test_an_open_status_from_chatwoot_does_not_take_back_what_staff_gave_the_bot(
