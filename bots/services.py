@@ -184,6 +184,15 @@ def _engine_reply_store(
     )
 
 
+# What the bot is in the middle of: an email it asked for (and its rule, its re-ask).
+_FLOW_STATE = ("awaiting", "flow_rule_id", "reasked")
+
+
+def _without_flow_state(conversation: Conversation) -> dict:
+    """The conversation's bot state without what the bot is in the middle of."""
+    return {k: v for k, v in (conversation.bot_state or {}).items() if k not in _FLOW_STATE}
+
+
 @transaction.atomic
 def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversation:
     """Hand the conversation to humans: the bot stops answering and owes nothing more.
@@ -196,8 +205,7 @@ def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversa
         return conversation
     conversation.status = ConversationStatus.HANDOFF
     conversation.handed_off_at = timezone.now()
-    state = {k: v for k, v in (conversation.bot_state or {}).items() if k not in _FLOW_STATE}
-    conversation.bot_state = {**state, "handoff_reason": reason}
+    conversation.bot_state = {**_without_flow_state(conversation), "handoff_reason": reason}
     _ai_waiting_done(conversation)
     _conversation_save(conversation)
     log.info(
@@ -208,10 +216,6 @@ def conversation_handoff(*, conversation: Conversation, reason: str) -> Conversa
     )
     handoff_mirror_schedule(conversation=conversation)  # mirror into Chatwoot on commit
     return conversation
-
-
-# What the bot is in the middle of: an email it asked for (and its rule, its re-ask).
-_FLOW_STATE = ("awaiting", "flow_rule_id", "reasked")
 
 
 def conversation_status_set(
@@ -227,9 +231,7 @@ def conversation_status_set(
         return conversation_handoff(conversation=conversation, reason=reason)
     with transaction.atomic():
         conversation = conversation_set_status(conversation=conversation, status=status)
-        conversation.bot_state = {
-            k: v for k, v in (conversation.bot_state or {}).items() if k not in _FLOW_STATE
-        }
+        conversation.bot_state = _without_flow_state(conversation)
         _ai_waiting_done(conversation)
         conversation.save(update_fields=["bot_state", "pending_reply_since", "updated_at"])
     return conversation
@@ -391,8 +393,7 @@ def _email_answer(turn: _Turn) -> bool:
         conversation.bot_state = {**state, "reasked": True}
         turn.reply(EMAIL_REASK, rule_id=rule_id)
         return True
-    for key in _FLOW_STATE:
-        state.pop(key, None)
+    state = _without_flow_state(conversation)
     if email is None:
         # The re-ask was spent (or they asked for a person): carry on normally, and do not
         # ask again in this conversation ("no, I won't give my email" holds the keyword).
