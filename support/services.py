@@ -186,6 +186,12 @@ def _our_prefix() -> str:
     return f"{OUR_SOURCE_PREFIX}{installation_namespace()}:"
 
 
+def _tenant_prefix(tenant_id: int) -> str:
+    """What every identifier of the tenant's conversations and contacts starts with
+    (`replybase:<ns>:<tenant>:`)."""
+    return f"{_our_prefix()}{tenant_id}:"
+
+
 def our_source_id(kind: str, pk: int) -> str:
     """The `source_id` of a message we post (`replybase:<ns>:<kind>:<pk>`): found again by
     a retry, and its webhook echo recognised by the prefix."""
@@ -237,7 +243,7 @@ def identifier_is_ours(identifier: str, *, tenant_id: int) -> bool:
     this tenant's conversations? (Not one of ours at all: an agent's own value, yes.)"""
     if not identifier.startswith(OUR_SOURCE_PREFIX):
         return True
-    return identifier.startswith(f"{_our_prefix()}{tenant_id}:")
+    return identifier.startswith(_tenant_prefix(tenant_id))
 
 
 def _link_awaiting_id(
@@ -245,7 +251,7 @@ def _link_awaiting_id(
 ) -> ChatwootConversationLink | None:
     """The mirrored link, still without a Chatwoot id, of the conversation `identifier`
     (see handoff_identifier) names: one of this installation and connection's tenant."""
-    prefix = f"{_our_prefix()}{connection.tenant_id}:conversation:"
+    prefix = f"{_tenant_prefix(connection.tenant_id)}conversation:"
     pk = identifier.removeprefix(prefix)
     if not identifier.startswith(prefix) or not pk.isascii() or not pk.isdigit():
         return None
@@ -625,7 +631,7 @@ def _message_source_id(message: Message) -> str:
 def handoff_identifier(conversation: Conversation) -> str:
     """Our stable name of a mirrored conversation: the Chatwoot conversation's custom
     attribute, and the contact `identifier` of an anonymous visitor."""
-    return f"{_our_prefix()}{conversation.tenant_id}:conversation:{conversation.pk}"
+    return f"{_tenant_prefix(conversation.tenant_id)}conversation:{conversation.pk}"
 
 
 def handoff_contact_identifier(conversation: Conversation) -> str:
@@ -635,7 +641,7 @@ def handoff_contact_identifier(conversation: Conversation) -> str:
     contact = _crm_contact(conversation)
     if contact is None:
         return handoff_identifier(conversation)
-    return f"{_our_prefix()}{conversation.tenant_id}:contact:{contact.pk}"
+    return f"{_tenant_prefix(conversation.tenant_id)}contact:{contact.pk}"
 
 
 def _handoff_retry_waiting(conversation_id: int) -> bool:
