@@ -11,6 +11,10 @@ from tenants.models import Membership, PlanTier, Role, Tenant
 User = get_user_model()
 
 
+class RoleRefused(InvalidRequest):
+    """A role the acting member may not give (or take away)."""
+
+
 def user_get_or_create(*, email: str) -> tuple[User, str | None]:
     """Find the user by email, or create one with a random password (returned once)."""
     email = User.objects.normalize_email(email).strip().lower()
@@ -55,9 +59,9 @@ def membership_set_role(
     if membership.tenant_id != actor_membership.tenant_id:
         raise InvalidRequest("That member belongs to another tenant.")
     if role == Role.OWNER and actor_membership.role != Role.OWNER:
-        raise InvalidRequest("Only an owner can make someone an owner.")
+        raise RoleRefused("Only an owner can make someone an owner.")
     if membership.role == Role.OWNER and actor_membership.role != Role.OWNER:
-        raise InvalidRequest("Only an owner can change another owner's role.")
+        raise RoleRefused("Only an owner can change another owner's role.")
     if membership.role == Role.OWNER and role != Role.OWNER:
         _ensure_another_owner(membership)
     membership.role = role
@@ -83,7 +87,7 @@ def membership_invite(
     if actor_membership.tenant_id != tenant.pk:
         raise InvalidRequest("You are not a member of that tenant.")
     if role == Role.OWNER and actor_membership.role != Role.OWNER:
-        raise InvalidRequest("Only an owner can make someone an owner.")
+        raise RoleRefused("Only an owner can make someone an owner.")
     user, password = user_get_or_create(email=email)
     if Membership.objects.filter(user=user, tenant=tenant).exists():
         raise InvalidRequest(f"{user.email} is already a member.")

@@ -15,7 +15,12 @@ from tenants.access import SESSION_TENANT_KEY, tenant_view
 from tenants.forms import InviteForm, RoleForm, SwitchTenantForm, TenantSettingsForm
 from tenants.models import Membership, Role, Tenant
 from tenants.selectors import membership_list_for_tenant, membership_list_for_user
-from tenants.services import membership_invite, membership_remove, membership_set_role
+from tenants.services import (
+    RoleRefused,
+    membership_invite,
+    membership_remove,
+    membership_set_role,
+)
 
 HOME_ESCALATIONS = 5
 
@@ -90,8 +95,10 @@ def team(request):
                 role=form.cleaned_data["role"],
                 actor_membership=request.membership,
             )
+        except RoleRefused as exc:
+            form.add_error("role", exc.message)
         except InvalidRequest as exc:
-            form.add_error("role" if "owner" in exc.message else "email", exc.message)
+            form.add_error("email", exc.message)
         else:
             note = f" Their first password: {password}" if password else ""
             messages.success(request, f"Added {membership.user.email} as {membership.role}.{note}")
