@@ -9,7 +9,7 @@ from django import forms
 from bots.selectors import bot_list
 from tenants.models import Tenant
 from webchat.dashboard_selectors import HEX_COLOR_RE, color_contrast
-from webchat.models import Position, WebChatSite
+from webchat.models import POW_DIFFICULTY_MAX, Position, WebChatSite
 from webchat.origins import InvalidRule, validate_rules
 
 MAX_DOMAINS = 50
@@ -26,7 +26,8 @@ DOMAINS_HELP = (
 POW_HELP = (
     "Proof-of-work asked of each new visitor session to slow down bots: 0 turns it off; "
     "each extra bit doubles the work (16 takes a phone under a second, 20 several "
-    "seconds). At most 20: more would outlast the two minutes a challenge lives."
+    f"seconds). At most {POW_DIFFICULTY_MAX}: more would outlast the two minutes a "
+    "challenge lives."
 )
 
 
@@ -75,7 +76,10 @@ class SiteForm(forms.ModelForm):
         ),
     )
     pow_difficulty = forms.IntegerField(
-        min_value=0, max_value=20, label="Proof-of-work difficulty", help_text=POW_HELP
+        min_value=0,
+        max_value=POW_DIFFICULTY_MAX,
+        label="Proof-of-work difficulty",
+        help_text=POW_HELP,
     )
 
     class Meta:

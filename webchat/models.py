@@ -20,6 +20,10 @@ class Position(models.TextChoices):
     LEFT = "left", "Bottom left"
 
 
+# More proof-of-work bits than this outlast, on a phone, the two minutes a challenge lives.
+POW_DIFFICULTY_MAX = 20
+
+
 class WebChatSite(TenantOwnedModel):
     """One website (or group of domains) that embeds the widget with one public site key."""
 
@@ -46,7 +50,8 @@ class WebChatSite(TenantOwnedModel):
     require_consent = models.BooleanField(default=False)
     telemetry_enabled = models.BooleanField(default=True)
     pow_difficulty = models.PositiveSmallIntegerField(
-        default=0, help_text="Proof-of-work bits asked of each new session (0 = off, max 20)."
+        default=0,
+        help_text=f"Proof-of-work bits asked of each new session (0 = off, max {POW_DIFFICULTY_MAX}).",
     )
     is_canary = models.BooleanField(
         default=False, help_text="A low-risk site a tenant can start the rollout on."
@@ -57,7 +62,8 @@ class WebChatSite(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="webchat_site_unique_name"),
             models.CheckConstraint(
-                condition=Q(pow_difficulty__lte=20), name="webchat_site_pow_difficulty_max"
+                condition=Q(pow_difficulty__lte=POW_DIFFICULTY_MAX),
+                name="webchat_site_pow_difficulty_max",
             ),
         ]
         ordering = ["name"]
