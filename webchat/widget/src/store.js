@@ -2,15 +2,9 @@
 // consent nothing is written (and stale data is not trusted) until consent(true).
 
 export function createStore(key, requireConsent, storage) {
-  let data = {}
+  const data = {}
   let allowed = !requireConsent
   let withdrawn = false // consent(false) here: another tab's stored consent does not undo it
-  try {
-    const saved = JSON.parse(storage.getItem(key))
-    if (saved && (allowed || saved.consent)) (data = saved), (allowed = true)
-  } catch {
-    // no storage (sandboxed iframe, blocked cookies) or unreadable data: start fresh
-  }
 
   const write = () => {
     try {
@@ -20,9 +14,10 @@ export function createStore(key, requireConsent, storage) {
     }
   }
 
-  return {
+  const store = {
     data,
-    /** Take what another tab has stored since (same key), in place of what this one read. */
+    /** Take what is stored (by this page earlier, or another tab since), in place of what
+     * this one has. */
     reload() {
       try {
         const saved = JSON.parse(storage.getItem(key))
@@ -32,7 +27,7 @@ export function createStore(key, requireConsent, storage) {
           allowed = true
         }
       } catch {
-        // nothing readable: keep what this tab has
+        // no storage (sandboxed iframe, blocked cookies) or unreadable data: keep what we have
       }
     },
     set(patch) {
@@ -55,4 +50,6 @@ export function createStore(key, requireConsent, storage) {
       }
     },
   }
+  store.reload()
+  return store
 }
