@@ -32,12 +32,12 @@ def _clear_cache():
 
 @pytest.fixture
 def tenant(db):
-    return TenantFactory(name="Northwind", slug="northwind")
+    return TenantFactory(name="Northwind")
 
 
 @pytest.fixture
 def other_tenant(db):
-    return TenantFactory(name="Other Co", slug="other-co")
+    return TenantFactory(name="Other Co")
 
 
 def _member(tenant, role):

@@ -213,6 +213,25 @@ def _run_threads(targets: list[Callable[[], None]], timeout: float) -> None:
         raise failures[0]
 
 
+def _wait_until_server_done(quiet: float = 0.5, bound: float = 30.0) -> None:
+    """A request whose client hung up goes on in the live server (with its AI reply, run
+    in-process here): wait until none is owed and the transcript stopped growing, so
+    nothing writes after this test while the database is reset for the next one."""
+    deadline = time.monotonic() + bound
+    last, still_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = (
+            Message.objects.count(),
+            Conversation.objects.filter(pending_reply_since__isnull=False).count(),
+        )
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif now[1] == 0 and time.monotonic() - still_since >= quiet:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the live server was still answering {bound:g} s after the storm: {last}")
+
+
 @pytest.fixture
 def storm_limits(settings):
     """Tight limits with 1-2 s windows (live_server runs in this process, so they apply)."""
@@ -234,6 +253,7 @@ def test_message_storm_stores_every_acknowledged_message_exactly_once(
         ],
         timeout=DEADLINE_SECONDS + 30,
     )
+    _wait_until_server_done()
 
     assert not log.unexpected, log.unexpected[:5]
     assert not log.bad_429s, log.bad_429s[:3]

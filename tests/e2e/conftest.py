@@ -224,7 +224,7 @@ def make_shop(transactional_db, live_server, host_pages: HostPages) -> Callable[
     def make(
         *, template: str = "shop.html", page_values: dict | None = None, **site_fields: object
     ) -> Shop:
-        tenant = TenantFactory(name="Northwind Outfitters", slug="northwind")
+        tenant = TenantFactory(name="Northwind Outfitters")
         bot = BotFactory(tenant=tenant, name="Northwind helper")
         for title, body in ARTICLES.items():
             KnowledgeArticleFactory(tenant=tenant, title=title, body=body)

@@ -442,10 +442,16 @@ class ChatwootStandin(StandinServer):
     def stop(self) -> None:
         """Also wait for webhooks still being delivered: one landing in our live server
         after its test ended would touch a database that is no longer the test's."""
-        with self._data:
-            in_flight, self._in_flight = self._in_flight, []
-        for thread in in_flight:
-            thread.join(WEBHOOK_TIMEOUT + 1)
+        # A delivery being handled can start another (our handler posts a note, which
+        # emits message_created), so wait until none is left, not only for today's.
+        deadline = time.monotonic() + 4 * (WEBHOOK_TIMEOUT + 1)
+        while time.monotonic() < deadline:
+            with self._data:
+                in_flight, self._in_flight = self._in_flight, []
+            if not in_flight:
+                break
+            for thread in in_flight:
+                thread.join(max(0.0, deadline - time.monotonic()))
         super().stop()
 
     # -- store ----------------------------------------------------------------------------

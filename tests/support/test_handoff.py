@@ -195,9 +195,14 @@ def test_handoff_roundtrip_through_chatwoots_own_webhooks(
         time.sleep(0.05)
         conversation.refresh_from_db()
     assert conversation.status == ConversationStatus.RESOLVED
-    assert all(d.get("status") == 200 for d in chatwoot_standin.deliveries)
-    outcomes = {d.outcome for d in deliveries(connection)}
-    assert {"ignored:own_message", "agent_reply:to_webchat", "status:resolved"} <= outcomes
+    # the status change's delivery ends after its commit: wait for its answer and record
+    delivered = chatwoot_standin.wait_for_deliveries(echoes + 2)
+    assert all(d.get("status") == 200 for d in delivered), delivered
+    wanted = {"ignored:own_message", "agent_reply:to_webchat", "status:resolved"}
+    deadline = time.monotonic() + 5
+    while not wanted <= {d.outcome for d in deliveries(connection)}:
+        assert time.monotonic() < deadline, {d.outcome for d in deliveries(connection)}
+        time.sleep(0.05)
     assert Message.objects.filter(conversation=conversation, sender_type="agent").count() == 1
 
 
