@@ -78,7 +78,9 @@ def test_committed_bundles_match_a_fresh_build(tmp_path):
     built = tmp_path / "built"
     npm("ci", "--no-audit", "--no-fund", prefix=widget)
     npm("run", "build", "--", "--outdir", str(built), prefix=widget)
-    stale = [name for name in BUNDLES if (built / name).read_bytes() != (STATIC / name).read_bytes()]
+    stale = [
+        name for name in BUNDLES if (built / name).read_bytes() != (STATIC / name).read_bytes()
+    ]
     assert not stale, (
         f"static/webchat/{stale} differ from a fresh build: run `npm --prefix webchat/widget run build`"
     )
