@@ -5,13 +5,13 @@ Sample size is the number of inbound visitor messages in the window; below
 demoted). Each metric has a *target* (needed to pass, i.e. to promote) and a *hard* limit
 (breaching it with enough samples fails the gate, which demotes the tenant):
 
-- error_event_rate: widget `error` events ÷ widget telemetry events
+- error_event_rate: widget `error` events ÷ widget telemetry events, of sessions (a token)
 - message_success_rate: visitor messages older than the reply grace that got a reply
 - ai_fallback_rate: bot AI replies with outcome fallback|timeout|error ÷ all AI replies
 - p95_reply_seconds: p95 of the time from a visitor message to the next outbound message in
   the same conversation
 - origin_denied_rate / token_failure_rate / rate_limited_rate: incidents per session active
-  in the window
+  in the window; advisory (`ADVISORY_METRICS`): a breach warns, never fails
 
 A metric with nothing to measure is "n/a" and judges nothing (no AI replies, telemetry
 turned off), except the replies themselves: without a visitor message old enough to
@@ -59,6 +59,11 @@ GATE_SPECS: dict[str, tuple[str, str]] = {
 }
 # Without a value for these, a gate cannot pass (it is insufficient, see the docstring).
 REQUIRED_METRICS = ("message_success_rate",)
+# Fed by requests refused before any session was proven: anyone who knows a site key can
+# raise them from any origin. Breaching their hard limit holds promotion (the gate warns,
+# the check shows the breach) but never fails the gate, which would switch a tenant off
+# for an outsider.
+ADVISORY_METRICS = ("origin_denied_rate", "token_failure_rate", "rate_limited_rate")
 AI_OUTCOMES = ("answered", "fallback", "timeout", "error")
 AI_FALLBACK_OUTCOMES = ("fallback", "timeout", "error")
 
@@ -217,8 +222,10 @@ def metrics_by_tenant(
     for row in (
         events.values("tenant_id")
         .annotate(
-            widget=Count("id", filter=Q(type__in=WIDGET_EVENT_TYPES)),
-            errors=Count("id", filter=Q(type=EventType.ERROR)),
+            # widget telemetry of real sessions only: without a token anyone could post
+            # error events for a site and fail its gate
+            widget=Count("id", filter=Q(type__in=WIDGET_EVENT_TYPES, session__isnull=False)),
+            errors=Count("id", filter=Q(type=EventType.ERROR, session__isnull=False)),
             denied=Count("id", filter=Q(type=EventType.ORIGIN_DENIED)),
             tokens=Count(
                 "id", filter=Q(type__in=[EventType.TOKEN_INVALID, EventType.CHALLENGE_INVALID])
@@ -323,13 +330,14 @@ def evaluate(
             level = "pass"
         checks.append(Check(metric, label, value, target, hard, better, level))
     levels = {c.level for c in checks}
+    failing = {c.metric for c in checks if c.level == "fail"}
     if metrics.messages_in < min_samples:
         status = GateStatus.INSUFFICIENT
-    elif "fail" in levels:
+    elif failing - set(ADVISORY_METRICS):
         status = GateStatus.FAIL
     elif any(values[metric] is None for metric in REQUIRED_METRICS):
         status = GateStatus.INSUFFICIENT
-    elif "warn" in levels:
+    elif "warn" in levels or failing:
         status = GateStatus.WARN
     else:
         status = GateStatus.PASS

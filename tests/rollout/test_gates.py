@@ -281,6 +281,27 @@ class TestAutoDemotion:
         assert tenant_state_get(tenant=pilot_tenant).override == Override.NONE
         assert not AuditEntry.objects.filter(action=AuditAction.AUTO_DEMOTE).exists()
 
+    def test_outsiders_cannot_switch_a_tenant_off(
+        self, client, site, flow_bot, pilot_tenant, small_gates
+    ):
+        """Refused origins and session-less error events can come from anyone who knows the
+        site key: they hold promotion but never demote."""
+        chat(client, site, messages=8)
+        outsider = WidgetClient(client, site.site_key)
+        for _ in range(20):
+            assert outsider.config(origin="https://evil.test").status_code == 403
+        forged = [{"type": "error", "data": {"message": "forged"}}] * 10
+        assert outsider.events(forged, with_site_key=True).status_code == 202
+        assert WebChatEvent.objects.filter(type=EventType.ERROR, session=None).count() == 10
+
+        [result] = services.gates_evaluate(now=later())
+        assert levels(result)["origin_denied_rate"] == "fail"  # the breach is shown...
+        assert result.status == "warn"  # ...and holds promotion
+        assert result.metrics.error_events == 0
+        assert tenant_state_get(tenant=pilot_tenant).override == Override.NONE
+        assert not AuditEntry.objects.filter(action=AuditAction.AUTO_DEMOTE).exists()
+        assert WidgetClient(client, site.site_key).config().status_code == 200
+
     def test_a_dead_alert_sink_does_not_stop_the_demotion(
         self, client, site, pilot_tenant, small_gates, alert_sink
     ):
