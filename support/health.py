@@ -93,7 +93,7 @@ def _probe(url: str, call) -> ProbeRun:
 
 def connection_warnings(connection: ChatwootConnection) -> list[str]:
     warnings = []
-    if connection.allow_unsigned_webhooks:
+    if connection.webhook_unsigned:
         warnings.append(
             "Webhooks are accepted unsigned: the webhook URL is the only credential "
             "(Chatwoot before 4.11). Upgrade Chatwoot and set a webhook secret."

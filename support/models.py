@@ -48,8 +48,9 @@ class ChatwootConnection(TenantOwnedModel):
     )
     allow_unsigned_webhooks = models.BooleanField(
         default=False,
-        help_text="Chatwoot before 4.11 signs nothing: accept unsigned deliveries, with the "
-        "webhook URL as the only credential (shown as a warning).",
+        help_text="Chatwoot before 4.11 signs nothing: without a webhook secret, accept "
+        "unsigned deliveries, with the webhook URL as the only credential (shown as a "
+        "warning). Once a secret is set, every delivery must be signed.",
     )
     inbox_id = models.PositiveIntegerField(
         null=True, blank=True, help_text="Inbox that handed-off webchat conversations go to."
@@ -118,7 +119,7 @@ class ChatwootConnection(TenantOwnedModel):
     @property
     def webhook_unsigned(self) -> bool:
         """True when a delivery without a signature is accepted."""
-        return self.allow_unsigned_webhooks
+        return self.allow_unsigned_webhooks and not self.webhook_secret
 
 
 class Recurrence(models.TextChoices):

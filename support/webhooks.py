@@ -74,17 +74,21 @@ def webhook_verify(
     signature: str,
     now: float | None = None,
 ) -> bool:
-    """True for a valid signed delivery, False for an accepted unsigned one; else raises."""
+    """True for a valid signed delivery, False for an accepted unsigned one; else raises.
+
+    Unsigned deliveries are accepted only by a connection with no secret that allows them
+    (Chatwoot before 4.11): once a secret is set, Chatwoot signs every delivery, so one
+    without a signature is not Chatwoot's."""
     secret = connection.webhook_secret
-    if not signature or not secret:
+    if not secret:
         if connection.allow_unsigned_webhooks:
             return False
         raise WebhookSignatureMissing(
-            None
-            if secret
-            else "This connection has no webhook secret; set one in Chatwoot "
+            "This connection has no webhook secret; set one in Chatwoot "
             "and here, or allow unsigned deliveries."
         )
+    if not signature:
+        raise WebhookSignatureMissing()
     now = time.time() if now is None else now
     timestamp = timestamp.strip()
     if not (timestamp.isascii() and timestamp.isdigit()):  # "²" is a digit to isdigit()
@@ -95,6 +99,11 @@ def webhook_verify(
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise WebhookSignatureInvalid()
     return True
+
+
+def _replay_key(connection: ChatwootConnection, signature: str) -> str:
+    digest = hashlib.sha256(signature.strip().encode()).hexdigest()[:32]
+    return f"support:webhook-signature:{connection.pk}:{digest}"
 
 
 def _headers_kept(headers: Mapping[str, str]) -> dict[str, str]:
@@ -169,6 +178,13 @@ def webhook_receive(
     event = str(payload.get("event") or "")[:60]
     key = str(headers.get("X-Chatwoot-Delivery", "")).strip()[:200]
     key = key or events.delivery_fallback_key(event, payload)[:200]
+    # The signature covers the timestamp and the body, not the delivery id: a captured
+    # delivery sent again within the timestamp window under a new id is the same one.
+    replay = _replay_key(connection, headers.get("X-Chatwoot-Signature", "")) if signed else None
+    if replay is not None and cache.get(replay) is not None:
+        metrics.WEBHOOKS.labels("duplicate").inc()
+        log.info("support.webhook_replayed", connection_id=connection.pk, delivery_key=key)
+        return Receipt(None, True, signed)
     try:
         with transaction.atomic():
             delivery = WebhookDelivery.objects.create(
@@ -181,6 +197,10 @@ def webhook_receive(
                 valid=True,
                 signed=signed,
             )
+            if replay is not None and not cache.add(
+                replay, delivery.pk, 2 * settings.CHATWOOT_WEBHOOK_MAX_AGE_SECONDS
+            ):
+                raise IntegrityError("the same signed delivery is being stored")
     except IntegrityError:
         metrics.WEBHOOKS.labels("duplicate").inc()
         log.info("support.webhook_duplicate", connection_id=connection.pk, delivery_key=key)

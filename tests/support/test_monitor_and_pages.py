@@ -131,6 +131,7 @@ def test_support_page_shows_health_queues_and_escalations(client, viewer, connec
 
 def test_support_page_warns_about_unsigned_webhooks(client, viewer, connection):
     connection.allow_unsigned_webhooks = True
+    connection.set_webhook_secret("")
     connection.save()
     client.force_login(viewer)
     body = client.get("/support/").content.decode()

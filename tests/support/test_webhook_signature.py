@@ -67,7 +67,9 @@ def test_missing_signature_is_refused_unless_unsigned_mode(connection, post_webh
     response = post_webhook(make_webhook("message_created"), sign=False)
     assert response.status_code == 401
     assert _error(response) == "signature_missing"
+    # unsigned mode is for a Chatwoot that cannot sign: a connection without a secret
     connection.allow_unsigned_webhooks = True
+    connection.set_webhook_secret("")
     connection.save()
     response = post_webhook(make_webhook("message_created"), sign=False)
     assert response.status_code == 200
@@ -76,11 +78,34 @@ def test_missing_signature_is_refused_unless_unsigned_mode(connection, post_webh
     assert any("unsigned" in w for w in connection_warnings(connection))
 
 
-def test_unsigned_mode_still_checks_a_signature_that_is_sent(connection, post_webhook):
+def test_with_a_secret_every_delivery_must_be_signed_even_in_unsigned_mode(
+    connection, post_webhook
+):
+    """Chatwoot signs every delivery once it has a secret: one without a signature is a
+    forgery by whoever learnt the webhook URL."""
     connection.allow_unsigned_webhooks = True
     connection.save()
+    response = post_webhook(make_webhook("message_created"), sign=False)
+    assert response.status_code == 401
+    assert _error(response) == "signature_missing"
     assert post_webhook(make_webhook("message_created"), secret="forged").status_code == 401
     assert post_webhook(make_webhook("message_created")).status_code == 200
+    assert [d.signed for d in deliveries(connection, valid=True)] == [True]
+    assert not any("unsigned" in w for w in connection_warnings(connection))
+
+
+def test_a_signed_delivery_replayed_under_a_new_delivery_id_is_a_duplicate(
+    connection, post_webhook
+):
+    payload = make_webhook("conversation_status_changed")
+    ts = int(time.time())
+    first = post_webhook(payload, timestamp=ts, delivery_id="d-1")
+    again = post_webhook(payload, timestamp=ts, delivery_id="d-2")
+    assert first.status_code == again.status_code == 200
+    assert [d.delivery_key for d in deliveries(connection, valid=True)] == ["d-1"]
+    # the same event signed anew (another timestamp) is Chatwoot's own retry: the id dedupes
+    assert post_webhook(payload, timestamp=ts - 1, delivery_id="d-1").status_code == 200
+    assert len(deliveries(connection, valid=True)) == 1
 
 
 def test_old_and_future_timestamps_are_refused(connection, post_webhook):
