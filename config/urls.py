@@ -5,7 +5,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from core import views as core_views
+from core.signin import AdminSignInForm, SignInForm
 from webchat import views as webchat_views
+
+admin.site.login_form = AdminSignInForm
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
@@ -16,7 +19,7 @@ urlpatterns = [
     path("api/webchat/v1/", include("webchat.urls")),
     path("api/webhooks/chatwoot/", include("support.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("demo/", webchat_views.demo_page, name="demo"),
     path("dashboard/", include("tenants.urls")),

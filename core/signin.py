@@ -1,0 +1,56 @@
+"""Sign-in with brute-force limits (the dashboard's /login/ and the admin's).
+
+Each attempt counts against the client's address and against the account it names, in the
+shared cache (django-ratelimit's fixed windows), so the limits hold across web instances.
+Past either limit the form refuses with a form error before checking the password: a
+guessing client learns nothing more until the window ends.
+"""
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
+from django_ratelimit.core import is_ratelimited
+
+from webchat.ratelimits import client_ip, ip_bucket
+
+THROTTLED = "Too many sign-in attempts. Wait a few minutes, then try again."
+
+
+def _by_ip(_group: str, request) -> str:
+    return ip_bucket(client_ip(request))
+
+
+def sign_in_refused(request, username: str) -> bool:
+    """Count this attempt; True when its address or its account is past the limit."""
+    if request is None:
+        return False
+    account = username.strip().lower()[:254]
+    over_ip = is_ratelimited(
+        request, group="signin:ip", key=_by_ip, rate=settings.SIGNIN_RATE_IP, increment=True
+    )
+    over_account = is_ratelimited(
+        request,
+        group="signin:account",
+        key=lambda _group, _request: account,
+        rate=settings.SIGNIN_RATE_ACCOUNT,
+        increment=True,
+    )
+    return over_ip or over_account
+
+
+class ThrottledSignIn:
+    """Mixin for Django's authentication forms (they keep the request as `self.request`)."""
+
+    def clean(self):
+        if sign_in_refused(self.request, self.data.get("username", "")):
+            raise forms.ValidationError(THROTTLED, code="throttled")
+        return super().clean()
+
+
+class SignInForm(ThrottledSignIn, AuthenticationForm):
+    pass
+
+
+class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
+    pass
