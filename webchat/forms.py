@@ -128,6 +128,22 @@ class SiteForm(forms.ModelForm):
         self.fields["bot"].queryset = bot_list(tenant=tenant)
         self.fields["bot"].empty_label = "— no bot —"
         self.fields["position"].choices = Position.choices
+        if not self.instance.pk:
+            # A new site is on (the form has no box for it: an unticked box that is not
+            # drawn would save it off) and answers with the tenant's first bot.
+            del self.fields["active"]
+            self.fields["bot"].initial = self.fields["bot"].queryset.first()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        active = cleaned.get("active", True) if "active" in self.fields else True
+        if active and "allowed_domains" in cleaned and not cleaned["allowed_domains"]:
+            self.add_error(
+                "allowed_domains",
+                "A site that is on needs at least one domain, or the widget shows nowhere. "
+                "Add your website's domain, or turn the site off first.",
+            )
+        return cleaned
 
     def clean_name(self) -> str:
         name = " ".join(self.cleaned_data["name"].split())
@@ -167,7 +183,7 @@ class SiteForm(forms.ModelForm):
         return color_contrast(str(color or ""))
 
     def settings(self) -> dict:
-        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+        return {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.fields}
 
 
 class PreviewForm(forms.Form):

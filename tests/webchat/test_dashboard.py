@@ -23,6 +23,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.factories.webchat import IDENTITY_SECRET, WebChatSiteFactory
+from tests.widget_client import WidgetClient
 from webchat import dashboard_services
 from webchat.dashboard_selectors import color_contrast, site_status_list
 from webchat.models import EventType, WebChatEvent, WebChatSession, WebChatSite
@@ -237,6 +238,43 @@ def test_create_site_cleans_domains_and_gets_keys(client, tenant, owner, bot):
     assert site.bot == bot
     assert site.site_key.startswith("wk_")
     assert len(site.identity_secret) >= 32
+
+
+@pytest.mark.django_db
+def test_a_site_created_as_the_page_posts_it_is_on_and_answers(client, tenant, owner, bot):
+    """The create page draws no "Site is on" box: what it posts has no `active` key."""
+    client.force_login(owner)
+    page = client.get(reverse("webchat_dashboard:new"))
+    assert "active" not in page.context["form"].fields
+    assert page.context["form"]["bot"].value() == bot.pk  # the tenant's bot, preselected
+    response = client.post(
+        reverse("webchat_dashboard:new"),
+        site_form_data(active=None, bot=page.context["form"]["bot"].value()),
+    )
+    assert response.status_code == 302
+    site = WebChatSite.objects.get(tenant=tenant, name="Second shop")
+    assert site.active and site.bot == bot
+    config = WidgetClient(client, site.site_key, origin="https://shop2.example.com").config()
+    assert config.status_code == 200, config.content
+
+
+@pytest.mark.django_db
+def test_a_site_that_is_on_keeps_at_least_one_domain(client, owner, site):
+    client.force_login(owner)
+    url = reverse("webchat_dashboard:settings", args=[site.pk])
+    before = list(site.allowed_domains)
+    response = client.post(url, site_form_data(name=site.name, allowed_domains=""))
+    assert response.status_code == 200
+    assert "at least one domain" in response.context["form"].errors["allowed_domains"][0]
+    site.refresh_from_db()
+    assert site.allowed_domains == before and site.active
+    # turned off, it may have none
+    response = client.post(url, site_form_data(name=site.name, allowed_domains="", active=None))
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert site.allowed_domains == [] and not site.active
+    response = client.post(reverse("webchat_dashboard:new"), site_form_data(allowed_domains=""))
+    assert "allowed_domains" in response.context["form"].errors
 
 
 @pytest.mark.django_db
