@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from core import views as core_views
-from core.signin import AdminSignInForm, SignInForm
+from core.signin import AdminSignInForm, PasswordLinkView, SignInForm
 from webchat import views as webchat_views
 
 admin.site.login_form = AdminSignInForm
@@ -21,6 +21,22 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/password/", PasswordLinkView.as_view(), name="password_reset"),
+    path(
+        "login/password/sent/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "login/password/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "login/password/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     path("demo/", webchat_views.demo_page, name="demo"),
     path("dashboard/", include("tenants.urls")),
     path("conversations/", include("crm.urls")),

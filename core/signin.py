@@ -3,13 +3,16 @@
 Each attempt counts against the client's address and against the account it names, in the
 shared cache (django-ratelimit's fixed windows), so the limits hold across web instances.
 Past either limit the form refuses with a form error before checking the password: a
-guessing client learns nothing more until the window ends.
+guessing client learns nothing more until the window ends. Asking for a password link
+counts the same way (each one sends an email).
 """
 
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django_ratelimit.core import is_ratelimited
 
 from webchat.ratelimits import client_ip, ip_bucket
@@ -54,3 +57,23 @@ class SignInForm(ThrottledSignIn, AuthenticationForm):
 
 class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
     pass
+
+
+class PasswordLinkForm(PasswordResetForm):
+    """ "Forgot password": also for an invited member who has not chosen one yet (Django's
+    form skips accounts without a usable password, so a lost invitation could never be
+    replaced)."""
+
+    def get_users(self, email):
+        users = get_user_model()._default_manager.filter(email__iexact=email, is_active=True)
+        return (user for user in users.iterator() if user.email.lower() == email.lower())
+
+
+class PasswordLinkView(auth_views.PasswordResetView):
+    form_class = PasswordLinkForm
+
+    def form_valid(self, form):
+        if sign_in_refused(self.request, form.cleaned_data["email"]):
+            form.add_error(None, THROTTLED)
+            return self.form_invalid(form)
+        return super().form_valid(form)

@@ -89,19 +89,27 @@ def team(request):
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            membership, password = membership_invite(
+            membership = membership_invite(
                 tenant=request.tenant,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 actor_membership=request.membership,
+                base_url=request.build_absolute_uri("/"),
             )
         except RoleRefused as exc:
             form.add_error("role", exc.message)
         except InvalidRequest as exc:
             form.add_error("email", exc.message)
         else:
-            note = f" Their first password: {password}" if password else ""
-            messages.success(request, f"Added {membership.user.email} as {membership.role}.{note}")
+            messages.success(
+                request,
+                f"Added {membership.user.email} as {membership.role}. We emailed them "
+                + (
+                    "a link to choose their password."
+                    if not membership.user.has_usable_password()
+                    else "that they can sign in to this workspace."
+                ),
+            )
             return redirect("dashboard:team")
     return render(
         request,

@@ -12,6 +12,8 @@ from tenants.services import (
 )
 from tests.factories import MembershipFactory
 
+BASE = "https://app.example.com/"
+
 
 @pytest.mark.django_db
 class TestTenantCreate:
@@ -97,27 +99,47 @@ class TestMemberships:
     def test_invite_twice_is_refused(self, tenant):
         admin = MembershipFactory(tenant=tenant, role=Role.ADMIN)
         membership_invite(
-            tenant=tenant, email="new@x.test", role=Role.AGENT, actor_membership=admin
+            tenant=tenant,
+            email="new@x.test",
+            role=Role.AGENT,
+            actor_membership=admin,
+            base_url=BASE,
         )
         with pytest.raises(InvalidRequest, match="already a member"):
             membership_invite(
-                tenant=tenant, email="NEW@x.test", role=Role.VIEWER, actor_membership=admin
+                tenant=tenant,
+                email="NEW@x.test",
+                role=Role.VIEWER,
+                actor_membership=admin,
+                base_url=BASE,
             )
 
     def test_only_an_owner_invites_an_owner(self, tenant, other_tenant):
         admin = MembershipFactory(tenant=tenant, role=Role.ADMIN)
         with pytest.raises(InvalidRequest, match="Only an owner"):
             membership_invite(
-                tenant=tenant, email="alt@x.test", role=Role.OWNER, actor_membership=admin
+                tenant=tenant,
+                email="alt@x.test",
+                role=Role.OWNER,
+                actor_membership=admin,
+                base_url=BASE,
             )
         assert not Membership.objects.filter(tenant=tenant, user__email="alt@x.test").exists()
         owner = MembershipFactory(tenant=tenant, role=Role.OWNER)
-        made, _ = membership_invite(
-            tenant=tenant, email="co@x.test", role=Role.OWNER, actor_membership=owner
+        made = membership_invite(
+            tenant=tenant,
+            email="co@x.test",
+            role=Role.OWNER,
+            actor_membership=owner,
+            base_url=BASE,
         )
         assert made.role == Role.OWNER
         stranger = MembershipFactory(tenant=other_tenant, role=Role.OWNER)
         with pytest.raises(InvalidRequest, match="not a member"):
             membership_invite(
-                tenant=tenant, email="x@x.test", role=Role.AGENT, actor_membership=stranger
+                tenant=tenant,
+                email="x@x.test",
+                role=Role.AGENT,
+                actor_membership=stranger,
+                base_url=BASE,
             )
