@@ -7,6 +7,7 @@ class TenantSettingsForm(forms.ModelForm):
     class Meta:
         model = Tenant
         fields = ["name", "pii_retention_days"]
+        labels = {"pii_retention_days": "Visitor data retention (days)"}
         help_texts = {"pii_retention_days": "1 to 3650 days."}
 
 

@@ -953,3 +953,17 @@ def test_a_page_error_after_the_server_took_the_message_is_not_a_failed_send(
 
     _closed_and_flushed(page, w, shop)
     eventually(lambda: _error_codes(shop) == ["client_error"], page=page, what="one error event")
+
+
+def test_the_demo_page_fits_a_phone(new_context, live_server, settings):
+    """The demo page's snippet wraps: no sideways scrolling on a 390 px screen."""
+    from tests.factories import TenantFactory
+    from tests.factories.webchat import WebChatSiteFactory
+
+    settings.DEMO_MODE = True
+    WebChatSiteFactory(tenant=TenantFactory(slug="demo"), allowed_domains=["localhost"])
+    page = new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+    page.goto(live_server.url + "/demo/")
+    expect(page.get_by_role("heading", name="Northwind Outfitters")).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the demo page is {width} px wide on a 390 px screen"
