@@ -41,6 +41,7 @@ from crm.models import Contact, Conversation, ConversationStatus, Direction, Mes
 from crm.selectors import contact_shared
 from support.services import handoff_mirror_schedule
 from tenants.models import Tenant
+from webchat import metrics as webchat_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +165,7 @@ def _bot_message_store(*, conversation: Conversation, text: str, metadata: dict)
     )
     insert(connections[router.db_for_write(Message)], message)
     conversation.last_message_at = message.created_at
+    webchat_metrics.outbound_stored(conversation)
     return message
 
 

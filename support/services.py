@@ -62,6 +62,7 @@ from support.models import (
 )
 from support.sla import link_responded
 from tenants.models import Tenant
+from webchat import metrics as webchat_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -1028,6 +1029,7 @@ def agent_reply_to_webchat(
         return None
     conversation.last_message_at = message.created_at
     conversation.save(update_fields=["last_message_at", "updated_at"])
+    webchat_metrics.outbound_stored(conversation)
     return message
 
 

@@ -341,8 +341,6 @@ def message_receive(
     replies, pending = handled.replies, handled.reply_owed
     if waited or (handled.pending and current_app.conf.task_always_eager):
         replies, pending = _replies_after(message), _pending(claims.conversation_id)
-    if replies:
-        metrics.MESSAGES.labels("outbound").inc(len(replies))
     return Received(message, True, replies, pending)
 
 
