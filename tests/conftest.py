@@ -82,3 +82,15 @@ def site(tenant, bot):
 @pytest.fixture
 def widget_client(client, site):
     return WidgetClient(client, site.site_key)
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def superuser_client(client, superuser):
+    """The Django admin, as an operator sees it."""
+    client.force_login(superuser)
+    return client

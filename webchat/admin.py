@@ -2,11 +2,40 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from webchat.models import WebChatEvent, WebChatHourlyRollup, WebChatSession, WebChatSite
+from core.admin import TenantOwnedAdmin, TenantScopedAdminForm, ViewOnlyAdmin
+from webchat.forms import SiteForm
+from webchat.models import Position, WebChatEvent, WebChatHourlyRollup, WebChatSession, WebChatSite
+
+
+class WebChatSiteAdminForm(SiteForm, TenantScopedAdminForm):
+    """The dashboard's site form (domains, colour, locale, proof-of-work limits) plus the
+    tenant on add; the bot must be one of the site's tenant."""
+
+    class Meta(SiteForm.Meta):
+        fields = ["tenant", *SiteForm.Meta.fields]
+
+    def __init__(self, *args, **kwargs) -> None:
+        # SiteForm takes the tenant as an argument; here it is the row's (or the posted) one.
+        super(SiteForm, self).__init__(*args, **kwargs)
+        self.tenant = self.instance.tenant if self.instance.tenant_id else None
+        for name in self.declared_fields:  # an add page shows the model's defaults
+            if name in self.fields and self.instance.pk is None:
+                self.fields[name].initial = getattr(self.instance, name)
+        if "position" in self.fields:
+            self.fields["position"].choices = Position.choices
+
+    def clean_name(self) -> str:
+        if self.tenant is None:  # on add: the posted tenant, cleaned before the name
+            self.tenant = self.cleaned_data.get("tenant")
+        if self.tenant is None:
+            return " ".join(self.cleaned_data["name"].split())
+        return super().clean_name()
 
 
 @admin.register(WebChatSite)
-class WebChatSiteAdmin(admin.ModelAdmin):
+class WebChatSiteAdmin(TenantOwnedAdmin):
+    form = WebChatSiteAdminForm
+    tenant_scoped_fields = ("bot",)
     list_display = [
         "name",
         "tenant",
@@ -17,7 +46,8 @@ class WebChatSiteAdmin(admin.ModelAdmin):
         "pow_difficulty",
         "created_at",
     ]
-    list_filter = ["tenant", "active", "is_canary", "require_consent", "telemetry_enabled"]
+    # No tenant filter: it would list every tenant on each page; search by tenant instead.
+    list_filter = ["active", "is_canary", "require_consent", "telemetry_enabled"]
     search_fields = ["name", "site_key", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant", "bot"]
     # The canary flag is a rollout decision: it changes only on the tenant's rollout screen,
@@ -25,6 +55,11 @@ class WebChatSiteAdmin(admin.ModelAdmin):
     exclude = ["is_canary"]
     readonly_fields = ["site_key", "previous_site_key", "previous_key_expires_at", "canary"]
     raw_id_fields = ["bot"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # The confirmation page would collect every session, event and message of the site;
+        # switch a site off (active) instead.
+        return False
 
     def save_model(self, request, obj, form, change) -> None:
         """On a change, write only the fields the form changed: a key rotation or a canary
@@ -46,7 +81,9 @@ class WebChatSiteAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebChatSession)
-class WebChatSessionAdmin(admin.ModelAdmin):
+class WebChatSessionAdmin(TenantOwnedAdmin):
+    tenant_scoped_fields = ("site", "conversation")
+    show_full_result_count = False
     list_display = [
         "id",
         "tenant",
@@ -57,24 +94,30 @@ class WebChatSessionAdmin(admin.ModelAdmin):
         "locale",
         "last_seen_at",
     ]
-    list_filter = ["tenant", "site"]
-    search_fields = ["visitor_id", "origin", "page_url", "tenant__name"]
-    list_select_related = ["tenant", "site"]
+    search_fields = [
+        "visitor_id",
+        "origin",
+        "page_url",
+        "site__name",
+        "tenant__name",
+        "tenant__slug",
+    ]
+    list_select_related = ["tenant", "site", "conversation"]
     raw_id_fields = ["conversation", "site"]
 
 
 @admin.register(WebChatEvent)
-class WebChatEventAdmin(admin.ModelAdmin):
+class WebChatEventAdmin(ViewOnlyAdmin):
     list_display = ["id", "tenant", "site", "type", "session", "created_at"]
-    list_filter = ["type", "tenant"]
-    search_fields = ["site__name", "tenant__name"]
-    list_select_related = ["tenant", "site"]
-    raw_id_fields = ["session", "site"]
+    list_filter = ["type"]
+    search_fields = ["site__name", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant", "site", "session"]
+    show_full_result_count = False
     date_hierarchy = "created_at"
 
 
 @admin.register(WebChatHourlyRollup)
-class WebChatHourlyRollupAdmin(admin.ModelAdmin):
+class WebChatHourlyRollupAdmin(ViewOnlyAdmin):
     list_display = [
         "hour",
         "tenant",
@@ -87,6 +130,6 @@ class WebChatHourlyRollupAdmin(admin.ModelAdmin):
         "origin_denied",
         "rate_limited",
     ]
-    list_filter = ["tenant", "site"]
+    search_fields = ["site__name", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant", "site"]
     date_hierarchy = "hour"

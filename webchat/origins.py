@@ -120,13 +120,18 @@ def origin_of_url(url: str) -> str | None:
 
 
 def origin_allowed(origin: str | None, rules: list[str], *, allow_any: bool) -> bool:
-    if not origin:
+    """Does one site's stored rules allow this origin? Rules are read as stored: a value that
+    is not a list, or a rule that is not a non-empty string (a row written around the
+    forms), allows nothing and never raises, so one bad row cannot break other sites."""
+    if not origin or not isinstance(rules, list | tuple):
         return False
     split = split_origin(origin)
     if split is None:
         return False
     scheme, host, port = split
     for raw in rules:
+        if not isinstance(raw, str) or not raw.strip():
+            continue
         try:
             rule = parse_rule(raw)
         except InvalidRule:

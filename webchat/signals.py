@@ -44,9 +44,8 @@ def cors_origin_allowed(origin: str) -> bool:
     allowed = False
     rules = WebChatSite.objects.filter(active=True).values_list("allowed_domains", flat=True)
     for site_rules in rules.iterator(chunk_size=2000):
-        if origin_allowed(
-            origin, list(site_rules or []), allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN
-        ):
+        # Passed as stored: origin_allowed skips whatever is not a list of rules.
+        if origin_allowed(origin, site_rules, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN):
             allowed = True
             break
     cache.set(answer_key, (generation, allowed), CORS_CACHE_SECONDS)
