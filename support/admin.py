@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from core.admin import TenantOwnedAdmin, TenantScopedAdminForm, ViewOnlyAdmin
 from support.health import connection_warnings
 from support.models import (
     ApprovalItem,
@@ -22,7 +23,7 @@ from support.models import (
 )
 
 
-class ChatwootConnectionForm(forms.ModelForm):
+class ChatwootConnectionForm(TenantScopedAdminForm):
     """Secrets are write-only: leave a field empty to keep what is stored."""
 
     base_url = forms.URLField(
@@ -76,8 +77,9 @@ class MaintenanceWindowInline(admin.TabularInline):
 
 
 @admin.register(ChatwootConnection)
-class ChatwootConnectionAdmin(admin.ModelAdmin):
+class ChatwootConnectionAdmin(TenantOwnedAdmin):
     form = ChatwootConnectionForm
+    tenant_scoped_fields = ("bot",)
     list_display = [
         "name",
         "tenant",
@@ -90,8 +92,8 @@ class ChatwootConnectionAdmin(admin.ModelAdmin):
         "last_failure",
         "webhook_mode",
     ]
-    list_filter = ["active", "allow_unsigned_webhooks", "tenant"]
-    search_fields = ["name", "base_url", "tenant__name"]
+    list_filter = ["active", "allow_unsigned_webhooks"]
+    search_fields = ["name", "base_url", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
     raw_id_fields = ["bot"]
     readonly_fields = ["webhook_url", "diagnostics"]
@@ -178,7 +180,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
         "api_ms",
         "in_maintenance",
     ]
-    list_filter = ["exit_code", "in_maintenance", "tenant"]
+    list_filter = ["exit_code", "in_maintenance"]
+    search_fields = ["connection__name", "tenant__name", "tenant__slug"]
     list_select_related = ["connection"]
     date_hierarchy = "created_at"
 
@@ -189,23 +192,30 @@ class HealthCheckAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.action(description="Process again")
+@admin.action(description="Process again (only valid deliveries never processed or that failed)")
 def reprocess(modeladmin, request, queryset):
+    """Queue the deliveries that never got processed (a failure leaves `processed` off).
+
+    A processed one is never replayed: an old `status: open` would reopen a conversation
+    resolved since."""
     from support.tasks import process_webhook
 
-    count = 0
-    for delivery in queryset.filter(valid=True):
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(processed=False)
-        process_webhook.delay(delivery_id=delivery.pk)
-        count += 1
-    messages.success(request, f"{count} delivery(ies) queued for processing.")
+    ids = list(queryset.filter(valid=True, processed=False).values_list("pk", flat=True))
+    for delivery_id in ids:
+        process_webhook.delay(delivery_id=delivery_id)
+    skipped = queryset.count() - len(ids)
+    messages.success(request, f"{len(ids)} delivery(ies) queued for processing.")
+    if skipped:
+        messages.warning(
+            request, f"{skipped} skipped: already processed, or invalid (never replayed)."
+        )
 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ["created_at", "connection", "event", "valid", "signed", "processed", "outcome"]
-    list_filter = ["valid", "processed", "signed", "event", "tenant"]
-    search_fields = ["delivery_key", "outcome", "error"]
+    list_filter = ["valid", "processed", "signed", "event"]
+    search_fields = ["delivery_key", "outcome", "error", "tenant__slug"]
     list_select_related = ["connection"]
     date_hierarchy = "created_at"
     actions = [reprocess]
@@ -216,7 +226,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChatwootConversationLink)
-class ChatwootConversationLinkAdmin(admin.ModelAdmin):
+class ChatwootConversationLinkAdmin(ViewOnlyAdmin):
+    """Written by the sync and the SLA monitor only: an edited cursor, Chatwoot id or status
+    would post messages twice or skip them."""
+
     list_display = [
         "chatwoot_conversation_id",
         "connection",
@@ -227,19 +240,20 @@ class ChatwootConversationLinkAdmin(admin.ModelAdmin):
         "first_response_at",
         "breached_at",
     ]
-    list_filter = ["status", "tenant"]
-    search_fields = ["contact_name", "chatwoot_conversation_id"]
-    list_select_related = ["connection"]
-    raw_id_fields = ["conversation"]
+    list_filter = ["status"]
+    search_fields = ["contact_name", "chatwoot_conversation_id", "tenant__slug"]
+    list_select_related = ["connection", "conversation"]
 
 
 @admin.register(ApprovalItem)
-class ApprovalItemAdmin(admin.ModelAdmin):
+class ApprovalItemAdmin(ViewOnlyAdmin):
+    """Shown only: approving or rejecting goes through the tenant's approval queue, which
+    sends the reply (a status set here would send nothing)."""
+
     list_display = ["id", "tenant", "status", "due_at", "draft_outcome", "decided_by", "sent_at"]
-    list_filter = ["status", "draft_outcome", "tenant"]
-    search_fields = ["customer_text", "draft_text", "final_text"]
+    list_filter = ["status", "draft_outcome"]
+    search_fields = ["customer_text", "draft_text", "final_text", "tenant__slug"]
     list_select_related = ["tenant", "decided_by"]
-    raw_id_fields = ["link", "decided_by"]
 
 
 @admin.action(description="Retry now")
@@ -253,7 +267,9 @@ def retry_now(modeladmin, request, queryset):
 
 
 @admin.register(OutboundRetry)
-class OutboundRetryAdmin(admin.ModelAdmin):
+class OutboundRetryAdmin(TenantOwnedAdmin):
+    """Only when (and whether) beat retries is editable; status and attempts are the task's."""
+
     list_display = [
         "id",
         "tenant",
@@ -265,14 +281,31 @@ class OutboundRetryAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_error",
     ]
-    list_filter = ["status", "operation", "retryable", "tenant"]
+    list_filter = ["status", "operation", "retryable"]
+    search_fields = ["last_error", "tenant__slug"]
     list_select_related = ["tenant"]
     actions = [retry_now]
-    readonly_fields = ["created_at", "updated_at", "done_at"]
+    readonly_fields = [
+        "tenant",
+        "connection",
+        "operation",
+        "object_id",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "done_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(SupportAlert)
-class SupportAlertAdmin(admin.ModelAdmin):
+class SupportAlertAdmin(ViewOnlyAdmin):
     list_display = ["created_at", "tenant", "kind", "level", "delivered", "suppressed", "text"]
     list_filter = ["kind", "level", "delivered", "suppressed"]
+    search_fields = ["text", "tenant__slug"]
+    list_select_related = ["tenant"]
     date_hierarchy = "created_at"
