@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from bots.models import Bot, FlowRule, KnowledgeArticle
+from core.admin import TenantOwnedAdmin
 
 
 class FlowRuleInline(admin.TabularInline):
@@ -24,7 +25,7 @@ class FlowRuleInline(admin.TabularInline):
 
 
 @admin.register(Bot)
-class BotAdmin(admin.ModelAdmin):
+class BotAdmin(TenantOwnedAdmin):
     list_display = [
         "name",
         "tenant",
@@ -33,8 +34,8 @@ class BotAdmin(admin.ModelAdmin):
         "ai_timeout_seconds",
         "created_at",
     ]
-    list_filter = ["tenant", "engine"]
-    search_fields = ["name", "tenant__name"]
+    list_filter = ["engine"]
+    search_fields = ["name", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
     inlines = [FlowRuleInline]
 
@@ -42,9 +43,9 @@ class BotAdmin(admin.ModelAdmin):
 @admin.register(FlowRule)
 class FlowRuleAdmin(admin.ModelAdmin):
     list_display = ["name", "bot", "tenant", "position", "trigger", "pattern", "action", "active"]
-    list_filter = ["tenant", "trigger", "action", "active"]
+    list_filter = ["trigger", "action", "active"]
     list_editable = ["position", "active"]
-    search_fields = ["name", "pattern", "reply_text", "bot__name", "tenant__name"]
+    search_fields = ["name", "pattern", "reply_text", "bot__name", "tenant__name", "tenant__slug"]
     list_select_related = ["bot", "tenant"]
     ordering = ["tenant__name", "bot__name", "position", "id"]
     # The tenant always follows the bot (set in FlowRule.clean/save), so it is only shown.
@@ -53,10 +54,10 @@ class FlowRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(KnowledgeArticle)
-class KnowledgeArticleAdmin(admin.ModelAdmin):
+class KnowledgeArticleAdmin(TenantOwnedAdmin):
     list_display = ["title", "tenant", "published", "tag_list", "updated_at"]
-    list_filter = ["tenant", "published"]
-    search_fields = ["title", "body", "tenant__name"]
+    list_filter = ["published"]
+    search_fields = ["title", "body", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
     actions = ["publish", "unpublish"]
 

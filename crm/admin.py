@@ -1,13 +1,13 @@
 from django.contrib import admin
 
+from core.admin import TenantOwnedAdmin
 from crm.models import Contact, Conversation, Message
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(TenantOwnedAdmin):
     list_display = ["__str__", "tenant", "email", "external_id", "created_at"]
-    list_filter = ["tenant"]
-    search_fields = ["name", "email", "external_id", "tenant__name"]
+    search_fields = ["name", "email", "external_id", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
 
 
@@ -20,17 +20,27 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(TenantOwnedAdmin):
+    tenant_scoped_fields = ("contact", "bot")
     list_display = ["id", "tenant", "channel", "channel_id", "status", "contact", "last_message_at"]
-    list_filter = ["tenant", "channel", "status"]
-    search_fields = ["id", "channel_id", "external_session_id", "contact__email", "tenant__name"]
+    list_filter = ["channel", "status"]
+    search_fields = [
+        "id",
+        "channel_id",
+        "external_session_id",
+        "contact__email",
+        "tenant__name",
+        "tenant__slug",
+    ]
     list_select_related = ["tenant", "contact"]
     raw_id_fields = ["contact", "bot"]
     inlines = [MessageInline]
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(TenantOwnedAdmin):
+    tenant_scoped_fields = ("conversation",)
+    show_full_result_count = False
     list_display = [
         "id",
         "tenant",
@@ -40,8 +50,8 @@ class MessageAdmin(admin.ModelAdmin):
         "short_text",
         "created_at",
     ]
-    list_filter = ["tenant", "direction", "sender_type"]
-    search_fields = ["text", "client_message_id", "tenant__name"]
+    list_filter = ["direction", "sender_type"]
+    search_fields = ["text", "client_message_id", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant", "conversation"]
     raw_id_fields = ["conversation"]
 
