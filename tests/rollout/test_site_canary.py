@@ -81,7 +81,9 @@ class TestWebChatAdmin:
     def test_adding_a_site_never_makes_a_canary(self, operator_client, tenant):
         add = reverse("admin:webchat_webchatsite_add")
         data = _admin_form_data(operator_client.get(add))
-        data.update(tenant=tenant.pk, name="Blog", is_canary="on")
+        data.update(
+            tenant=tenant.pk, name="Blog", allowed_domains="blog.example.com", is_canary="on"
+        )
         response = operator_client.post(add, data)
         assert response.status_code == 302, response.context["adminform"].form.errors
         assert WebChatSite.objects.get(tenant=tenant, name="Blog").is_canary is False
