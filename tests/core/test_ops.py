@@ -81,6 +81,7 @@ def _run_manage(args: list[str], env: dict) -> subprocess.CompletedProcess:
         "DATABASE_URL",
         "REDIS_URL",
         "ALLOWED_HOSTS",
+        "METRICS_TOKEN",
         "DJANGO_ALLOW_ASYNC_UNSAFE",
     }
     base = {k: v for k, v in os.environ.items() if k not in dropped}
@@ -100,6 +101,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "ALLOWED_HOSTS": "chat.example.com",
+    "METRICS_TOKEN": "m" * 40,
 }
 
 
@@ -107,7 +109,16 @@ PRODUCTION_ENV = {
 def test_production_refuses_to_start_without_required_env():
     result = _run_manage(["check"], {"SECRET_KEY": "only-this-one-is-set"})
     assert result.returncode != 0
-    assert "DATABASE_URL, REDIS_URL, ALLOWED_HOSTS" in result.stderr
+    assert "DATABASE_URL, REDIS_URL, ALLOWED_HOSTS, METRICS_TOKEN" in result.stderr
+
+
+@pytest.mark.slow
+def test_production_refuses_to_start_with_metrics_open():
+    """/metrics lists every tenant's slug and rollout state: never public in production."""
+    result = _run_manage(["check"], {**PRODUCTION_ENV, "METRICS_TOKEN": ""})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "environment variables: METRICS_TOKEN" in result.stderr
 
 
 @pytest.mark.slow
@@ -115,6 +126,26 @@ def test_production_check_deploy_is_clean():
     result = _run_manage(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_metrics_with_a_token_need_exactly_that_bearer_token(client, settings):
+    settings.METRICS_TOKEN = "s3cret-metrics-token"
+    refused = [
+        {},
+        {"HTTP_AUTHORIZATION": "Bearer wrong"},
+        {"HTTP_AUTHORIZATION": "s3cret-metrics-token"},
+        {"HTTP_AUTHORIZATION": "Bearer s3cret-metrics-token "},
+        {"HTTP_AUTHORIZATION": "Bearer s3cret-metrics-tok\u00e9n"},  # not ASCII: still a 401
+    ]
+    for headers in refused:
+        response = client.get("/metrics", **headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert b"replybase_" not in response.content
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics-token")
+    assert response.status_code == 200
+    assert "replybase_rollout_" in response.content.decode()
 
 
 @pytest.mark.django_db
