@@ -5,6 +5,10 @@ Callers decide what to alert and record; this only delivers, and never raises.
 
 import httpx
 
+# Not every failure is an httpx.HTTPError: building the request raises httpx.InvalidURL
+# (`http://[::1`) or a ValueError (a host label over 63 characters fails IDNA).
+_FAILURES = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError, ValueError)
+
 
 def webhook_text_post(*, url: str, text: str, timeout: float, sender: str) -> str | None:
     """POST the text; None when delivered (2xx), else a short description of the failure."""
@@ -15,7 +19,7 @@ def webhook_text_post(*, url: str, text: str, timeout: float, sender: str) -> st
             timeout=timeout,
             headers={"User-Agent": f"ReplyBase-{sender}/1"},
         )
-    except httpx.HTTPError as exc:
+    except _FAILURES as exc:
         return f"{type(exc).__name__}: {exc}"[:500]
     if not response.is_success:
         return f"HTTP {response.status_code}: {response.text[:200]}"

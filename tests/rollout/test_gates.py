@@ -312,6 +312,16 @@ class TestAutoDemotion:
         assert tenant_state_get(tenant=pilot_tenant).override == Override.FORCE_OFF
         assert len(alert_sink.requests) == 1
 
+    def test_a_malformed_alert_url_does_not_stop_the_demotion(
+        self, client, site, pilot_tenant, small_gates, settings
+    ):
+        settings.ROLLOUT_ALERT_WEBHOOK_URL = "http://[::1"  # httpx.InvalidURL at request time
+        chat(client, site, messages=8, text="what colour is the moon on tuesdays")
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            services.gates_evaluate(now=later())
+        assert tenant_state_get(tenant=pilot_tenant).override == Override.FORCE_OFF
+        assert AuditEntry.objects.filter(action=AuditAction.AUTO_DEMOTE).count() == 1
+
 
 class TestAlerts:
     def test_posts_slack_compatible_json(self, alert_sink):
@@ -327,6 +337,8 @@ class TestAlerts:
         alert_sink.stop()
         assert alert_send(text="down") is False
         settings.ROLLOUT_ALERT_WEBHOOK_URL = "not a url"
+        assert alert_send(text="bad") is False
+        settings.ROLLOUT_ALERT_WEBHOOK_URL = "http://[::1"  # httpx.InvalidURL
         assert alert_send(text="bad") is False
 
     def test_without_a_url_it_only_logs(self, settings):
