@@ -1,7 +1,7 @@
 """Hourly per-site rollups and visitor-data retention (run by beat, see tasks.py)."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
 from django.db import transaction
@@ -26,8 +26,10 @@ _WIDGET_EVENTS = Q(
 )
 
 
-def _hour(value: datetime) -> datetime:
-    return value.replace(minute=0, second=0, microsecond=0)
+def hour_start(value: datetime) -> datetime:
+    """The start of the UTC hour `value` falls in (rows are per UTC hour: an offset such as
+    +05:30 must not move the boundary)."""
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 # Where the beat's refresh got to, so that after an outage (no beat for hours) the next
@@ -51,7 +53,7 @@ def rollups_refresh_due(*, hours: int = 2, now: datetime | None = None) -> int:
 
 def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
     """Recompute every (site, hour) row between `since` and `until` from the raw rows."""
-    start, end = _hour(since), until or timezone.now()
+    start, end = hour_start(since), until or timezone.now()
     counts: dict[tuple[int, datetime], dict] = {}
 
     def add(rows, mapping):

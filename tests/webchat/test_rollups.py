@@ -1,5 +1,6 @@
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
@@ -86,6 +87,59 @@ def test_the_refresh_rollups_command(widget_client, site):
     for bad in (["--since", "yesterday"], ["--hours", "0"], ["--since", "2999-01-01T00:00"]):
         with pytest.raises(CommandError):
             call_command("refresh_rollups", *bad)
+
+
+def test_refresh_rollups_since_with_an_offset_recomputes_whole_utc_hours(widget_client, site):
+    """10:00+05:30 is 04:30 UTC: the 04:00 UTC row is recomputed from 04:00, not from 04:30
+    (which would overwrite it with half an hour of data)."""
+    from django.core.management import call_command
+
+    widget_client.init()
+    widget_client.send("hello")
+    hour = timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hour -= timedelta(hours=3)
+    WebChatSession.objects.filter(site=site).update(created_at=hour + timedelta(minutes=10))
+    Message.objects.all().update(created_at=hour + timedelta(minutes=10))
+    india = dt_timezone(timedelta(hours=5, minutes=30))
+    since = (hour + timedelta(minutes=30)).astimezone(india)
+    assert since.minute == 0  # on the hour in local time, half past in UTC
+    out = io.StringIO()
+    call_command("refresh_rollups", "--since", since.isoformat(timespec="minutes"), stdout=out)
+    row = WebChatHourlyRollup.objects.get(site=site)
+    assert row.hour == hour
+    assert (row.sessions, row.messages_in) == (1, 1)
+    assert f"since {hour:%Y-%m-%d %H}:00 UTC" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("2026-02-30T10:00", "not a valid time"),
+        ("2026-11-30T10:00+25:00", "not a valid time"),
+        ("yesterday", "ISO 8601"),
+        ("", "ISO 8601"),
+        ("0001-01-01T00:00+05:30", "at most 9600 hours"),
+        ("9999-12-31T23:59-05:00", "in the future"),
+    ],
+)
+def test_refresh_rollups_refuses_a_bad_since_without_a_traceback(since, message):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=message):
+        call_command("refresh_rollups", "--since", since)
+    assert not WebChatHourlyRollup.objects.exists()
+
+
+def test_refresh_rollups_since_spans_at_most_as_long_as_hours():
+    from django.core.management import CommandError, call_command
+
+    too_old = timezone.now() - timedelta(hours=24 * 400 + 2)
+    with pytest.raises(CommandError, match="at most 9600 hours"):
+        call_command("refresh_rollups", "--since", too_old.isoformat())
+    out = io.StringIO()
+    recent = timezone.now() - timedelta(hours=24 * 400 - 2)
+    call_command("refresh_rollups", "--since", recent.isoformat(), stdout=out)
+    assert "0 hourly rows recomputed" in out.getvalue()
 
 
 def test_redact():
