@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -60,7 +61,7 @@ def conversation_list(
             | Q(contact__name__icontains=search)
             | Q(external_session_id=search)
         )
-        if search.isdigit() and len(search) < 19:
+        if re.fullmatch(r"[0-9]{1,18}", search):  # not str.isdigit(): "²" is one to it
             matches |= Q(pk=int(search))
         qs = qs.filter(pk__in=Conversation.objects.filter(matches, tenant=tenant).values("pk"))
     first_session = WebChatSession.objects.filter(conversation_id=OuterRef("pk")).order_by("id")

@@ -6,6 +6,7 @@ service and redirect; service errors become form errors.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from django.conf import settings
@@ -388,8 +389,10 @@ def _tenant_context(request, tenant: Tenant, bound: dict) -> dict:
 def monitoring_screen(request: HttpRequest) -> HttpResponse:
     window = request.GET.get("window", "24h")
     tenant = None
-    if request.GET.get("tenant", "").isdigit():
-        tenant = get_object_or_404(Tenant, pk=int(request.GET["tenant"]))
+    wanted = request.GET.get("tenant", "")
+    # ASCII digits only: "²" is a digit to str.isdigit() that int() refuses.
+    if re.fullmatch(r"[0-9]{1,18}", wanted):
+        tenant = get_object_or_404(Tenant, pk=int(wanted))
     report = monitoring_report(policy=policy_read(), window=window, tenant=tenant)
     series, hours = report.series, report.hours
     chart_list = [

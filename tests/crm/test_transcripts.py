@@ -111,6 +111,7 @@ def test_filters_and_search(client, viewer, world):
         ({"q": "x" * 201}, "q"),
         ({"page": "-1"}, None),
         ({"q": "\x00"}, None),
+        ({"q": "\u00b2"}, None),  # a digit to str.isdigit() that int() refuses
     ],
 )
 def test_bad_filters_are_field_errors_never_500(client, viewer, world, params, field):

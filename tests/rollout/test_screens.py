@@ -491,6 +491,32 @@ class TestMonitoringScreen:
         mine = operator_client.get(MONITORING, {"tenant": site.tenant_id}).context["report"]
         assert mine.totals["messages_in"] == 2
 
+    @pytest.mark.parametrize(
+        "wanted",
+        ["\u00b2", "1\u00b2", "\u0661", " 1", "1\n", "-1", "1e3", "9" * 40],
+        ids=[
+            "superscript",
+            "digit-superscript",
+            "arabic-indic",
+            "space",
+            "newline",
+            "minus",
+            "float",
+            "huge",
+        ],
+    )
+    def test_a_tenant_id_that_is_not_ascii_digits_shows_all(
+        self, operator_client, client, site, flow_bot, wanted
+    ):
+        chat(client, site, messages=2)
+        response = operator_client.get(MONITORING, {"tenant": wanted})
+        assert response.status_code == 200
+        report = response.context["report"]
+        assert report.selected is None and report.totals["messages_in"] == 2
+
+    def test_an_unknown_tenant_id_is_a_404(self, operator_client, site):
+        assert operator_client.get(MONITORING, {"tenant": site.tenant_id + 1000}).status_code == 404
+
     def test_site_readiness(self, operator_client, tenant):
         RolloutPolicyFactory(mode=Mode.PILOT)
         WebChatSiteFactory(tenant=tenant, name="No domains", allowed_domains=[])
