@@ -6,8 +6,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from bots.models import KnowledgeArticle
+from bots.models import Engine, KnowledgeArticle
 from tests.bots.conftest import ARTICLES
+from tests.factories import BotFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +120,7 @@ def test_import_errors_for_unknown_tenant_and_missing_path(tenant, tmp_path):
 
 # --- ask ---------------------------------------------------------------------------------
 
-KEYS = {"question", "answer", "article_ids", "article_titles", "confidence", "outcome"}
+KEYS = {"question", "answer", "article_ids", "article_titles", "confidence", "outcome", "reason"}
 
 
 def ask(*args: str) -> list[dict]:
@@ -144,6 +145,34 @@ def test_ask_prints_one_json_line_per_question(tenant, bot, articles):
     assert off_topic["outcome"] == "fallback" and off_topic["answer"] == bot.fallback_text
     assert off_topic["article_ids"] == []
     assert human["outcome"] == "handoff" and human["answer"] == bot.handoff_text
+    assert [r["reason"] for r in (covered, off_topic, human)] == [None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [({"kind": "status", "status": 500}, "error"), ({"kind": "hang", "seconds": 5}, "timeout")],
+    ids=["error", "timeout"],
+)
+def test_ask_prints_an_engine_failure_as_the_fallback_it_gave(
+    tenant, articles, llm_standin, fault, reason
+):
+    """The contract is answered | fallback | handoff: a timeout or an engine error is the
+    fallback the visitor got, with the cause in `reason`."""
+    bot = BotFactory(
+        tenant=tenant,
+        engine=Engine.OPENAI,
+        llm_base_url=llm_standin.base_url,
+        llm_model="gpt-4o-mini",
+        ai_timeout_seconds=1,
+    )
+    bot.set_llm_api_key(llm_standin.api_key)
+    bot.save()
+    llm_standin.set_fault(**fault)
+    [line] = ask("--tenant", tenant.slug, "--bot", bot.name, "How much does shipping cost?")
+    assert line["outcome"] == "fallback"
+    assert line["reason"] == reason
+    assert line["answer"] == bot.fallback_text
+    assert len(llm_standin.requests) == 1  # the engine really asked
 
 
 def test_ask_from_a_file_without_any_bot(other_tenant, tmp_path, json_file):

@@ -8,11 +8,16 @@ from bots.selectors import bot_list
 from bots.services import answer_question
 from tenants.selectors import tenant_get_by_slug
 
+ENGINE_FAILURES = ("timeout", "error")
+
 
 class Command(BaseCommand):
     help = (
         "Ask a tenant's bot questions through the same engine the widget uses; prints one JSON "
-        "line per question: {question, answer, article_ids, article_titles, confidence, outcome}."
+        "line per question: {question, answer, article_ids, article_titles, confidence, outcome, "
+        "reason}. outcome is answered, fallback or handoff; when the engine timed out or failed "
+        "the visitor gets the fallback, so outcome is fallback and reason says timeout or error "
+        "(else null)."
     )
 
     def add_arguments(self, parser):
@@ -52,6 +57,8 @@ class Command(BaseCommand):
                 "article_ids": reply.article_ids,
                 "article_titles": reply.article_titles,
                 "confidence": None if reply.confidence is None else round(reply.confidence, 3),
-                "outcome": reply.outcome,
+                # The visitor got the fallback copy whatever made the engine miss.
+                "outcome": "fallback" if reply.outcome in ENGINE_FAILURES else reply.outcome,
+                "reason": reply.outcome if reply.outcome in ENGINE_FAILURES else None,
             }
             self.stdout.write(json.dumps(line, ensure_ascii=False))
