@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 from django.utils.encoding import force_bytes
@@ -26,6 +27,13 @@ def user_get_or_create(*, email: str, with_password: bool = True) -> tuple[User,
     """Find the user by email, or create one: with a random password (returned once), or,
     `with_password=False`, with none usable until they set one (an invitation)."""
     email = User.objects.normalize_email(email).strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise InvalidRequest(f"{email!r} is not an email address.") from exc
+    limit = User._meta.get_field("username").max_length  # the email is the username
+    if len(email) > limit:
+        raise InvalidRequest(f"{email!r} is too long for a login (at most {limit} characters).")
     user = User.objects.filter(username=email).first()
     if user is not None:
         return user, None

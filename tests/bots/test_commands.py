@@ -116,6 +116,9 @@ def test_import_errors_for_unknown_tenant_and_missing_path(tenant, tmp_path):
         run("import_knowledge", "--tenant", tenant.slug, str(tmp_path / "missing.json"))
     with pytest.raises(CommandError, match="no Markdown"):
         run("import_knowledge", "--tenant", tenant.slug, str(tmp_path))
+    with pytest.raises(CommandError, match=r"Give a \.json file"):
+        run("import_knowledge", "--tenant", tenant.slug, "")  # not the working directory
+    assert not KnowledgeArticle.objects.filter(tenant=tenant).exists()
 
 
 # --- ask ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
@@ -13,6 +14,7 @@ from tenants.services import (
 from tests.factories import MembershipFactory
 
 BASE = "https://app.example.com/"
+User = get_user_model()
 
 
 @pytest.mark.django_db
@@ -53,6 +55,37 @@ class TestTenantCreate:
         password = out.split("Owner login: o@blue.test / ")[1].strip()
         owner = Membership.objects.get(tenant__slug="blue").user
         assert owner.check_password(password)
+
+    @pytest.mark.parametrize(
+        "email",
+        [
+            "notanemail",
+            "",
+            "   ",
+            "a@",
+            "@b.test",
+            "a b@c.test",
+            "a@b@c.test",
+            "x" * 150 + "@b.test",
+        ],
+    )
+    def test_command_refuses_a_bad_owner_email_and_creates_nothing(self, email):
+        with pytest.raises(CommandError, match=r"not an email address|too long for a login"):
+            call_command("create_tenant", "Blue", "--owner-email", email)
+        assert not Tenant.objects.exists()
+        assert not User.objects.exists()
+
+    def test_a_bad_email_is_refused_to_an_invite_too(self, tenant, owner):
+        actor = Membership.objects.get(tenant=tenant, user=owner)
+        with pytest.raises(InvalidRequest, match="too long for a login"):
+            membership_invite(
+                tenant=tenant,
+                email="x" * 150 + "@b.test",
+                role=Role.AGENT,
+                actor_membership=actor,
+                base_url=BASE,
+            )
+        assert Membership.objects.filter(tenant=tenant).count() == 1
 
     def test_command_refuses_duplicate_slug_with_clear_error(self):
         call_command("create_tenant", "Blue", "--slug", "blue", "--owner-email", "o@blue.test")

@@ -22,6 +22,8 @@ class Command(BaseCommand):
         target = tenant_get_by_slug(slug=tenant)
         if target is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
+        if not path:  # Path("") is the working directory: it would import the repo's Markdown
+            raise CommandError("Give a .json file, a .md file or a folder of .md files.")
         try:
             articles = knowledge_articles_from_path(Path(path))
             counts = knowledge_import(tenant=target, articles=articles)
