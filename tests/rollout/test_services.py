@@ -385,6 +385,10 @@ class TestScheduledChanges:
 
 
 class TestDemoSeed:
+    @pytest.fixture(autouse=True)
+    def _demo_mode(self, settings):
+        settings.DEMO_MODE = True  # seed_demo refuses to run on a non-demo install
+
     def test_seed_demo_leaves_the_demo_tenant_allowed(self, settings):
         call_command("seed_demo", "--json", stdout=open("/dev/null", "w"))  # noqa: SIM115
         policy = policy_read()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from bots.models import Bot, FlowAction, FlowRule, FlowTrigger
@@ -19,6 +19,7 @@ User = get_user_model()
 DEMO_SLUG = "demo"
 OWNER_EMAIL = "owner@demo.example"
 OPERATOR_USERNAME = "operator"
+OPERATOR_EMAIL = "operator@replybase.example"
 DEMO_ARTICLES = Path(settings.BASE_DIR) / "eval" / "knowledge" / "articles.json"
 DEMO_FLOWS = [
     {
@@ -59,38 +60,65 @@ DEMO_FLOWS = [
 ]
 
 
-def _user_with_fresh_password(*, username: str, email: str, superuser: bool = False) -> tuple:
+def _user_with_fresh_password(*, username: str, email: str) -> tuple:
     user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
     password = secrets.token_urlsafe(9)
     user.email = email
-    user.is_staff = user.is_superuser = superuser
+    user.is_staff = user.is_superuser = False
     user.set_password(password)
     user.save()
     return user, password
 
 
+def _operator(*, force: bool) -> tuple:
+    """The operator superuser and its password, set only when it is created (or with
+    --force): an existing `operator` account is somebody's login, never reset behind them.
+    The password is not stored, so a re-run has none to print (None)."""
+    operator, created = User.objects.get_or_create(
+        username=OPERATOR_USERNAME, defaults={"email": OPERATOR_EMAIL}
+    )
+    if not (created or force):
+        return operator, None
+    password = secrets.token_urlsafe(9)
+    operator.email = OPERATOR_EMAIL
+    operator.is_staff = operator.is_superuser = True
+    operator.set_password(password)
+    operator.save()
+    return operator, password
+
+
 class Command(BaseCommand):
     help = (
         "Create (or top up) the demo tenant: owner, operator superuser, bot, flows, knowledge "
-        "base and a webchat site for localhost. Safe to re-run: existing data is kept; the demo "
-        "logins get fresh passwords, printed."
+        "base and a webchat site for localhost, and leave webchat on for it (pilot mode on a "
+        "fresh install). Only with DEMO_MODE or DEBUG on (or --force). Safe to re-run: existing "
+        "data is kept; the demo owner gets a fresh password, the operator only when created."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print the logins as JSON"
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run without DEMO_MODE or DEBUG, and set a new password for an existing operator",
+        )
 
     @transaction.atomic
-    def handle(self, *args, as_json: bool = False, **options):
+    def handle(self, *args, as_json: bool = False, force: bool = False, **options):
+        if not (settings.DEMO_MODE or settings.DEBUG or force):
+            raise CommandError(
+                "seed_demo is for demo installs: it turns webchat back on (even after a kill "
+                "switch), may move the rollout from off to pilot and creates a superuser. Set "
+                "DEMO_MODE=true (make run does), or pass --force to run it here anyway."
+            )
         tenant, _ = Tenant.objects.get_or_create(
             slug=DEMO_SLUG, defaults={"name": "Northwind Outfitters", "plan_tier": PlanTier.PRO}
         )
         owner, owner_password = _user_with_fresh_password(username=OWNER_EMAIL, email=OWNER_EMAIL)
         Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
-        operator, operator_password = _user_with_fresh_password(
-            username=OPERATOR_USERNAME, email="operator@replybase.example", superuser=True
-        )
+        operator, operator_password = _operator(force=force)
         bot, _ = Bot.objects.get_or_create(tenant=tenant, name="Northwind helper")
         for position, spec in enumerate(DEMO_FLOWS):
             FlowRule.objects.get_or_create(
@@ -122,4 +150,10 @@ class Command(BaseCommand):
             f"Demo tenant: {tenant.name} (slug {tenant.slug}), site key {site.site_key}"
         )
         self.stdout.write(f"Dashboard login: {owner.email} / {owner_password}")
-        self.stdout.write(f"Operator (admin) login: {operator.username} / {operator_password}")
+        if operator_password:
+            self.stdout.write(f"Operator (admin) login: {operator.username} / {operator_password}")
+        else:
+            self.stdout.write(
+                f"Operator (admin) login: {operator.username} / the password it already had "
+                "(printed when it was created; `manage.py seed_demo --force` sets a new one)"
+            )
