@@ -12,6 +12,8 @@ def outbound_stored(conversation) -> None:
     transaction commits."""
     if conversation.channel == "web":
         transaction.on_commit(MESSAGES.labels("outbound").inc)
+
+
 EVENTS = Counter("replybase_webchat_events_total", "Widget telemetry events accepted", ["type"])
 RATE_LIMITED = Counter(
     "replybase_webchat_rate_limited_total", "Requests refused by a rate limit", ["route", "scope"]
