@@ -6,7 +6,16 @@ from .base import *  # noqa: F403
 from .base import database_tuned, env
 
 # METRICS_TOKEN: /metrics lists every tenant's slug and rollout state, so it is never open.
-_REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "METRICS_TOKEN")
+# EMAIL_URL: invitations and password links are emailed; without it they would be printed
+# to the log, where whoever reads the log could open the new accounts.
+_REQUIRED = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ALLOWED_HOSTS",
+    "METRICS_TOKEN",
+    "EMAIL_URL",
+)
 _missing = [name for name in _REQUIRED if not env.str(name, default="")]
 if _missing:
     raise ImproperlyConfigured(

@@ -82,6 +82,7 @@ def _run_manage(args: list[str], env: dict) -> subprocess.CompletedProcess:
         "REDIS_URL",
         "ALLOWED_HOSTS",
         "METRICS_TOKEN",
+        "EMAIL_URL",
         "DJANGO_ALLOW_ASYNC_UNSAFE",
     }
     base = {k: v for k, v in os.environ.items() if k not in dropped}
@@ -102,6 +103,7 @@ PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "ALLOWED_HOSTS": "chat.example.com",
     "METRICS_TOKEN": "m" * 40,
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
 }
 
 
@@ -109,7 +111,7 @@ PRODUCTION_ENV = {
 def test_production_refuses_to_start_without_required_env():
     result = _run_manage(["check"], {"SECRET_KEY": "only-this-one-is-set"})
     assert result.returncode != 0
-    assert "DATABASE_URL, REDIS_URL, ALLOWED_HOSTS, METRICS_TOKEN" in result.stderr
+    assert "DATABASE_URL, REDIS_URL, ALLOWED_HOSTS, METRICS_TOKEN, EMAIL_URL" in result.stderr
 
 
 @pytest.mark.slow
@@ -119,6 +121,14 @@ def test_production_refuses_to_start_with_metrics_open():
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "environment variables: METRICS_TOKEN" in result.stderr
+
+
+@pytest.mark.slow
+def test_production_refuses_to_start_without_a_mailer():
+    """Invitation links must not end up in the log."""
+    result = _run_manage(["check"], {**PRODUCTION_ENV, "EMAIL_URL": ""})
+    assert result.returncode != 0
+    assert "environment variables: EMAIL_URL" in result.stderr
 
 
 @pytest.mark.slow
