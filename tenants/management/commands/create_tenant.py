@@ -26,7 +26,12 @@ class Command(BaseCommand):
         )
         if password:
             self.stdout.write(f"Owner login: {owner.email} / {password}")
-        else:
+        elif owner.has_usable_password():
             self.stdout.write(
                 f"Owner {owner.email} already had an account; they can log in as usual."
+            )
+        else:  # invited somewhere and never chose a password
+            self.stdout.write(
+                f"Owner {owner.email} was invited before and has no password yet: they choose "
+                "one with the invitation link or 'Forgot your password?' on /login/."
             )
