@@ -119,23 +119,77 @@ def origin_of_url(url: str) -> str | None:
     return f"{parts.scheme}://{netloc}"
 
 
+def _stored_rules(rules) -> list[Rule | None]:
+    """The parsed rules of one site as stored (None: "any origin"); what is not a list, not
+    a non-empty string or not a valid rule (a row written around the forms) is skipped."""
+    if not isinstance(rules, list | tuple):
+        return []
+    parsed = []
+    for raw in rules:
+        if not isinstance(raw, str) or not raw.strip():
+            continue
+        try:
+            parsed.append(parse_rule(raw))
+        except InvalidRule:
+            continue  # a bad stored rule never allows anything
+    return parsed
+
+
+@dataclass(frozen=True)
+class OriginIndex:
+    """Every site's rules at once, for "does any site allow this origin?" (CORS): looked up
+    by the origin's host and its parent domains, never a scan of every rule."""
+
+    exact: dict[str, tuple[Rule, ...]]
+    wildcard: dict[str, tuple[Rule, ...]]  # by the domain under the "*."
+    any_origin: bool  # some site allows "*"
+
+    @classmethod
+    def of(cls, rule_lists) -> "OriginIndex":
+        exact: dict[str, list[Rule]] = {}
+        wildcard: dict[str, list[Rule]] = {}
+        any_origin = False
+        for rules in rule_lists:
+            for rule in _stored_rules(rules):
+                if rule is None:
+                    any_origin = True
+                else:
+                    (wildcard if rule.wildcard else exact).setdefault(rule.host, []).append(rule)
+        return cls(
+            exact={host: tuple(found) for host, found in exact.items()},
+            wildcard={host: tuple(found) for host, found in wildcard.items()},
+            any_origin=any_origin,
+        )
+
+    def allows(self, origin: str | None, *, allow_any: bool) -> bool:
+        """What `origin_allowed` answers for some site's rules."""
+        split = split_origin(origin) if origin else None
+        if split is None:
+            return False
+        if self.any_origin and allow_any:
+            return True
+        scheme, host, port = split
+        if any(rule.matches(scheme, host, port) for rule in self.exact.get(host, ())):
+            return True
+        labels = host.split(".")
+        for start in range(1, len(labels)):
+            parent = ".".join(labels[start:])
+            if any(rule.matches(scheme, host, port) for rule in self.wildcard.get(parent, ())):
+                return True
+        return False
+
+
 def origin_allowed(origin: str | None, rules: list[str], *, allow_any: bool) -> bool:
     """Does one site's stored rules allow this origin? Rules are read as stored: a value that
     is not a list, or a rule that is not a non-empty string (a row written around the
     forms), allows nothing and never raises, so one bad row cannot break other sites."""
-    if not origin or not isinstance(rules, list | tuple):
+    if not origin:
         return False
     split = split_origin(origin)
     if split is None:
         return False
     scheme, host, port = split
-    for raw in rules:
-        if not isinstance(raw, str) or not raw.strip():
-            continue
-        try:
-            rule = parse_rule(raw)
-        except InvalidRule:
-            continue  # a bad stored rule never allows anything
+    for rule in _stored_rules(rules):
         if rule is None:
             if allow_any:
                 return True

@@ -95,3 +95,78 @@ def test_stored_garbage_rule_never_allows():
 )
 def test_origin_of_referer(url, origin):
     assert origin_of_url(url) == origin
+
+
+# --- the CORS index: every site's rules at once --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://shop.example.com",
+        "http://shop.example.com:8080",
+        "https://a.b.example.net",
+        "https://example.net",
+        "https://evil-example.com",
+        "https://shop.example.com.evil.net",
+        "http://localhost:3000",
+        "https://localhost",
+        "https://secure.example.org:8443",
+        "https://secure.example.org",
+        "http://secure.example.org:8443",
+        "ftp://shop.example.com",
+        "null",
+        "",
+    ],
+)
+def test_the_index_answers_as_the_sites_rules_do(origin):
+    from webchat.origins import OriginIndex
+
+    sites = [
+        ["shop.example.com", "*.example.net"],
+        ["localhost:*"],
+        ["https://secure.example.org:8443", 5, "", "bad rule!"],
+        "not a list",
+    ]
+    index = OriginIndex.of(sites)
+    expected = any(origin_allowed(origin, rules, allow_any=False) for rules in sites)
+    assert index.allows(origin, allow_any=False) is expected
+
+
+def test_any_origin_only_when_allowed():
+    from webchat.origins import OriginIndex
+
+    index = OriginIndex.of([["*"]])
+    assert index.allows("https://anything.test", allow_any=True)
+    assert not index.allows("https://anything.test", allow_any=False)
+
+
+@pytest.mark.django_db
+def test_preflights_from_made_up_origins_cost_no_query(client, site, django_assert_max_num_queries):
+    """One query builds the index; origins nobody allows then cost none, and an edit to a
+    site's domains is seen at once."""
+    preflight = {
+        "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST",
+        "HTTP_ACCESS_CONTROL_REQUEST_HEADERS": "content-type",
+    }
+    client.options("/api/webchat/v1/init", HTTP_ORIGIN="https://warm.test", **preflight)
+    with django_assert_max_num_queries(0):
+        for n in range(200):
+            response = client.options(
+                "/api/webchat/v1/init", HTTP_ORIGIN=f"https://x{n}.evil.test", **preflight
+            )
+            assert "access-control-allow-origin" not in response.headers
+    allowed = client.options(
+        "/api/webchat/v1/init", HTTP_ORIGIN="https://shop.example.com", **preflight
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://shop.example.com"
+    site.allowed_domains = ["new.example.com"]
+    site.save()
+    moved = client.options(
+        "/api/webchat/v1/init", HTTP_ORIGIN="https://new.example.com", **preflight
+    )
+    assert moved.headers["access-control-allow-origin"] == "https://new.example.com"
+    gone = client.options(
+        "/api/webchat/v1/init", HTTP_ORIGIN="https://shop.example.com", **preflight
+    )
+    assert "access-control-allow-origin" not in gone.headers
