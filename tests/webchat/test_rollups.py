@@ -192,3 +192,89 @@ def test_purge_anonymizes_only_old_data_of_that_tenant(widget_client, site, tena
         "messages": 0,
         "events": 0,
     }
+
+
+def _age(days: int) -> None:
+    """Push every message `days` into the past."""
+    Message.objects.update(created_at=timezone.now() - timedelta(days=days))
+
+
+def test_purge_redacts_bot_and_agent_replies_too(tenant):
+    from bots.services import DEFAULT_EMAIL_THANKS
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    inbound = MessageFactory(conversation=conversation, text="jo@example.com")
+    thanks = MessageFactory(
+        conversation=conversation,
+        direction="outbound",
+        sender_type="bot",
+        text=DEFAULT_EMAIL_THANKS.replace("{email}", "jo@example.com"),
+    )
+    agent = MessageFactory(
+        conversation=conversation,
+        direction="outbound",
+        sender_type="agent",
+        text="Call me on +44 20 7946 0958",
+    )
+    _age(tenant.pii_retention_days + 1)
+
+    assert visitor_data_purge(tenant=tenant)["messages"] == 3
+    for message in (inbound, thanks, agent):
+        message.refresh_from_db()
+        assert message.metadata["redacted"] is True
+    assert inbound.text == "[email]"
+    assert thanks.text == "Thanks! We'll be in touch at [email]."
+    assert agent.text == "Call me on [phone]"
+    # the conversation and its messages stay, for reporting
+    assert conversation.messages.count() == 3
+    assert visitor_data_purge(tenant=tenant)["messages"] == 0
+
+
+def test_purge_redacts_messages_in_batches(tenant, other_tenant, django_assert_max_num_queries):
+    from crm.models import Direction, SenderType
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    Message.objects.bulk_create(
+        Message(
+            tenant=tenant,
+            conversation=conversation,
+            direction=Direction.INBOUND if n % 2 else Direction.OUTBOUND,
+            sender_type=SenderType.VISITOR if n % 2 else SenderType.AGENT,
+            text=f"message {n}: reach me at visitor{n}@example.com",
+            metadata={"n": n},
+        )
+        for n in range(1000)
+    )
+    foreign = MessageFactory(conversation__tenant=other_tenant, text="mine@example.com")
+    _age(tenant.pii_retention_days + 1)
+
+    # 1,000 messages: a few selects and bulk updates, not one UPDATE per message
+    with django_assert_max_num_queries(12):
+        counts = visitor_data_purge(tenant=tenant)
+    assert counts["messages"] == 1000
+    rows = Message.objects.filter(tenant=tenant)
+    assert not rows.filter(text__contains="@example.com").exists()
+    assert rows.filter(metadata__redacted=True).count() == 1000
+    assert rows.get(metadata__n=7).text == "message 7: reach me at [email]"
+    assert rows.get(metadata__n=7).metadata == {"n": 7, "redacted": True}
+    foreign.refresh_from_db()
+    assert foreign.text == "mine@example.com"
+    with django_assert_max_num_queries(6):
+        assert visitor_data_purge(tenant=tenant)["messages"] == 0
+
+
+def test_purge_keeps_the_progress_of_a_run_that_is_cut_short(tenant):
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    for n in range(5):
+        MessageFactory(conversation=conversation, text=f"me{n}@example.com")
+    _age(tenant.pii_retention_days + 1)
+
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=2)["messages"] == 4
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=2)["messages"] == 1
+    assert not Message.objects.filter(text__contains="@").exists()
+    assert visitor_data_purge(tenant=tenant, batch_size=2)["messages"] == 0
+
