@@ -216,6 +216,11 @@ LOGGING = {
 # With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR (see gunicorn.conf.py).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
+# --- Data retention (beat, hourly, one task per tenant) ----------------------------------
+# Personal data past a tenant's `pii_retention_days` is anonymized 500 rows per statement;
+# one run does at most this many batches of each kind per tenant, the next run the rest.
+RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
+
 # --- Product settings ------------------------------------------------------------------
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")

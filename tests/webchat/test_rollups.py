@@ -278,3 +278,22 @@ def test_purge_keeps_the_progress_of_a_run_that_is_cut_short(tenant):
     assert not Message.objects.filter(text__contains="@").exists()
     assert visitor_data_purge(tenant=tenant, batch_size=2)["messages"] == 0
 
+
+def test_the_beat_task_queues_one_purge_per_tenant(tenant, other_tenant, settings):
+    from webchat.tasks import purge_tenant_visitor_data, purge_visitor_data
+
+    settings.RETENTION_MAX_BATCHES = 1
+    mine = MessageFactory(conversation__tenant=tenant, text="me@example.com")
+    theirs = MessageFactory(conversation__tenant=other_tenant, text="them@example.com")
+    _age(400)
+
+    assert purge_visitor_data() == 2
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.text, theirs.text) == ("[email]", "[email]")
+    assert purge_tenant_visitor_data(tenant_id=tenant.pk)["messages"] == 0
+    assert purge_tenant_visitor_data(tenant_id=10**9) == {}
+    assert purge_tenant_visitor_data.soft_time_limit and purge_tenant_visitor_data.time_limit
+    assert settings.CELERY_BEAT_SCHEDULE["webchat-retention"]["task"] == (
+        "webchat.tasks.purge_visitor_data"
+    )
