@@ -392,6 +392,8 @@ class ApprovalItem(TenantOwnedModel):
     # attempt looks for it (by source_id) before it posts again.
     note_attempted_at = models.DateTimeField(null=True, blank=True, editable=False)
     reply_attempted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Data retention redacted its texts (emails and phone numbers) after the tenant's period.
+    anonymized_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

@@ -337,8 +337,11 @@ SUPPORT_ALERT_WEBHOOK_URL = env("SUPPORT_ALERT_WEBHOOK_URL", default="")
 SUPPORT_ALERT_COOLDOWN_SECONDS = env.int("SUPPORT_ALERT_COOLDOWN_SECONDS", default=1800)
 SUPPORT_APPROVAL_QUEUE_ALERT_DEPTH = env.int("SUPPORT_APPROVAL_QUEUE_ALERT_DEPTH", default=25)
 SUPPORT_RETRY_QUEUE_ALERT_DEPTH = env.int("SUPPORT_RETRY_QUEUE_ALERT_DEPTH", default=50)
+# Health checks, sent alerts and done retries older than this are deleted (support.retention).
+SUPPORT_RECORDS_RETENTION_DAYS = env.int("SUPPORT_RECORDS_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE.update(
     {
+        "support-retention": {"task": "support.tasks.purge_support_data", "schedule": 3600.0},
         "support-health-checks": {"task": "support.tasks.check_health_all", "schedule": 900.0},
         "support-sla-and-queues": {"task": "support.tasks.monitor", "schedule": 60.0},
         "support-retry-due": {"task": "support.tasks.retry_due", "schedule": 60.0},

@@ -8,7 +8,12 @@ from support.models import (
     ApprovalStatus,
     ChatwootConnection,
     ChatwootConversationLink,
+    HealthCheck,
     MaintenanceWindow,
+    OutboundRetry,
+    RetryOperation,
+    SupportAlert,
+    WebhookDelivery,
 )
 from tests.factories.core import TenantFactory
 
@@ -75,3 +80,49 @@ class MaintenanceWindowFactory(factory.django.DjangoModelFactory):
 
     connection = factory.SubFactory(ChatwootConnectionFactory)
     tenant = factory.SelfAttribute("connection.tenant")
+
+
+class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookDelivery
+
+    connection = factory.SubFactory(ChatwootConnectionFactory)
+    tenant = factory.SelfAttribute("connection.tenant")
+    delivery_key = factory.Sequence(lambda n: f"delivery-{n}")
+    event = "message_created"
+    headers = factory.LazyAttribute(lambda o: {"X-Chatwoot-Delivery": o.delivery_key})
+    body = '{"event": "message_created", "sender": {"name": "Jane", "email": "jane@example.com"}}'
+    valid = True
+    processed = True
+
+
+class HealthCheckFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = HealthCheck
+
+    connection = factory.SubFactory(ChatwootConnectionFactory)
+    tenant = factory.SelfAttribute("connection.tenant")
+    exit_code = 0
+    platform_ok = True
+    api_ok = True
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class SupportAlertFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SupportAlert
+
+    tenant = factory.SubFactory(TenantFactory)
+    kind = "sla_breach"
+    text = "[Level 1] SLA breach"
+
+
+class OutboundRetryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OutboundRetry
+
+    connection = factory.SubFactory(ChatwootConnectionFactory)
+    tenant = factory.SelfAttribute("connection.tenant")
+    operation = RetryOperation.REPLY
+    object_id = factory.Sequence(lambda n: 1 + n)
+    next_attempt_at = factory.LazyFunction(timezone.now)
