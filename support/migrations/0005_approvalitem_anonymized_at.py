@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('support', '0003_approvalitem_post_attempted'),
+        ('support', '0004_allow_unsigned_needs_no_secret'),
     ]
 
     operations = [
