@@ -9,6 +9,7 @@
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 OTHER_TENANT = "This belongs to another tenant: pick one of the row's own tenant."
@@ -39,6 +40,8 @@ class TenantScopedAdminForm(forms.ModelForm):
 class TenantOwnedAdmin(admin.ModelAdmin):
     form = TenantScopedAdminForm
     tenant_scoped_fields: tuple[str, ...] = ()
+    # A scheme-less URL typed by an operator (an LLM or Chatwoot base URL) means https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
