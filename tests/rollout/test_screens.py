@@ -196,6 +196,7 @@ class TestRolloutScreen:
         assert policy_read().mode == Mode.PILOT
 
     def test_a_tampered_loaded_state_is_no_500(self, operator_client):
+        before = policy_read()
         response = operator_client.post(
             ROLLOUT,
             {
@@ -207,7 +208,11 @@ class TestRolloutScreen:
                 "reason": "odd page",
             },
         )
-        assert response.status_code in (302, 400)
+        # what the page says it showed is not what was there: refused, nothing written
+        assert response.status_code == 400
+        assert "since this page was loaded" in response.content.decode()
+        after = policy_read()
+        assert (after.mode, after.allowed_tiers) == (before.mode, before.allowed_tiers)
         response = operator_client.post(
             ROLLOUT,
             {"action": "policy", "mode": "pilot", "loaded": "[1, 2]", "reason": "odd page"},
