@@ -7,6 +7,7 @@ rate limits per IP/site/session; errors are {"error": {"code", "message"}}.
 
 from dataclasses import dataclass
 
+import structlog
 from django.conf import settings
 from django.core.cache import caches
 from drf_spectacular.utils import extend_schema
@@ -114,6 +115,7 @@ class PublicApi(APIView):
     ) -> str:
         """Origin, rollout and rate limits for one site; returns the checked origin. With
         `read`, the rollout cache and the counters were already read and bumped."""
+        structlog.contextvars.bind_contextvars(tenant_id=site.tenant_id)  # on every log line
         origin = self.request_origin(request)
         if not origin_allowed(
             origin, site.allowed_domains, allow_any=settings.WEBCHAT_ALLOW_ANY_ORIGIN

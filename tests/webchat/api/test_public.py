@@ -725,3 +725,12 @@ def test_another_tenants_bot_never_answers(client, other_tenant, tenant):
     conversation = Conversation.objects.get(pk=widget.conversation_id)
     assert conversation.bot_id != foreign_bot.pk
     assert set(Message.objects.values_list("tenant_id", flat=True)) == {tenant.pk}
+
+
+def test_log_lines_of_a_public_request_carry_its_tenant(widget_client, site):
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    assert widget_client.config().status_code == 200
+    bound = structlog.contextvars.get_contextvars()
+    assert bound["tenant_id"] == site.tenant_id and bound["request_id"]
