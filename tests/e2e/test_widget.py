@@ -967,3 +967,19 @@ def test_the_demo_page_fits_a_phone(new_context, live_server, settings):
     expect(page.get_by_role("heading", name="Northwind Outfitters")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the demo page is {width} px wide on a 390 px screen"
+
+
+def test_right_to_left_text_reads_right_to_left(page: Page, shop: Shop):
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open()
+    w.composer.fill("مرحبا، كم يستغرق الشحن؟")
+    assert w.composer.evaluate("el => getComputedStyle(el).direction") == "rtl"
+    w.send_button.click()
+    visitor = w.bubble("visitor", "مرحبا")
+    expect(visitor).to_be_visible(timeout=UI_TIMEOUT)
+    assert visitor.evaluate("el => getComputedStyle(el).direction") == "rtl"
+    w.expect_settled()
+    # an English answer stays left to right
+    [first_bot] = w.page.locator("#replybase-widget .m.bot").all()[-1:]
+    assert first_bot.evaluate("el => getComputedStyle(el).direction") == "ltr"

@@ -83,6 +83,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   const error = h('p', { class: 'err', role: 'alert', hidden: true })
   const input = h('textarea', {
     rows: 1,
+    dir: 'auto',
     maxlength: 4000,
     'aria-label': 'Message',
     placeholder: 'Write a message…',
@@ -124,7 +125,14 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
         : tokenize(m.text).map((t) =>
             typeof t === 'string' ? t : h('a', { href: t.href, target: '_blank', rel: 'noopener noreferrer' }, t.text),
           )
-    return h('div', { class: 'm ' + m.sender }, h('span', { class: 'sr' }, (SENDER[m.sender] || '') + ': '), ...parts)
+    // dir=auto: a bubble reads right to left when its text does; the label has a dir of its
+    // own, so it is not what decides.
+    return h(
+      'div',
+      { class: 'm ' + m.sender, dir: 'auto' },
+      h('span', { class: 'sr', dir: 'ltr' }, (SENDER[m.sender] || '') + ': '),
+      ...parts,
+    )
   }
 
   function grow() {
