@@ -142,12 +142,12 @@ def connection_sync_from_env() -> ChatwootConnection | None:
     inbox = str(settings.CHATWOOT_INBOX_ID).strip()
     wanted = {
         "base_url": settings.CHATWOOT_BASE_URL,
-        "account_id": int(account) if account.isdigit() else None,
+        "account_id": int(account) if account.isascii() and account.isdigit() else None,
         "token_from_env": True,
         "sla_minutes": settings.CHATWOOT_SLA_MINUTES,
         "embed_token": settings.CHATWOOT_EMBED_TOKEN,
         "health_path": settings.CHATWOOT_HEALTH_PATH or "/health",
-        "inbox_id": int(inbox) if inbox.isdigit() else None,
+        "inbox_id": int(inbox) if inbox.isascii() and inbox.isdigit() else None,
     }
     connection, created = ChatwootConnection.objects.get_or_create(
         tenant=tenant, name="default (env)", defaults=wanted

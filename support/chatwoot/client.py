@@ -105,7 +105,7 @@ def message_type_name(value: Any) -> str:
     """REST gives an integer, webhooks a name; both become the name."""
     if isinstance(value, int) and not isinstance(value, bool):
         return MESSAGE_TYPE_NAMES.get(value, str(value))
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return MESSAGE_TYPE_NAMES.get(int(value), value)
     return str(value or "")
 

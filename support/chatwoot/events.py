@@ -75,13 +75,17 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+# A positive id that fits a bigint column; "²" is a digit to str.isdigit() but not to int().
+_ID_MAX = 2**63 - 1
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
     if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit():
-        return int(value) or None
+        return value if 0 < value <= _ID_MAX else None
     return None
 
 

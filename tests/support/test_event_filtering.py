@@ -183,6 +183,20 @@ def test_parse_accepts_integer_message_types_and_epoch_times():
     assert events.parse({**payload, "conversation": {}}, account_id=1) == events.Ignored("no_ids")
 
 
+@pytest.mark.parametrize("odd", ["\u00b2", "1\u0663", "9" * 25, -3, 2**64, "0"])
+def test_ids_that_are_no_id_are_ignored_not_a_crash(odd):
+    """Digits to str.isdigit() that int() refuses, or ids past a bigint column."""
+    payload = {
+        "event": "message_created",
+        "id": odd,
+        "message_type": odd if isinstance(odd, str) else 0,
+        "private": False,
+        "content": "Hello",
+        "conversation": {"id": odd, "status": "open"},
+    }
+    assert events.parse(payload, account_id=1) == events.Ignored("no_ids")
+
+
 def test_parse_status_change_without_changed_attributes_uses_status():
     parsed = events.parse(
         {"event": "conversation_status_changed", "id": 3, "status": "open"}, account_id=1
