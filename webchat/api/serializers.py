@@ -5,17 +5,10 @@ import re
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
+from core.text import MAX_TEXT, clean_text
 from crm.models import SenderType
 from support.services import CHATWOOT_CLIENT_ID_PREFIX
 from webchat.models import WIDGET_EVENT_TYPES
-
-# C0/C1 control characters except tab and newline, and Unicode bidi overrides.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-MAX_TEXT = 4000
-
-
-def clean_text(value: str) -> str:
-    return _CONTROL_RE.sub("", value).replace("\r\n", "\n").strip()
 
 
 class UtmSerializer(serializers.Serializer):
