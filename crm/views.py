@@ -7,8 +7,10 @@ from django.views.decorators.http import require_POST
 
 from bots.services import conversation_status_set
 from core.exceptions import InvalidRequest
+from core.text import MAX_TEXT
 from crm.models import ConversationStatus
 from crm.selectors import conversation_get, conversation_list, conversation_sessions, transcript
+from support.services import conversation_is_mirrored, staff_reply
 from tenants.access import tenant_view
 from tenants.models import Role
 from webchat.models import WebChatSite
@@ -90,9 +92,24 @@ def conversations(request):
     )
 
 
+class ReplyForm(forms.Form):
+    text = forms.CharField(
+        label="Reply to the visitor",
+        error_messages={"required": "Write a reply first."},
+        max_length=MAX_TEXT * 2,  # the service counts after stripping control characters
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
+    )
+
+
 @tenant_view()
 def conversation_detail(request, conversation_id: int):
     conversation = conversation_get(tenant=request.tenant, conversation_id=conversation_id)
+    return _detail(request, conversation, ReplyForm())
+
+
+def _detail(request, conversation, reply_form: ReplyForm, status: int = 200):
+    can_work = request.membership.has_role(Role.AGENT)
+    mirrored = conversation_is_mirrored(conversation=conversation)
     return render(
         request,
         "crm/conversation_detail.html",
@@ -101,9 +118,31 @@ def conversation_detail(request, conversation_id: int):
             "rows": transcript(conversation=conversation),
             "sessions": conversation_sessions(conversation=conversation),
             "statuses": ConversationStatus.choices,
-            "can_work": request.membership.has_role(Role.AGENT),
+            "can_work": can_work,
+            "mirrored": mirrored,
+            "can_reply": can_work and conversation.channel == "web" and not mirrored,
+            "reply_form": reply_form,
         },
+        status=status,
     )
+
+
+@tenant_view(write=Role.AGENT)
+@require_POST
+def conversation_reply(request, conversation_id: int):
+    conversation = conversation_get(tenant=request.tenant, conversation_id=conversation_id)
+    form = ReplyForm(request.POST)
+    if form.is_valid():
+        try:
+            staff_reply(
+                conversation=conversation, user=request.user, text=form.cleaned_data["text"]
+            )
+        except InvalidRequest as exc:
+            form.add_error("text", exc.message)
+        else:
+            messages.success(request, "Reply sent: the visitor sees it in the chat.")
+            return redirect("crm:conversation", conversation_id=conversation.pk)
+    return _detail(request, conversation, form, status=400)
 
 
 @tenant_view(write=Role.AGENT)

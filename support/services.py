@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from core.exceptions import InvalidRequest
+from core.text import MAX_TEXT, clean_text
 from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from support import metrics
 from support.chatwoot.client import (
@@ -1027,6 +1028,51 @@ def agent_reply_to_webchat(
             )
     except IntegrityError:
         return None
+    conversation.last_message_at = message.created_at
+    conversation.save(update_fields=["last_message_at", "updated_at"])
+    webchat_metrics.outbound_stored(conversation)
+    return message
+
+
+def conversation_is_mirrored(*, conversation: Conversation) -> bool:
+    """Is this conversation mirrored to Chatwoot (or being mirrored)? Its agents answer it
+    there, so the dashboard does not."""
+    return ChatwootConversationLink.objects.filter(
+        tenant_id=conversation.tenant_id, conversation_id=conversation.pk
+    ).exists()
+
+
+@transaction.atomic
+def staff_reply(*, conversation: Conversation, user, text: str) -> Message:
+    """A tenant staff member's reply from the dashboard to a webchat visitor, stored for the
+    widget (which polls for it) under the conversation's lock, as every writer does. Refused
+    for other channels (nothing here sends to them) and for a conversation mirrored to
+    Chatwoot (reply there, where its agents see the whole thread)."""
+    text = clean_text(text)
+    if not text:
+        raise InvalidRequest("Write a reply first.")
+    if len(text) > MAX_TEXT:
+        raise InvalidRequest(f"A reply is at most {MAX_TEXT} characters.")
+    conversation = Conversation.objects.select_for_update().get(
+        tenant_id=conversation.tenant_id, pk=conversation.pk
+    )
+    if conversation.channel != "web":
+        raise InvalidRequest("Only webchat visitors can be answered from here.")
+    if conversation_is_mirrored(conversation=conversation):
+        raise InvalidRequest(
+            "This conversation is in Chatwoot: reply there, where its agents see it."
+        )
+    message = Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        direction="outbound",
+        sender_type=SenderType.AGENT,
+        text=text,
+        metadata={
+            "agent_name": user.get_full_name() or user.get_username(),
+            "staff_user_id": user.pk,
+        },
+    )
     conversation.last_message_at = message.created_at
     conversation.save(update_fields=["last_message_at", "updated_at"])
     webchat_metrics.outbound_stored(conversation)
