@@ -589,6 +589,22 @@ def test_a_single_page_site_replacing_its_body_keeps_the_widget(page: Page, shop
 # --- mobile ------------------------------------------------------------------------------
 
 
+def test_a_greetings_buttons_stay_under_the_answer_that_followed_it(page: Page, shop: Shop):
+    """A first message that asks something gets the greeting and the answer: the greeting's
+    "pick a topic" buttons are still offered."""
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.send("Hi, how long does shipping take?")
+    expect(w.bubble("bot", GREETING)).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.bubble("bot", SHIPPING_ANSWER)).to_be_visible(timeout=UI_TIMEOUT)
+    w.expect_settled()
+    expect(w.quick_replies).to_have_text(["Shipping times", "Returns"])
+    w.send("thanks")  # the visitor moved on: the greeting's buttons go
+    w.expect_settled()
+    expect(w.quick_replies.filter(has_text="Shipping times")).to_have_count(0)
+
+
 def test_mobile_panel_fills_the_screen_and_the_composer_works(
     new_context, shop: Shop, screenshot_dir: Path | None
 ):

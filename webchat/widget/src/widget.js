@@ -159,7 +159,15 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     for (const [k, el] of elements) if (!keys.has(k)) el.remove(), elements.delete(k)
 
     const last = msgs[msgs.length - 1]
-    const options = (last && last.sender !== 'visitor' && last.quick_replies) || []
+    // The buttons of the bot's latest turn: a greeting's stay under the answer that
+    // followed it in the same turn ("Hi! Pick a topic:" then the answer to the question).
+    let options = []
+    for (let i = msgs.length - 1; i >= 0 && msgs[i].sender === 'bot'; i--) {
+      if (msgs[i].quick_replies && msgs[i].quick_replies.length) {
+        options = msgs[i].quick_replies
+        break
+      }
+    }
     if (last !== quickFor) {
       quickFor = last
       quick.replaceChildren(
