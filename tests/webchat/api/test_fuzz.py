@@ -143,3 +143,27 @@ def test_fuzz_findings_stay_fixed(widget, fields):
     response = widget.init(**fields)
     assert response.status_code < 500
     assert set(response.json()) == {"error"}
+
+
+# The dressing must get the real widget's requests past every guard, or the deep test
+# above would only ever see clean 4xx: one valid request per operation, dressed the same way.
+VALID = {
+    ("GET", "/api/webchat/v1/config"): {"query": {"site_key": "placeholder"}},
+    ("POST", "/api/webchat/v1/init"): {"body": {"site_key": "placeholder", "challenge": "x"}},
+    ("POST", "/api/webchat/v1/messages"): {"body": {"text": "hi", "client_message_id": "c-1"}},
+    ("GET", "/api/webchat/v1/messages"): {"query": {"after": 0}},
+    ("POST", "/api/webchat/v1/events"): {"body": {"events": [{"type": "open", "data": {}}]}},
+}
+
+
+def test_the_dressed_widget_gets_past_the_guards_on_every_operation(widget):
+    operations = {
+        (op.method.upper(), op.path): op
+        for op in (result.ok() for result in schema.get_all_operations())
+    }
+    assert set(VALID) <= set(operations), sorted(operations)
+    for key, parts in VALID.items():
+        case = operations[key].Case(**{name: dict(value) for name, value in parts.items()})
+        _dress(case, "widget", widget)
+        response = case.call()
+        assert 200 <= response.status_code < 300, _describe(response, case, "widget")
