@@ -51,6 +51,8 @@ OVERDUE_GRACE_SECONDS = 5
 # the worker falls behind, a visitor who keeps writing gets answers to what they asked
 # last, not a flood of stale ones, and the state saved on every message stays small.
 AI_WAITING_MAX = 10
+# What a visitor of a site with no bot is told after their message (people answer it).
+NO_BOT_TEXT = "Thanks for your message! A member of our team will reply here."
 DEFAULT_EMAIL_QUESTION = "What's your email address? We'll get back to you there."
 DEFAULT_EMAIL_THANKS = "Thanks! We'll be in touch at {email}."
 EMAIL_REASK = (
@@ -308,6 +310,14 @@ def inbound_handle(*, message: Message, locked: Conversation | None = None) -> I
             handled = _email_answer(turn) or _flows_run(turn) or _human_requested(turn)
             if not handled:
                 _ai_reply_schedule(turn)
+        elif (
+            bot is None
+            and conversation.channel == "web"
+            and conversation.status != ConversationStatus.HANDOFF
+        ):
+            # No bot answers this site: people do. The visitor hears so, and the
+            # conversation waits for them (mirrored to Chatwoot when connected).
+            turn.handoff(NO_BOT_TEXT, reason="no_bot")
         if not turn.replies:
             conversation.last_message_at = message.created_at or timezone.now()
         _conversation_save(conversation)

@@ -3,7 +3,7 @@
 import pytest
 
 from bots.models import FlowAction, FlowTrigger
-from bots.services import EMAIL_REASK, conversation_handoff
+from bots.services import EMAIL_REASK, NO_BOT_TEXT, conversation_handoff
 from crm.models import Contact, ConversationStatus, Direction, SenderType
 from tests.bots.conftest import bot_replies
 from tests.factories import BotFactory, ConversationFactory
@@ -133,11 +133,23 @@ def test_resolved_conversation_is_reopened(bot, say, tenant):
     assert [r.text for r in result.replies] == ["$9"]
 
 
-def test_no_bot_means_no_reply(tenant, say):
+def test_without_a_bot_the_visitor_is_told_people_will_answer(tenant, say):
+    """A site with no bot is answered by people: the first message hands off (once)."""
     conversation = ConversationFactory(tenant=tenant, bot=None)
     message, result = say(conversation, "hello?")
-    assert result.replies == [] and result.pending is False
-    assert conversation.last_message_at == message.created_at
+    assert [r.text for r in result.replies] == [NO_BOT_TEXT] and result.pending is False
+    assert conversation.status == ConversationStatus.HANDOFF
+    assert conversation.bot_state["handoff_reason"] == "no_bot"
+    _, again = say(conversation, "anyone there?")
+    assert again.replies == []  # waiting for a person: no second notice
+    conversation.refresh_from_db()
+    assert conversation.last_message_at > message.created_at
+
+
+def test_without_a_bot_other_channels_get_nothing_stored(tenant, say):
+    conversation = ConversationFactory(tenant=tenant, bot=None, channel="telegram", channel_id="t")
+    _, result = say(conversation, "hello?")
+    assert result.replies == [] and conversation.status == ConversationStatus.OPEN
 
 
 def test_conversation_handoff_is_idempotent(conversation):
