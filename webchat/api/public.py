@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 from django.conf import settings
 from django.core.cache import caches
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,7 +41,24 @@ from webchat.selectors import (
 from webchat.signals import VERIFIED_ORIGIN_ATTR
 from webchat.tokens import SessionClaims, challenge_consume, challenge_issue, session_token_read
 
-ERROR_RESPONSES = {400: None, 401: None, 403: None, 404: None, 413: None, 429: None}
+ERROR_RESPONSES = {
+    status_code: OpenApiResponse(s.ErrorSerializer, description=description)
+    for status_code, description in {
+        400: "invalid_request: a field is missing or wrong (the message says which)",
+        401: "token_invalid, token_expired or challenge_invalid",
+        403: "origin_not_allowed or webchat_disabled",
+        404: "unknown_site or conversation_not_found",
+        413: "payload_too_large: bodies are at most 32 KB",
+        429: "rate_limited; Retry-After gives the seconds to wait",
+    }.items()
+}
+# The token routes: the session token from init, as "Bearer <token>".
+BEARER = OpenApiParameter(
+    "Authorization",
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="Bearer <session_token from init>",
+)
 
 
 @dataclass(frozen=True)
@@ -337,6 +354,7 @@ class MessagesApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_messages_create",
+        parameters=[BEARER],
         request=s.MessageInputSerializer,
         responses={
             201: s.MessageOutputSerializer,
@@ -367,7 +385,7 @@ class MessagesApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_messages_list",
-        parameters=[s.MessagesQuerySerializer],
+        parameters=[s.MessagesQuerySerializer, BEARER],
         responses={200: s.MessagesOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
@@ -387,6 +405,14 @@ class EventsApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_events",
+        parameters=[
+            OpenApiParameter(
+                "Authorization",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="Bearer <session_token>; without one, send site_key in the body",
+            )
+        ],
         request=s.EventsInputSerializer,
         responses={202: s.EventsOutputSerializer, **ERROR_RESPONSES},
     )

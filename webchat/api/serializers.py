@@ -3,6 +3,7 @@
 import re
 
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.text import MAX_TEXT, clean_text
@@ -113,6 +114,9 @@ class InitOutputSerializer(serializers.Serializer):
     resumed = serializers.BooleanField()
 
 
+# Documented as the limit that holds after cleaning; the field itself takes twice as much,
+# so text padded with control characters is cut by the rule, not refused by its length.
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT})
 class VisitorTextField(serializers.CharField):
     """Text typed by a visitor: control characters (NUL included) are stripped, not refused."""
 
@@ -206,3 +210,14 @@ class EventsInputSerializer(serializers.Serializer):
 class EventsOutputSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable, e.g. rate_limited.")
+    message = serializers.CharField(help_text="For people: what went wrong and what to do.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the public API (and of any unknown path under /api/)."""
+
+    error = ErrorDetailSerializer()

@@ -715,6 +715,31 @@ def test_openapi_schema_lists_the_routes(client):
         assert route in text
 
 
+def test_openapi_schema_documents_errors_tokens_and_limits(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    paths = schema["paths"]
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, operations in paths.items():
+        if not path.startswith("/api/webchat/"):
+            continue
+        for method, operation in operations.items():
+            for status in ("400", "403", "429"):
+                body = operation["responses"][status]["content"]["application/json"]["schema"]
+                assert body == error, (path, method, status)
+    assert set(schema["components"]["schemas"]["ErrorDetail"]["properties"]) == {
+        "code",
+        "message",
+    }
+    messages = paths["/api/webchat/v1/messages"]
+    for method in ("get", "post"):
+        [auth] = [p for p in messages[method]["parameters"] if p["name"] == "Authorization"]
+        assert auth["in"] == "header" and auth["required"] is True
+    text = schema["components"]["schemas"]["MessageInputRequest"]["properties"]["text"]
+    assert (text["minLength"], text["maxLength"]) == (1, 4000)
+
+
 def test_another_tenants_bot_never_answers(client, other_tenant, tenant):
     """A site is served by its own tenant's bot and data only."""
     foreign_bot = BotFactory(tenant=other_tenant)
