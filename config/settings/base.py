@@ -173,9 +173,11 @@ CORS_EXPOSE_HEADERS = ["Retry-After"]
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
-# Sign-in attempts (dashboard and admin) per client address and per account named.
+# Failed sign-ins (dashboard and admin) per client address, per account from one address,
+# and per account from anywhere.
 SIGNIN_RATE_IP = env("SIGNIN_RATE_IP", default="30/10m")
 SIGNIN_RATE_ACCOUNT = env("SIGNIN_RATE_ACCOUNT", default="10/15m")
+SIGNIN_RATE_ACCOUNT_ANY_IP = env("SIGNIN_RATE_ACCOUNT_ANY_IP", default="100/h")
 
 # --- Celery ------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
