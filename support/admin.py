@@ -146,7 +146,7 @@ class ChatwootConnectionAdmin(TenantOwnedAdmin):
 
     @admin.display(description="Webhooks")
     def webhook_mode(self, obj) -> str:
-        if obj.allow_unsigned_webhooks:
+        if obj.webhook_unsigned:
             return "⚠ unsigned accepted"
         return "signed" if obj.webhook_secret_encrypted else "⚠ no secret"
 

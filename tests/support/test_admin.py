@@ -159,3 +159,16 @@ class TestChangelists:
             response = superuser_client.get(url_of(SupportAlert, "changelist"))
         assert len(response.context["cl"].result_list) == 30
         assert "tenant" not in response.context["cl"].list_filter
+
+
+def test_the_connection_list_shows_the_webhook_mode_that_applies(superuser_client, connection):
+    """Unsigned mode is accepted only without a secret: with one, the list says signed."""
+    connection.allow_unsigned_webhooks = True
+    connection.save()
+    listing = superuser_client.get(reverse("admin:support_chatwootconnection_changelist"))
+    assert "signed" in listing.content.decode()
+    assert "unsigned accepted" not in listing.content.decode()
+    connection.set_webhook_secret("")
+    connection.save()
+    listing = superuser_client.get(reverse("admin:support_chatwootconnection_changelist"))
+    assert "unsigned accepted" in listing.content.decode()
