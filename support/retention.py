@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from core.batches import delete_in_batches
+from core.batches import delete_in_batches, update_in_batches
 from support.models import (
     ApprovalItem,
     ApprovalStatus,
@@ -59,10 +59,12 @@ def support_data_purge(
     deliveries = delete_in_batches(
         WebhookDelivery.objects.filter(tenant=tenant, created_at__lt=cutoff), **batches
     )
-    links = (
-        ChatwootConversationLink.objects.filter(tenant=tenant, updated_at__lt=cutoff)
-        .exclude(contact_name="")
-        .update(contact_name="")
+    links = update_in_batches(
+        ChatwootConversationLink.objects.filter(tenant=tenant, updated_at__lt=cutoff).exclude(
+            contact_name=""
+        ),
+        contact_name="",
+        **batches,
     )
     approvals = _approval_items_redact(tenant=tenant, cutoff=cutoff, now=now, **batches)
     health_checks = delete_in_batches(

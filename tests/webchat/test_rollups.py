@@ -279,6 +279,25 @@ def test_purge_keeps_the_progress_of_a_run_that_is_cut_short(tenant):
     assert visitor_data_purge(tenant=tenant, batch_size=2)["messages"] == 0
 
 
+def test_sessions_and_contacts_are_anonymized_in_batches_too(tenant):
+    """A tenant with a huge backlog (its retention just lowered) makes progress every run,
+    even when the run is cut short: no unbounded UPDATE to be rolled back each hour."""
+    from tests.factories.webchat import WebChatSessionFactory
+
+    old = timezone.now() - timedelta(days=tenant.pii_retention_days + 1)
+    for _ in range(5):
+        WebChatSessionFactory(site__tenant=tenant, last_seen_at=old, user_agent="Firefox")
+        Contact.objects.create(tenant=tenant, name="Jo", email="x@example.com")
+    Contact.objects.update(updated_at=old)
+    first = visitor_data_purge(tenant=tenant, batch_size=2, max_batches=1)
+    assert (first["sessions"], first["contacts"]) == (2, 2)
+    assert WebChatSession.objects.filter(anonymized_at__isnull=True).count() == 3
+    rest = visitor_data_purge(tenant=tenant, batch_size=2)
+    assert (rest["sessions"], rest["contacts"]) == (3, 3)
+    assert not WebChatSession.objects.exclude(user_agent="").exists()
+    assert not Contact.objects.exclude(email="").exists()
+
+
 def test_the_beat_task_queues_one_purge_per_tenant(tenant, other_tenant, settings):
     from webchat.tasks import purge_tenant_visitor_data, purge_visitor_data
 
