@@ -1017,17 +1017,29 @@ def agent_reply_to_webchat(
     )
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                tenant_id=link.tenant_id,
+            return _agent_message_store(
                 conversation=conversation,
-                direction="outbound",
-                sender_type=SenderType.AGENT,
                 text=text,
                 client_message_id=f"{CHATWOOT_CLIENT_ID_PREFIX}{chatwoot_message_id}",
                 metadata={"chatwoot_message_id": chatwoot_message_id, "agent_name": agent_name},
             )
     except IntegrityError:
         return None
+
+
+def _agent_message_store(
+    *, conversation: Conversation, text: str, metadata: dict, client_message_id: str | None = None
+) -> Message:
+    """A person's reply to a webchat visitor, in the conversation the caller has locked."""
+    message = Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        direction="outbound",
+        sender_type=SenderType.AGENT,
+        text=text,
+        client_message_id=client_message_id,
+        metadata=metadata,
+    )
     conversation.last_message_at = message.created_at
     conversation.save(update_fields=["last_message_at", "updated_at"])
     webchat_metrics.outbound_stored(conversation)
@@ -1062,21 +1074,14 @@ def staff_reply(*, conversation: Conversation, user, text: str) -> Message:
         raise InvalidRequest(
             "This conversation is in Chatwoot: reply there, where its agents see it."
         )
-    message = Message.objects.create(
-        tenant_id=conversation.tenant_id,
+    return _agent_message_store(
         conversation=conversation,
-        direction="outbound",
-        sender_type=SenderType.AGENT,
         text=text,
         metadata={
             "agent_name": user.get_full_name() or user.get_username(),
             "staff_user_id": user.pk,
         },
     )
-    conversation.last_message_at = message.created_at
-    conversation.save(update_fields=["last_message_at", "updated_at"])
-    webchat_metrics.outbound_stored(conversation)
-    return message
 
 
 def webchat_conversation_resolve(*, link: ChatwootConversationLink) -> None:

@@ -13,16 +13,17 @@ from django.db import OperationalError
 from support import health, retention, services, webhooks
 from support import monitor as support_monitor
 from support.models import OutboundRetry
-from tenants.models import Tenant
+from tenants.tasks import (
+    PER_TENANT_SOFT_TIME_LIMIT,
+    PER_TENANT_TIME_LIMIT,
+    queue_per_tenant,
+    tenant_or_none,
+)
 
 # On a worker, Chatwoot calls retry with backoff inside the task (up to ~65 s for one call
 # with a hanging peer); these limits only stop a task stuck somewhere else.
 OUTBOUND_SOFT_TIME_LIMIT = 240
 OUTBOUND_TIME_LIMIT = 300
-# One tenant's purge: its batches commit as they go, so a run stopped by these limits
-# keeps its work and the next hour's run carries on from there.
-PURGE_SOFT_TIME_LIMIT = 300
-PURGE_TIME_LIMIT = 360
 
 
 def _inline(task) -> bool:
@@ -127,15 +128,14 @@ def monitor() -> dict:
 @shared_task(acks_late=True)
 def purge_support_data() -> int:
     """Beat (hourly): one support-data purge task per tenant."""
-    tenant_ids = list(Tenant.objects.order_by("id").values_list("id", flat=True))
-    for tenant_id in tenant_ids:
-        purge_tenant_support_data.delay(tenant_id=tenant_id)
-    return len(tenant_ids)
+    return queue_per_tenant(purge_tenant_support_data)
 
 
-@shared_task(acks_late=True, soft_time_limit=PURGE_SOFT_TIME_LIMIT, time_limit=PURGE_TIME_LIMIT)
+@shared_task(
+    acks_late=True, soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT, time_limit=PER_TENANT_TIME_LIMIT
+)
 def purge_tenant_support_data(tenant_id: int) -> dict[str, int]:
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    tenant = tenant_or_none(tenant_id)
     if tenant is None:
         return {}
     return retention.support_data_purge(tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES)

@@ -1,13 +1,13 @@
 from celery import shared_task
 from django.conf import settings
 
-from tenants.models import Tenant
+from tenants.tasks import (
+    PER_TENANT_SOFT_TIME_LIMIT,
+    PER_TENANT_TIME_LIMIT,
+    queue_per_tenant,
+    tenant_or_none,
+)
 from webchat.rollups import rollups_refresh_due, visitor_data_purge
-
-# One tenant's purge: its batches commit as they go, so a run stopped by these limits
-# keeps its work and the next hour's run carries on from there.
-PURGE_SOFT_TIME_LIMIT = 300
-PURGE_TIME_LIMIT = 360
 
 
 @shared_task(acks_late=True)
@@ -19,15 +19,14 @@ def refresh_rollups(hours: int = 2) -> int:
 def purge_visitor_data() -> int:
     """Beat (hourly): one purge task per tenant, so a tenant with a large backlog holds up
     no other and a run cut short starts nobody over from the first tenant."""
-    tenant_ids = list(Tenant.objects.order_by("id").values_list("id", flat=True))
-    for tenant_id in tenant_ids:
-        purge_tenant_visitor_data.delay(tenant_id=tenant_id)
-    return len(tenant_ids)
+    return queue_per_tenant(purge_tenant_visitor_data)
 
 
-@shared_task(acks_late=True, soft_time_limit=PURGE_SOFT_TIME_LIMIT, time_limit=PURGE_TIME_LIMIT)
+@shared_task(
+    acks_late=True, soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT, time_limit=PER_TENANT_TIME_LIMIT
+)
 def purge_tenant_visitor_data(tenant_id: int) -> dict[str, int]:
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    tenant = tenant_or_none(tenant_id)
     if tenant is None:
         return {}
     return visitor_data_purge(tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES)
