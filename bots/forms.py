@@ -8,11 +8,14 @@ that tenant) and never offers or accepts another tenant's objects.
 from __future__ import annotations
 
 from django import forms
+from django.core import validators
 from django.db import transaction
 from django.db.models import Max
 
 from bots.models import Bot, FlowRule, KnowledgeArticle
 from bots.selectors import bot_list
+from bots.services import article_body_error
+from core.text import MAX_TEXT
 from tenants.models import Tenant
 
 MAX_TAGS = 20
@@ -132,8 +135,8 @@ class FlowRuleForm(forms.ModelForm):
         ]
         labels = {"follow_up_text": "Thank-you after the email", "active": "Rule is active"}
         widgets = {
-            "reply_text": forms.Textarea(attrs={"rows": 3}),
-            "follow_up_text": forms.Textarea(attrs={"rows": 2}),
+            "reply_text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
+            "follow_up_text": forms.Textarea(attrs={"rows": 2, "maxlength": MAX_TEXT}),
             "pattern": forms.TextInput(attrs={"spellcheck": "false"}),
         }
 
@@ -142,6 +145,9 @@ class FlowRuleForm(forms.ModelForm):
         self.bot = bot
         self.instance.bot = bot
         self.instance.tenant_id = bot.tenant_id
+        for name in ("reply_text", "follow_up_text"):  # what a chat message can hold
+            self.fields[name].max_length = MAX_TEXT
+            self.fields[name].validators.append(validators.MaxLengthValidator(MAX_TEXT))
 
     def save(self, commit: bool = True) -> FlowRule:
         rule = super().save(commit=False)
@@ -229,6 +235,9 @@ class ArticleForm(forms.ModelForm):
         body = self.cleaned_data["body"].strip()
         if not body:
             raise forms.ValidationError("The article needs some text.")
+        error = article_body_error(body)
+        if error:
+            raise forms.ValidationError(error)
         return body
 
 

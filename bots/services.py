@@ -731,9 +731,27 @@ def knowledge_articles_from_path(path: Path) -> list[ArticleInput]:
     return articles
 
 
+# An article past this is a document, not an answer: split it (retrieval answers from
+# paragraphs; one huge body also makes every index rebuild and search of the tenant slower).
+ARTICLE_BODY_MAX_CHARS = 20_000
+
+
+def article_body_error(body: str) -> str | None:
+    if len(body) > ARTICLE_BODY_MAX_CHARS:
+        return (
+            f"An article is at most {ARTICLE_BODY_MAX_CHARS:,} characters ({len(body):,} "
+            "here): split it into articles of one topic each."
+        )
+    return None
+
+
 @transaction.atomic
 def knowledge_import(*, tenant: Tenant, articles: list[ArticleInput]) -> ImportCounts:
     """Create or update the tenant's articles by exact title; all or nothing."""
+    for item in articles:
+        error = article_body_error(item.body)
+        if error:
+            raise InvalidRequest(f"{item.title!r}: {error}")
     existing = {
         a.title: a
         for a in KnowledgeArticle.objects.select_for_update().filter(

@@ -86,8 +86,12 @@ def test_import_markdown_folder(tenant, tmp_path):
         ('[{"title": "A", "body": "x", "tags": [1]}]', "tags must be a list of strings"),
         ('[{"title": "A", "body": "x"}, {"title": "A", "body": "y"}]', "same title appears twice"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            '[{"title": "A", "body": "x"}, {"title": "Big", "body": "' + "w" * 20_001 + '"}]',
+            "'Big': An article is at most 20,000 characters",
+        ),
     ],
-    ids=["truncated", "not a list", "no title", "no body", "tags", "twice", "deep"],
+    ids=["truncated", "not a list", "no title", "no body", "tags", "twice", "deep", "huge"],
 )
 def test_bad_json_is_refused_and_nothing_is_imported(tenant, tmp_path, content, message):
     path = tmp_path / "kb.json"

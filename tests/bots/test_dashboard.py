@@ -219,6 +219,8 @@ def test_lists_show_only_own_tenant(client, tenant, other_tenant, viewer, bot, a
         ({"trigger": "sometimes"}, "trigger"),
         ({"action": "explode"}, "action"),
         ({"name": ""}, "name"),
+        ({"reply_text": "r" * 4001}, "reply_text"),  # more than a chat message holds
+        ({"action": FlowAction.COLLECT_EMAIL, "follow_up_text": "f" * 4001}, "follow_up_text"),
     ],
 )
 def test_flow_form_shows_model_validation_as_field_errors(client, owner, bot, overrides, field):
@@ -306,6 +308,7 @@ def test_article_crud_and_publishing(client, tenant, owner, article):
         ({"body": "   "}, "body"),
         ({"tags": ",".join(f"t{i}" for i in range(21))}, "tags"),
         ({"title": "t" * 201}, "title"),
+        ({"body": "b" * 20_001}, "body"),
     ]:
         response = client.post(reverse("bots:article_new"), article_data(**overrides))
         assert response.status_code == 200
