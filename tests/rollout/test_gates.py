@@ -150,10 +150,12 @@ class TestEvaluation:
 
     def test_unanswered_messages_lower_the_success_rate(self, client, site, flow_bot, small_gates):
         chat(client, site, messages=8)
-        # Two more the flow does not answer and the AI does not either (the bot is gone).
-        site.bot = None
-        site.save()
+        # Two more nobody answers: handed off to people who have not replied yet.
+        from bots.services import conversation_handoff
+        from crm.models import Conversation
+
         widget = visitor(client, site)
+        conversation_handoff(conversation=Conversation.objects.latest("id"), reason="test")
         widget.send("anyone there?")
         widget.send("hello?")
         result = gate_result_for_tenant(tenant_id=site.tenant_id, now=later())
