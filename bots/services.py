@@ -479,25 +479,26 @@ def _ai_reply_schedule(turn: _Turn) -> None:
 # --- AI replies ------------------------------------------------------------------------
 
 
-def answer_question(*, bot: Bot, question: str) -> EngineReply:
-    """The bot's answer to one question, never slower than `bot.ai_timeout_seconds`
-    (plus loading the knowledge index). Outcomes: answered, fallback (not confident),
-    handoff (asked for a person), timeout, error; all but answered/handoff carry the
-    bot's fallback copy and a handoff offer. Writes nothing."""
+def answer_question(*, bot: Bot, question: str, seconds: float | None = None) -> EngineReply:
+    """The bot's answer to one question, never slower than `seconds` (default: the bot's
+    `ai_timeout_seconds`; plus loading the knowledge index). Outcomes: answered, fallback
+    (not confident), handoff (asked for a person), timeout, error; all but answered/handoff
+    carry the bot's fallback copy and a handoff offer. Writes nothing."""
     started = time.monotonic()
+    seconds = float(bot.ai_timeout_seconds) if seconds is None else seconds
     if is_handoff_request(question):
         reply = EngineReply(text=bot.handoff_text, confidence=None, outcome="handoff")
+    elif seconds <= 0:
+        reply = fallback_reply(bot, outcome="timeout")
     else:
-        reply = _engine_answer(bot=bot, question=question)
+        reply = _engine_answer(bot=bot, question=question, seconds=seconds)
     return replace(reply, latency_ms=int((time.monotonic() - started) * 1000))
 
 
-def _engine_answer(*, bot: Bot, question: str) -> EngineReply:
+def _engine_answer(*, bot: Bot, question: str, seconds: float) -> EngineReply:
     try:
         engine = engine_for_bot(bot)
-        reply = call_with_deadline(
-            lambda: engine.answer(question), seconds=float(bot.ai_timeout_seconds)
-        )
+        reply = call_with_deadline(lambda: engine.answer(question), seconds=seconds)
     except EngineTimeout as exc:
         log.warning("ai_reply.timeout", tenant_id=bot.tenant_id, bot_id=bot.pk, error=str(exc))
         return fallback_reply(bot, outcome="timeout")
@@ -521,7 +522,12 @@ def ai_reply_deliver(*, message: Message) -> Message | None:
     bot = conversation.bot
     if bot is None or message.pk not in _ai_waiting(conversation):
         return None
-    reply = answer_question(bot=bot, question=message.text)
+    # The visitor's timeout runs from their message, not from when a worker got to it:
+    # time in the queue comes off the engine's budget (none left: the fallback at once).
+    waited = (timezone.now() - message.created_at).total_seconds() if message.created_at else 0
+    reply = answer_question(
+        bot=bot, question=message.text, seconds=float(bot.ai_timeout_seconds) - max(0.0, waited)
+    )
     with transaction.atomic():
         _conversation_lock(conversation)
         if message.pk not in _ai_waiting(conversation):

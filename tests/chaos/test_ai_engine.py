@@ -209,3 +209,41 @@ def test_an_endless_llm_answer_is_cut_to_a_chat_message(
     llm_standin.reply_text = "x" * (engines.MAX_LLM_BODY_BYTES + 10)
     reply, _ = visitor_asks(llm_bot, "Do gift cards expire?", django_capture_on_commit_callbacks)
     assert reply.metadata["ai_outcome"] == "error"
+
+
+def _queued_since(seconds: float, bot) -> Message:
+    """A visitor message whose AI task a worker picks up `seconds` after it arrived."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation = ConversationFactory(tenant=bot.tenant, bot=bot)
+    with transaction.atomic():
+        message = MessageFactory(conversation=conversation, text="Do gift cards expire?")
+        inbound_handle(message=message)  # owed; its task is not run (no on-commit here)
+    Message.objects.filter(pk=message.pk).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+    return Message.objects.select_related("conversation__bot").get(pk=message.pk)
+
+
+def test_time_in_the_queue_comes_off_the_engines_budget(llm_bot, llm_standin):
+    """The visitor's timeout runs from their message: a task picked up late gives the
+    engine only what is left, and the fallback at once when nothing is."""
+    from bots.services import ai_reply_deliver
+
+    llm_standin.set_fault("hang", seconds=10)
+    late = _queued_since(TIMEOUT * 0.8, llm_bot)
+    started = time.monotonic()
+    reply = ai_reply_deliver(message=late)
+    assert reply.metadata["ai_outcome"] == "timeout"
+    # 0.2 s were left; the whole timeout (what the engine got before) would be 1 s
+    assert time.monotonic() - started < TIMEOUT - 0.1
+    assert len(llm_standin.requests) == 1
+
+    too_late = _queued_since(TIMEOUT + 0.5, llm_bot)
+    started = time.monotonic()
+    reply = ai_reply_deliver(message=too_late)
+    assert reply.text == llm_bot.fallback_text and reply.metadata["ai_outcome"] == "timeout"
+    assert time.monotonic() - started < SLACK
+    assert len(llm_standin.requests) == 1  # the engine was not asked again
