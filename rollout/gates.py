@@ -44,7 +44,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from crm.models import Direction, Message, SenderType
-from rollout.models import GateStatus, TenantRollout
+from rollout.models import GateEvaluation, GateStatus, TenantRollout
 from webchat.models import WIDGET_EVENT_TYPES, EventType, WebChatEvent, WebChatSession
 
 LOWER, HIGHER = "lower", "higher"
@@ -356,7 +356,8 @@ def evaluate(
 def gate_results(
     *, now: datetime | None = None, tenant_ids: list[int] | None = None
 ) -> dict[int, GateResult]:
-    """Gate results of the given tenants (None: every tenant with activity in the window).
+    """Gate results of the given tenants (None: every tenant with activity in the window,
+    and every one whose latest stored evaluation judged something).
 
     A tenant whose stage changed inside the window is measured from that change on.
     """
@@ -364,6 +365,12 @@ def gate_results(
     window_start = now - timedelta(hours=settings.ROLLOUT_GATE_WINDOW_HOURS)
     metrics = metrics_by_tenant(since=window_start, until=now, tenant_ids=tenant_ids)
     starts = dict.fromkeys(tenant_ids or metrics, window_start)
+    if tenant_ids is None:
+        # Gone quiet since their last judged evaluation: measured again (insufficient), so
+        # no screen or gauge keeps showing an old pass or fail as current.
+        since = now - timedelta(days=settings.ROLLOUT_GATE_HISTORY_DAYS)
+        for tenant_id in _last_judged(since=since):
+            starts.setdefault(tenant_id, window_start)
     recent_changes = TenantRollout.objects.filter(gate_since__gt=window_start, gate_since__lt=now)
     if tenant_ids is not None:
         recent_changes = recent_changes.filter(tenant_id__in=tenant_ids)
@@ -381,6 +388,24 @@ def gate_results(
         )
         for tenant_id, start in starts.items()
     }
+
+
+def _last_judged(*, since: datetime) -> list[int]:
+    """Tenants whose latest evaluation since `since` judged something (was not
+    insufficient)."""
+    latest = (
+        GateEvaluation.objects.filter(tenant_id=OuterRef("tenant_id"))
+        .order_by("-id")
+        .values("status")[:1]
+    )
+    return list(
+        GateEvaluation.objects.filter(created_at__gte=since)
+        .annotate(latest=Subquery(latest))
+        .exclude(latest=GateStatus.INSUFFICIENT)
+        .order_by()
+        .values_list("tenant_id", flat=True)
+        .distinct()
+    )
 
 
 def gate_result_for_tenant(*, tenant_id: int, now: datetime | None = None) -> GateResult:

@@ -346,3 +346,19 @@ class TestAlerts:
     def test_without_a_url_it_only_logs(self, settings):
         settings.ROLLOUT_ALERT_WEBHOOK_URL = ""
         assert alert_send(text="nobody listens") is False
+
+
+class TestQuietTenants:
+    def test_a_tenant_that_went_quiet_is_measured_again_once(self, client, site, small_gates):
+        """Its last pass or fail must not stay on screens as current: the next evaluation
+        says insufficient, and later ones store nothing more for it."""
+        chat(client, site, messages=8, text="what colour is the moon on tuesdays")
+        services.gates_evaluate(now=later(), demote=False)
+        assert GateEvaluation.objects.get(tenant=site.tenant).status == "fail"
+
+        quiet = later() + timedelta(days=2)  # the window has moved past the traffic
+        services.gates_evaluate(now=quiet, demote=False)
+        latest = GateEvaluation.objects.filter(tenant=site.tenant).first()
+        assert latest.status == "insufficient" and latest.samples == 0
+        services.gates_evaluate(now=quiet + timedelta(minutes=5), demote=False)
+        assert GateEvaluation.objects.filter(tenant=site.tenant).count() == 2
