@@ -19,7 +19,8 @@ judge its reply (`REQUIRED_METRICS`), the gate is "insufficient" however many me
 came in, never a pass.
 
 All tenants are measured together in four aggregate queries (plus four per tenant whose
-stage changed inside the window: gates measure the current stage only).
+stage changed inside the window: gates measure the current stage only), and one more finds
+the tenants that went quiet since their last judged evaluation.
 """
 
 from __future__ import annotations
