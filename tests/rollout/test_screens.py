@@ -597,3 +597,10 @@ class TestCharts:
     )
     def test_nice_step(self, peak, step):
         assert charts.nice_step(peak) == step
+
+
+def test_the_admin_index_links_the_operator_screens(operator_client):
+    body = operator_client.get("/admin/").content.decode()
+    assert 'href="/admin/webchat-rollout"' in body
+    assert 'href="/admin/webchat-monitoring"' in body
+    assert "app-tenants" in body  # the admin's own app list stays
