@@ -999,3 +999,25 @@ def test_right_to_left_text_reads_right_to_left(page: Page, shop: Shop):
     # an English answer stays left to right
     [first_bot] = w.page.locator("#replybase-widget .m.bot").all()[-1:]
     assert first_bot.evaluate("el => getComputedStyle(el).direction") == "ltr"
+
+
+def test_a_kill_switch_mid_chat_tells_the_visitor_instead_of_vanishing(page: Page, shop: Shop):
+    from rollout.services import kill_switch_set
+
+    w = Widget(page)
+    page.goto(shop.url)
+    page.evaluate("window.__disabled = 0; ReplyBase.on('disabled', () => window.__disabled++)")
+    w.open_and_wait_for_init()
+    w.ask_about_returns()
+    kill_switch_set(actor=None, reason="e2e: bad deploy", enabled=False)
+
+    w.send("And how long does shipping take?")
+    expect(w.alert).to_have_text(
+        "The chat is not available right now. Please try again later.", timeout=UI_TIMEOUT
+    )
+    expect(w.panel).to_be_visible()  # the conversation stays readable...
+    expect(w.bubble("bot", RETURNS_ANSWER)).to_be_visible()
+    expect(w.composer).to_be_disabled()  # ...but nothing more can be sent
+    assert page.evaluate("window.__disabled") == 1
+    w.close_button.click()
+    expect(w.host).to_have_count(0)  # closed, the widget is gone from the page

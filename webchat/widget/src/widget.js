@@ -244,6 +244,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     if (hadFocus) launcher.focus()
     telemetry.track('launcher_closed')
     emit('close')
+    if (dead) root.host.remove()
   }
 
   // On phones the panel tracks the visual viewport, so the on-screen keyboard never covers the composer.
@@ -261,9 +262,13 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     clearTimeout(pollTimer)
     clearInterval(flushTimer)
     telemetry.queue.length = 0
-    root.host.remove()
     for (const name of ['open', 'close', 'consent', 'identify']) R[name] = () => {}
     emit('disabled')
+    if (!open) return root.host.remove()
+    // The visitor is in the middle of a chat: tell them, rather than vanish under them. The
+    // widget goes when they close the panel.
+    input.disabled = true
+    showError('The chat is not available right now. Please try again later.')
   }
 
   // ---------- API ----------
@@ -468,6 +473,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
 
   function submit(e) {
     e.preventDefault()
+    if (dead) return
     send(input.value)
     input.value = ''
     grow()
