@@ -11,3 +11,9 @@ MAX_TEXT = 4000
 def clean_text(value: str) -> str:
     """Control characters (NUL included) stripped, not refused; CRLF as LF; trimmed."""
     return _CONTROL_RE.sub("", value).replace("\r\n", "\n").strip()
+
+
+def ascii_digits(value: str) -> bool:
+    """Only 0-9 (at least one). Not `str.isdigit()`: it also takes "²", which int() refuses,
+    and "١٢", which int() reads as 12."""
+    return value.isascii() and value.isdigit()

@@ -1,4 +1,3 @@
-import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -6,6 +5,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from bots.models import FlowRule, KnowledgeArticle
+from core.text import ascii_digits
 from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from tenants.models import Tenant
 from webchat.models import WebChatSession
@@ -61,7 +61,7 @@ def conversation_list(
             | Q(contact__name__icontains=search)
             | Q(external_session_id=search)
         )
-        if re.fullmatch(r"[0-9]{1,18}", search):  # not str.isdigit(): "²" is one to it
+        if ascii_digits(search) and len(search) <= 18:
             matches |= Q(pk=int(search))
         qs = qs.filter(pk__in=Conversation.objects.filter(matches, tenant=tenant).values("pk"))
     first_session = WebChatSession.objects.filter(conversation_id=OuterRef("pk")).order_by("id")

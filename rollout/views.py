@@ -6,7 +6,6 @@ service and redirect; service errors become form errors.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
+from core.text import ascii_digits
 from rollout import charts, services
 from rollout.exceptions import ChangedSinceLoaded, NoChange
 from rollout.forms import (
@@ -390,8 +390,7 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
     window = request.GET.get("window", "24h")
     tenant = None
     wanted = request.GET.get("tenant", "")
-    # ASCII digits only: "²" is a digit to str.isdigit() that int() refuses.
-    if re.fullmatch(r"[0-9]{1,18}", wanted):
+    if ascii_digits(wanted) and len(wanted) <= 18:
         tenant = get_object_or_404(Tenant, pk=int(wanted))
     report = monitoring_report(policy=policy_read(), window=window, tenant=tenant)
     series, hours = report.series, report.hours

@@ -37,7 +37,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from core.exceptions import InvalidRequest
-from core.text import MAX_TEXT, clean_text
+from core.text import MAX_TEXT, ascii_digits, clean_text
 from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from support import metrics
 from support.chatwoot.client import (
@@ -143,12 +143,12 @@ def connection_sync_from_env() -> ChatwootConnection | None:
     inbox = str(settings.CHATWOOT_INBOX_ID).strip()
     wanted = {
         "base_url": settings.CHATWOOT_BASE_URL,
-        "account_id": int(account) if account.isascii() and account.isdigit() else None,
+        "account_id": int(account) if ascii_digits(account) else None,
         "token_from_env": True,
         "sla_minutes": settings.CHATWOOT_SLA_MINUTES,
         "embed_token": settings.CHATWOOT_EMBED_TOKEN,
         "health_path": settings.CHATWOOT_HEALTH_PATH or "/health",
-        "inbox_id": int(inbox) if inbox.isascii() and inbox.isdigit() else None,
+        "inbox_id": int(inbox) if ascii_digits(inbox) else None,
     }
     connection, created = ChatwootConnection.objects.get_or_create(
         tenant=tenant, name="default (env)", defaults=wanted
@@ -255,7 +255,7 @@ def _link_awaiting_id(
     (see handoff_identifier) names: one of this installation and connection's tenant."""
     prefix = f"{_tenant_prefix(connection.tenant_id)}conversation:"
     pk = identifier.removeprefix(prefix)
-    if not identifier.startswith(prefix) or not pk.isascii() or not pk.isdigit():
+    if not identifier.startswith(prefix) or not ascii_digits(pk):
         return None
     return ChatwootConversationLink.objects.filter(
         connection=connection, conversation_id=int(pk), chatwoot_conversation_id__isnull=True

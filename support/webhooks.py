@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.exceptions import InvalidRequest, PayloadTooLarge
+from core.text import ascii_digits
 from support import metrics, services
 from support.chatwoot import events
 from support.exceptions import (
@@ -91,7 +92,7 @@ def webhook_verify(
         raise WebhookSignatureMissing()
     now = time.time() if now is None else now
     timestamp = timestamp.strip()
-    if not (timestamp.isascii() and timestamp.isdigit()):  # "²" is a digit to isdigit()
+    if not ascii_digits(timestamp):
         raise WebhookSignatureInvalid("X-Chatwoot-Timestamp is missing or not a Unix time.")
     if abs(now - int(timestamp)) > settings.CHATWOOT_WEBHOOK_MAX_AGE_SECONDS:
         raise WebhookTimestampExpired()

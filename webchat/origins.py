@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from core.text import ascii_digits
+
 _HOST_RE = re.compile(r"^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:]+\]$")
 
 
@@ -64,7 +66,7 @@ def parse_rule(raw: str) -> Rule | None:
     else:
         port_text = None
     if port_text is not None and port_text != "*":
-        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        if not ascii_digits(port_text) or not 0 < int(port_text) < 65536:
             raise InvalidRule(f"{raw!r}: the port must be a number from 1 to 65535 or *.")
         port = int(port_text)
     if not _HOST_RE.match(host):

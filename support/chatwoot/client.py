@@ -47,6 +47,7 @@ import httpx
 import structlog
 from django.conf import settings
 
+from core.text import ascii_digits
 from support import metrics
 
 log = structlog.get_logger(__name__)
@@ -105,7 +106,7 @@ def message_type_name(value: Any) -> str:
     """REST gives an integer, webhooks a name; both become the name."""
     if isinstance(value, int) and not isinstance(value, bool):
         return MESSAGE_TYPE_NAMES.get(value, str(value))
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and ascii_digits(value):
         return MESSAGE_TYPE_NAMES.get(int(value), value)
     return str(value or "")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.text import ascii_digits
 from support.chatwoot.client import IDENTIFIER_ATTRIBUTE, message_type_name
 
 OUR_SOURCE_PREFIX = "replybase:"
@@ -75,14 +76,14 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
-# A positive id that fits a bigint column; "²" is a digit to str.isdigit() but not to int().
+# A positive id that fits a bigint column.
 _ID_MAX = 2**63 - 1
 
 
 def _int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+    if isinstance(value, str) and ascii_digits(value) and len(value) <= 19:
         value = int(value)
     if isinstance(value, int):
         return value if 0 < value <= _ID_MAX else None

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from core.cache import read_and_count
 from core.exceptions import PayloadTooLarge, RateLimited
+from core.text import ascii_digits
 from rollout.selectors import decision_cache_keys, webchat_allowed
 from webchat import metrics, ratelimits, services
 from webchat.api import serializers as s
@@ -80,7 +81,7 @@ class PublicApi(APIView):
     def initial(self, request: Request, *args, **kwargs) -> None:
         if request.method == "POST":
             declared = request.META.get("CONTENT_LENGTH") or "0"
-            too_big = not declared.isdigit() or int(declared) > settings.WEBCHAT_MAX_BODY_BYTES
+            too_big = not ascii_digits(declared) or int(declared) > settings.WEBCHAT_MAX_BODY_BYTES
             if too_big or len(request._request.body) > settings.WEBCHAT_MAX_BODY_BYTES:
                 raise PayloadTooLarge(
                     f"Bodies are at most {settings.WEBCHAT_MAX_BODY_BYTES // 1024} KB."
