@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from core.batches import delete_in_batches, update_in_batches
+from core.batches import batches, delete_in_batches, update_in_batches
 from support.models import (
     ApprovalItem,
     ApprovalStatus,
@@ -55,32 +55,32 @@ def support_data_purge(
     now = now or timezone.now()
     cutoff = now - timedelta(days=tenant.pii_retention_days)
     records_cutoff = now - timedelta(days=settings.SUPPORT_RECORDS_RETENTION_DAYS)
-    batches = {"size": batch_size, "max_batches": max_batches}
+    in_batches = {"size": batch_size, "max_batches": max_batches}
     deliveries = delete_in_batches(
-        WebhookDelivery.objects.filter(tenant=tenant, created_at__lt=cutoff), **batches
+        WebhookDelivery.objects.filter(tenant=tenant, created_at__lt=cutoff), **in_batches
     )
     links = update_in_batches(
         ChatwootConversationLink.objects.filter(tenant=tenant, updated_at__lt=cutoff).exclude(
             contact_name=""
         ),
         contact_name="",
-        **batches,
+        **in_batches,
     )
-    approvals = _approval_items_redact(tenant=tenant, cutoff=cutoff, now=now, **batches)
+    approvals = _approval_items_redact(tenant=tenant, cutoff=cutoff, now=now, **in_batches)
     health_checks = delete_in_batches(
         HealthCheck.objects.filter(tenant=tenant, created_at__lt=records_cutoff).exclude(
             pk__in=_health_checks_shown(tenant)
         ),
-        **batches,
+        **in_batches,
     )
     alerts = delete_in_batches(
-        SupportAlert.objects.filter(tenant=tenant, created_at__lt=records_cutoff), **batches
+        SupportAlert.objects.filter(tenant=tenant, created_at__lt=records_cutoff), **in_batches
     )
     retries = delete_in_batches(
         OutboundRetry.objects.filter(tenant=tenant, status=RetryStatus.DONE).filter(
             Q(done_at__lt=records_cutoff) | Q(done_at__isnull=True, updated_at__lt=records_cutoff)
         ),
-        **batches,
+        **in_batches,
     )
     return {
         "webhook_deliveries": deliveries,
@@ -101,21 +101,14 @@ def _approval_items_redact(
         received_at__lt=cutoff,
         anonymized_at__isnull=True,
     ).only("id", *_APPROVAL_TEXTS)
-    redacted = batches = 0
-    while max_batches is None or batches < max_batches:
-        # each batch marks its rows, so the same query gives the next batch
-        batch = list(pending.order_by("id")[:size])
-        if not batch:
-            break
+    redacted = 0
+    for batch in batches(pending, size=size, max_batches=max_batches):
         for item in batch:
             for name in _APPROVAL_TEXTS:
                 setattr(item, name, redact(getattr(item, name)))
             item.anonymized_at = now
         ApprovalItem.objects.bulk_update(batch, [*_APPROVAL_TEXTS, "anonymized_at"])
         redacted += len(batch)
-        batches += 1
-        if len(batch) < size:
-            break
     return redacted
 
 

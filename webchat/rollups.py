@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from core.batches import delete_in_batches, update_in_batches
+from core.batches import batches, delete_in_batches, update_in_batches
 from crm.models import Contact, Direction, Message
 from tenants.models import Tenant
 from webchat.models import EventType, WebChatEvent, WebChatHourlyRollup, WebChatSession
@@ -163,13 +163,14 @@ def visitor_data_purge(
     the bot's and the agents') has emails and phone numbers redacted. Conversations and
     their structure stay for reporting.
 
-    Sessions, contacts, events and messages go in batches of `batch_size` rows, at most `max_batches` of each
-    per run (None: all). Each batch commits on its own, so a run cut short keeps its work
-    and the next one carries on; a second run over the same data changes and counts nothing.
+    Sessions, contacts, events and messages go in batches of `batch_size` rows, at most
+    `max_batches` of each per run (None: all). Each batch commits on its own, so a run cut
+    short keeps its work and the next one carries on; a second run over the same data
+    changes and counts nothing.
     """
     cutoff = (now or timezone.now()) - timedelta(days=tenant.pii_retention_days)
     stamp = timezone.now()
-    batches = {"size": batch_size, "max_batches": max_batches}
+    in_batches = {"size": batch_size, "max_batches": max_batches}
     sessions = update_in_batches(
         WebChatSession.objects.filter(
             tenant=tenant, last_seen_at__lt=cutoff, anonymized_at__isnull=True
@@ -181,18 +182,16 @@ def visitor_data_purge(
         ip_hash="",
         visitor_id="",
         anonymized_at=stamp,
-        **batches,
+        **in_batches,
     )
     stale_contacts = Contact.objects.filter(
         tenant=tenant, anonymized_at__isnull=True, updated_at__lt=cutoff
     ).exclude(conversations__last_message_at__gte=cutoff)
     contacts = update_in_batches(
-        stale_contacts, name="", email="", external_id="", anonymized_at=stamp, **batches
+        stale_contacts, name="", email="", external_id="", anonymized_at=stamp, **in_batches
     )
     events = delete_in_batches(
-        WebChatEvent.objects.filter(tenant=tenant, created_at__lt=cutoff),
-        size=batch_size,
-        max_batches=max_batches,
+        WebChatEvent.objects.filter(tenant=tenant, created_at__lt=cutoff), **in_batches
     )
     messages = _messages_redact(
         tenant=tenant, cutoff=cutoff, batch_size=batch_size, max_batches=max_batches
@@ -210,19 +209,11 @@ def _messages_redact(
         Message.objects.filter(tenant=tenant, created_at__lt=cutoff)
         .exclude(metadata__has_key="redacted")
         .only("id", "text", "metadata")
-        .order_by("id")
     )
-    redacted = batches = last_id = 0
-    while max_batches is None or batches < max_batches:
-        batch = list(pending.filter(id__gt=last_id)[:batch_size])
-        if not batch:
-            break
+    redacted = 0
+    for batch in batches(pending, size=batch_size, max_batches=max_batches):
         _messages_mark_redacted(batch)
         redacted += len(batch)
-        batches += 1
-        last_id = batch[-1].id
-        if len(batch) < batch_size:
-            break
     return redacted
 
 
