@@ -60,14 +60,20 @@ DEMO_FLOWS = [
 ]
 
 
-def _user_with_fresh_password(*, username: str, email: str) -> tuple:
-    user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
+def _login_reset(user, *, email: str, superuser: bool) -> str:
+    """Give `user` this email, these rights and a new password, which is returned."""
     password = secrets.token_urlsafe(9)
     user.email = email
-    user.is_staff = user.is_superuser = False
+    user.is_staff = user.is_superuser = superuser
     user.set_password(password)
     user.save()
-    return user, password
+    return password
+
+
+def _owner() -> tuple:
+    """The demo owner, with a fresh password every run."""
+    owner, _ = User.objects.get_or_create(username=OWNER_EMAIL, defaults={"email": OWNER_EMAIL})
+    return owner, _login_reset(owner, email=OWNER_EMAIL, superuser=False)
 
 
 def _operator(*, force: bool) -> tuple:
@@ -79,12 +85,7 @@ def _operator(*, force: bool) -> tuple:
     )
     if not (created or force):
         return operator, None
-    password = secrets.token_urlsafe(9)
-    operator.email = OPERATOR_EMAIL
-    operator.is_staff = operator.is_superuser = True
-    operator.set_password(password)
-    operator.save()
-    return operator, password
+    return operator, _login_reset(operator, email=OPERATOR_EMAIL, superuser=True)
 
 
 class Command(BaseCommand):
@@ -116,7 +117,7 @@ class Command(BaseCommand):
         tenant, _ = Tenant.objects.get_or_create(
             slug=DEMO_SLUG, defaults={"name": "Northwind Outfitters", "plan_tier": PlanTier.PRO}
         )
-        owner, owner_password = _user_with_fresh_password(username=OWNER_EMAIL, email=OWNER_EMAIL)
+        owner, owner_password = _owner()
         Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
         operator, operator_password = _operator(force=force)
         bot, _ = Bot.objects.get_or_create(tenant=tenant, name="Northwind helper")
