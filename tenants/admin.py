@@ -3,15 +3,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from tenants.models import Membership, Role, Tenant
+from tenants.services import owners_left
 
 LAST_OWNER = "A tenant needs at least one owner: make someone else owner first."
-
-
-def _owners_left(tenant_id: int, *, dropping: set[int], keeping: int = 0) -> bool:
-    """Would the tenant still have an owner once the memberships in `dropping` are demoted
-    or removed (`keeping`: owners the same change adds)? The rule of tenants.services."""
-    owners = Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
-    return keeping > 0 or owners.exclude(pk__in=dropping).exists()
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
@@ -19,7 +13,7 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
         super().clean()
         if self.instance.pk is None or any(self.errors):
             return
-        dropping, keeping = set(), 0
+        dropping, adding = set(), 0
         for form in self.forms:
             member = form.instance
             gone = self.can_delete and self._should_delete_form(form)
@@ -28,8 +22,8 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
             if was_owner and (gone or role != Role.OWNER):
                 dropping.add(member.pk)
             elif not gone and role == Role.OWNER and form.has_changed():
-                keeping += 1
-        if dropping and not _owners_left(self.instance.pk, dropping=dropping, keeping=keeping):
+                adding += 1
+        if dropping and not owners_left(self.instance.pk, dropping=dropping, adding=adding):
             raise forms.ValidationError(LAST_OWNER)
 
 
@@ -78,7 +72,7 @@ class MembershipAdminForm(forms.ModelForm):
         role = self.cleaned_data["role"]
         member = self.instance
         demoted = member.pk and self.initial.get("role") == Role.OWNER and role != Role.OWNER
-        if demoted and not _owners_left(member.tenant_id, dropping={member.pk}):
+        if demoted and not owners_left(member.tenant_id, dropping={member.pk}):
             raise forms.ValidationError(LAST_OWNER)
         return role
 
@@ -103,6 +97,6 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         last_owner = obj is not None and obj.role == Role.OWNER
-        if last_owner and not _owners_left(obj.tenant_id, dropping={obj.pk}):
+        if last_owner and not owners_left(obj.tenant_id, dropping={obj.pk}):
             return False
         return super().has_delete_permission(request, obj)

@@ -148,7 +148,14 @@ def _invitation_send(*, membership: Membership, inviter: str, base_url: str) -> 
         log.exception("tenants.invitation_not_sent", tenant_id=tenant.pk, user_id=user.pk)
 
 
+def owners_left(tenant_id: int, *, dropping: set[int], adding: int = 0) -> bool:
+    """Would the tenant still have an owner once the memberships in `dropping` are demoted
+    or removed (`adding`: owners the same change makes)? Every path that demotes or removes
+    members asks this: a tenant always keeps an owner."""
+    owners = Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
+    return adding > 0 or owners.exclude(pk__in=dropping).exists()
+
+
 def _ensure_another_owner(membership: Membership) -> None:
-    owners = Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.OWNER)
-    if not owners.exclude(pk=membership.pk).exists():
+    if not owners_left(membership.tenant_id, dropping={membership.pk}):
         raise InvalidRequest("A tenant needs at least one owner.")
