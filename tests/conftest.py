@@ -1,8 +1,15 @@
 import pytest
 from django.core.cache import cache
 
+from bots.models import FlowAction, FlowTrigger
 from tenants.models import Role
-from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.factories import (
+    BotFactory,
+    FlowRuleFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
 from tests.factories.webchat import WebChatSiteFactory
 from tests.services_check import unreachable
 from tests.widget_client import WidgetClient
@@ -94,3 +101,17 @@ def superuser_client(client, superuser):
     """The Django admin, as an operator sees it."""
     client.force_login(superuser)
     return client
+
+
+@pytest.fixture
+def flow_bot(bot):
+    """The site's bot answers 'pricing' questions from a flow, instantly."""
+    FlowRuleFactory(
+        bot=bot,
+        tenant=bot.tenant,
+        trigger=FlowTrigger.KEYWORD,
+        pattern="pricing",
+        action=FlowAction.REPLY,
+        reply_text="Plans start at $9 a month.",
+    )
+    return bot

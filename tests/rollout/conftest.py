@@ -3,8 +3,7 @@ import uuid
 import pytest
 from django.contrib.auth.models import Permission
 
-from bots.models import FlowAction, FlowTrigger
-from tests.factories import FlowRuleFactory, UserFactory
+from tests.factories import UserFactory
 from tests.factories.rollout import RolloutPolicyFactory
 from tests.standins.base import Response, StandinServer
 from tests.widget_client import WidgetClient
@@ -64,20 +63,6 @@ def staff_viewer(db):
 @pytest.fixture
 def pilot_policy(db):
     return RolloutPolicyFactory(mode="pilot")
-
-
-@pytest.fixture
-def flow_bot(bot):
-    """The site's bot answers 'pricing' questions from a flow, instantly."""
-    FlowRuleFactory(
-        bot=bot,
-        tenant=bot.tenant,
-        trigger=FlowTrigger.KEYWORD,
-        pattern="pricing",
-        action=FlowAction.REPLY,
-        reply_text="Plans start at $9 a month.",
-    )
-    return bot
 
 
 def visitor(client, site, *, ip: str | None = None) -> WidgetClient:
