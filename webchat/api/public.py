@@ -255,16 +255,30 @@ class PublicApi(APIView):
             )
 
 
-# Output shapes keep no per-request state, so each is built once: instantiating a DRF
-# serializer deep-copies all its declared fields, a large share of a hot route's time.
-_OUTPUT_SERIALIZERS: dict[type, serializers.Serializer] = {}
+# Instantiating a DRF serializer deep-copies all its declared fields, a large share of a
+# hot route's time. These serializers keep no per-request state (their fields and
+# validate_* methods are pure), so each is built once and used through the stateless
+# halves of DRF's API: `run_validation` (what `is_valid` runs) and `to_representation`.
+_SERIALIZERS: dict[type, serializers.Serializer] = {}
+
+
+def _shared(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    serializer = _SERIALIZERS.get(serializer_class)
+    if serializer is None:
+        serializer = _SERIALIZERS.setdefault(serializer_class, serializer_class())
+    return serializer
+
+
+def _validate(serializer_class: type[serializers.Serializer], data) -> dict:
+    """`serializer_class(data=data)`'s validated data, as `is_valid(raise_exception=True)`
+    gives it: raises the same ValidationError (an `invalid_request` answer)."""
+    if data is None:  # a JSON `null` body: what `is_valid` says of it
+        raise serializers.ValidationError({"non_field_errors": ["No data provided"]}, code="null")
+    return _shared(serializer_class).run_validation(data)
 
 
 def _serialize(serializer_class: type[serializers.Serializer], instance) -> dict:
-    serializer = _OUTPUT_SERIALIZERS.get(serializer_class)
-    if serializer is None:
-        serializer = _OUTPUT_SERIALIZERS.setdefault(serializer_class, serializer_class())
-    return serializer.to_representation(instance)
+    return _shared(serializer_class).to_representation(instance)
 
 
 class ConfigApi(PublicApi):
@@ -276,9 +290,8 @@ class ConfigApi(PublicApi):
         responses={200: s.ConfigOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
-        query = s.ConfigQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        site = self.site_for_key(query.validated_data["site_key"])
+        query = _validate(s.ConfigQuerySerializer, request.query_params)
+        site = self.site_for_key(query["site_key"])
         origin = self.check_site(request, site)
         challenge = challenge_issue(
             site_id=site.id, origin=origin, pow_difficulty=site.pow_difficulty
@@ -301,9 +314,7 @@ class InitApi(PublicApi):
         responses={200: s.InitOutputSerializer, **ERROR_RESPONSES},
     )
     def post(self, request: Request) -> Response:
-        body = s.InitInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        data = _validate(s.InitInputSerializer, request.data)
         site = self.site_for_key(data["site_key"])
         origin = self.check_site(request, site)
         try:
@@ -366,13 +377,12 @@ class MessagesApi(PublicApi):
     def post(self, request: Request) -> Response:
         # The session is checked by the query that locks its conversation.
         site, claims = self.authenticate_token(request)
-        body = s.MessageInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = _validate(s.MessageInputSerializer, request.data)
         received = services.message_receive(
             site=site,
             claims=claims,
-            text=body.validated_data["text"],
-            client_message_id=body.validated_data["client_message_id"],
+            text=body["text"],
+            client_message_id=body["client_message_id"],
         )
         payload = {
             "message": received.message,
@@ -391,11 +401,8 @@ class MessagesApi(PublicApi):
     )
     def get(self, request: Request) -> Response:
         _site, session = self.authenticate(request)
-        query = s.MessagesQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        messages, pending = services.messages_poll(
-            session=session, after=query.validated_data["after"]
-        )
+        query = _validate(s.MessagesQuerySerializer, request.query_params)
+        messages, pending = services.messages_poll(session=session, after=query["after"])
         return Response(
             _serialize(s.MessagesOutputSerializer, {"messages": messages, "pending_reply": pending})
         )

@@ -390,10 +390,15 @@ class TestInit:
             {"site_key": "x", "challenge": "y", "conversation_id": "abc"},
             {"site_key": "x", "challenge": "y", "page": "nope"},
             {"site_key": "x", "challenge": "y", "pow_solution": -1},
+            None,
+            [],
+            "x",
         ],
     )
     def test_validation(self, widget_client, body):
-        assert error_of(widget_client.post("init", body, auth=False)) == (400, "invalid_request")
+        response = widget_client.post("init", body, auth=False)
+        assert error_of(response) == (400, "invalid_request")
+        assert response.json()["error"]["message"]
 
     def test_bad_visitor_id_is_refused(self, widget_client):
         response = widget_client.init(visitor_id="<script>")
@@ -529,6 +534,10 @@ class TestMessages:
             ({"text": "hi"}, "client_message_id"),
             ({"text": "hi", "client_message_id": "bad id!"}, "client_message_id"),
             ({"text": ["hi"], "client_message_id": "a"}, "text"),
+            # bodies that are JSON but not an object
+            (None, "No data provided"),
+            (["hi"], "Expected a dictionary"),
+            ("hi", "Expected a dictionary"),
         ],
     )
     def test_validation(self, widget_client, body, fragment):
