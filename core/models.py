@@ -10,7 +10,8 @@ class BaseModel(models.Model):
 
 
 class TenantOwnedModel(BaseModel):
-    """Every tenant-owned row carries a non-null, indexed tenant FK.
+    """Every tenant-owned row carries a non-null, indexed tenant FK (its own index, or the
+    first column of a composite one).
 
     Queries that serve a request filter on it in a selector; never trust a client id.
     """

@@ -40,6 +40,14 @@ class ConversationStatus(models.TextChoices):
 
 
 class Conversation(TenantOwnedModel):
+    # Every visitor message updates its conversation's row, and that update writes an entry
+    # into each of the table's indexes (last_message_at changes, so it is never a HOT
+    # update): the indexes here are only those a query uses. The tenant leads the
+    # composite index below, which serves lookups (and cascades) by tenant alone; nothing
+    # looks conversations up by updated_at or last_message_at alone, and the inbox search
+    # matches external_session_id inside an OR no index would serve.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, db_index=False)
+    updated_at = models.DateTimeField(auto_now=True)
     channel = models.CharField(
         max_length=20,
         choices=Channel.choices,
@@ -60,8 +68,8 @@ class Conversation(TenantOwnedModel):
     status = models.CharField(
         max_length=20, choices=ConversationStatus.choices, default=ConversationStatus.OPEN
     )
-    external_session_id = models.CharField(max_length=100, blank=True, db_index=True)
-    last_message_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    external_session_id = models.CharField(max_length=100, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
     handed_off_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     # Set while an AI reply is being computed; the engine clears it when it answers.
@@ -120,9 +128,12 @@ class SenderType(models.TextChoices):
 
 
 class Message(TenantOwnedModel):
+    # Written on every message: the (conversation, id) index serves every lookup by
+    # conversation, and nothing looks messages up by updated_at.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
+    updated_at = models.DateTimeField(auto_now=True)
     direction = models.CharField(max_length=10, choices=Direction.choices)
     sender_type = models.CharField(max_length=10, choices=SenderType.choices)
     text = models.TextField()
