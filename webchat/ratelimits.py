@@ -79,7 +79,7 @@ def limits_for(
         "session": f"session:{session_id}" if session_id is not None else None,
     }
     limits = []
-    for scope, rate in settings.WEBCHAT_RATE_LIMITS[route].items():
+    for scope, rate in settings.WEBCHAT_RATE_LIMITS.get(route, {}).items():
         value = values.get(scope)
         if value is None:
             continue

@@ -1,4 +1,5 @@
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -50,14 +51,20 @@ def _snapshot(site: WebChatSite) -> SiteSnapshot:
     )
 
 
-def site_snapshot_for_key(*, site_key: str) -> SiteSnapshot | None:
-    """The active site for a public key (current key, or the previous one during its grace)."""
+def site_snapshot_for_key(
+    *, site_key: str, before_lookup: Callable[[], None] | None = None
+) -> SiteSnapshot | None:
+    """The active site for a public key (current key, or the previous one during its grace).
+    `before_lookup` runs when the cache cannot tell and the database is to be asked (what
+    a flood of made-up keys costs); it may raise to refuse."""
     if not SITE_KEY_SHAPE.fullmatch(site_key or ""):
         return None  # never a site: no query, and no negative cache entry per junk key
     cache_key = SITE_CACHE_PREFIX + site_key
     cached = cache.get(cache_key)
     if cached is not None:
         return SiteSnapshot(**cached) if cached else None
+    if before_lookup is not None:
+        before_lookup()
     site = (
         WebChatSite.objects.filter(active=True)
         .filter(

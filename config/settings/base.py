@@ -261,6 +261,9 @@ WEBCHAT_RATE_LIMITS = {
         "site": env("WEBCHAT_RL_EVENTS_SITE", default="10000/m"),
         "session": env("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
     },
+    # Site keys the cache does not know (each costs a database lookup): made-up keys, or a
+    # site's first visitor after its cache entry expired.
+    "site_lookup": {"ip": env("WEBCHAT_RL_SITE_LOOKUP_IP", default="30/m")},
 }
 # Client IPs: REMOTE_ADDR, or behind this many proxies (each appending to X-Forwarded-For)
 # the X-Forwarded-For entry that many from its end. WEBCHAT_TRUST_X_FORWARDED_FOR=true, the

@@ -117,8 +117,13 @@ class PublicApi(APIView):
             return origin[:255]
         return (origin_of_url(request.headers.get("Referer", "")) or "")[:255]
 
-    def site_for_key(self, site_key: str) -> SiteSnapshot:
-        site = site_snapshot_for_key(site_key=site_key)
+    def site_for_key(self, request: Request, site_key: str) -> SiteSnapshot:
+        """The site of a public key. A key the cache does not know costs a database lookup,
+        so those are limited per address first (a flood of made-up keys gets a 429)."""
+        site = site_snapshot_for_key(
+            site_key=site_key,
+            before_lookup=lambda: ratelimits.enforce(request, route="site_lookup"),
+        )
         if site is None:
             raise UnknownSite()
         return site
@@ -291,7 +296,7 @@ class ConfigApi(PublicApi):
     )
     def get(self, request: Request) -> Response:
         query = _validate(s.ConfigQuerySerializer, request.query_params)
-        site = self.site_for_key(query["site_key"])
+        site = self.site_for_key(request, query["site_key"])
         origin = self.check_site(request, site)
         challenge = challenge_issue(
             site_id=site.id, origin=origin, pow_difficulty=site.pow_difficulty
@@ -315,7 +320,7 @@ class InitApi(PublicApi):
     )
     def post(self, request: Request) -> Response:
         data = _validate(s.InitInputSerializer, request.data)
-        site = self.site_for_key(data["site_key"])
+        site = self.site_for_key(request, data["site_key"])
         origin = self.check_site(request, site)
         try:
             challenge_consume(
@@ -431,7 +436,7 @@ class EventsApi(PublicApi):
         if request.headers.get("Authorization"):
             site, session = self.authenticate(request)
         elif body.validated_data.get("site_key"):
-            site = self.site_for_key(body.validated_data["site_key"])
+            site = self.site_for_key(request, body.validated_data["site_key"])
             self.check_site(request, site)
         else:
             raise TokenInvalid("Send a session token, or the site_key before init.")

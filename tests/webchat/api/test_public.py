@@ -689,7 +689,27 @@ class TestRateLimits:
             "messages_post": {"ip": "100/h", "site": "1000/h", "session": "2/h"},
             "messages_get": {"ip": "100/h", "site": "1000/h", "session": "100/h"},
             "events": {"ip": "100/h", "site": "1000/h", "session": "100/h"},
+            "site_lookup": {"ip": "3/h"},
         }
+
+    def test_made_up_site_keys_cost_no_query_past_the_lookup_limit(
+        self, client, site, django_assert_num_queries
+    ):
+        widget_client = WidgetClient(client, site.site_key)
+        widget_client.config()  # a real site, cached from now on
+        made_up = [WidgetClient(client, f"wk_madeup{n:04d}x") for n in range(4)]
+        assert [error_of(c.config()) for c in made_up[:2]] == [(404, "unknown_site")] * 2
+        with django_assert_num_queries(0):
+            refused = made_up[2].config()
+            init = made_up[3].post(
+                "init", {"site_key": "wk_madeup9999x", "challenge": "c"}, auth=False
+            )
+        # the real site's first lookup and two made-up keys used the 3 lookups
+        assert error_of(refused) == error_of(init) == (429, "rate_limited")
+        assert 1 <= int(refused["Retry-After"]) <= 3600
+        # a key already known costs no lookup: the cached site and its cached absence
+        assert widget_client.config().status_code == 200
+        assert error_of(made_up[0].config()) == (404, "unknown_site")
 
     def test_config_per_ip(self, widget_client, site):
         codes = [widget_client.config().status_code for _ in range(4)]
