@@ -159,6 +159,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The token routes' scheme (webchat.api.schema.SESSION_TOKEN names it).
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "sessionToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The session_token from init, as 'Authorization: Bearer <token>'.",
+            }
+        }
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webchat.api.schema.document_retry_after",
+    ],
 }
 
 # --- CORS: no global allowlist; the webchat app allows per site via a signal. ----------

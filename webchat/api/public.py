@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 from django.conf import settings
 from django.core.cache import caches
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from core.text import ascii_digits
 from rollout.selectors import decision_cache_keys, webchat_allowed
 from webchat import metrics, ratelimits, services
 from webchat.api import serializers as s
+from webchat.api.schema import SESSION_TOKEN
 from webchat.exceptions import (
     ChallengeInvalid,
     OriginNotAllowed,
@@ -53,13 +54,6 @@ ERROR_RESPONSES = {
         429: "rate_limited; Retry-After gives the seconds to wait",
     }.items()
 }
-# The token routes: the session token from init, as "Bearer <token>".
-BEARER = OpenApiParameter(
-    "Authorization",
-    location=OpenApiParameter.HEADER,
-    required=True,
-    description="Bearer <session_token from init>",
-)
 
 
 @dataclass(frozen=True)
@@ -371,7 +365,7 @@ class MessagesApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_messages_create",
-        parameters=[BEARER],
+        auth=SESSION_TOKEN,
         request=s.MessageInputSerializer,
         responses={
             201: s.MessageOutputSerializer,
@@ -401,7 +395,8 @@ class MessagesApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_messages_list",
-        parameters=[s.MessagesQuerySerializer, BEARER],
+        parameters=[s.MessagesQuerySerializer],
+        auth=SESSION_TOKEN,
         responses={200: s.MessagesOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
@@ -418,14 +413,8 @@ class EventsApi(PublicApi):
 
     @extend_schema(
         operation_id="webchat_events",
-        parameters=[
-            OpenApiParameter(
-                "Authorization",
-                location=OpenApiParameter.HEADER,
-                required=False,
-                description="Bearer <session_token>; without one, send site_key in the body",
-            )
-        ],
+        description="With the session token, or before init with site_key in the body.",
+        auth=[*SESSION_TOKEN, {}],
         request=s.EventsInputSerializer,
         responses={202: s.EventsOutputSerializer, **ERROR_RESPONSES},
     )

@@ -757,14 +757,27 @@ def test_openapi_schema_documents_errors_tokens_and_limits(client):
             for status in ("400", "403", "429"):
                 body = operation["responses"][status]["content"]["application/json"]["schema"]
                 assert body == error, (path, method, status)
+            retry_after = operation["responses"]["429"]["headers"]["Retry-After"]
+            assert retry_after["schema"] == {"type": "integer", "minimum": 1}, (path, method)
+            # OpenAPI ignores header parameters named Authorization: a security scheme says it
+            names = [p["name"].lower() for p in operation.get("parameters", [])]
+            assert "authorization" not in names, (path, method)
     assert set(schema["components"]["schemas"]["ErrorDetail"]["properties"]) == {
         "code",
         "message",
     }
+    assert schema["components"]["securitySchemes"]["sessionToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The session_token from init, as 'Authorization: Bearer <token>'.",
+    }
+    token = [{"sessionToken": []}]
     messages = paths["/api/webchat/v1/messages"]
-    for method in ("get", "post"):
-        [auth] = [p for p in messages[method]["parameters"] if p["name"] == "Authorization"]
-        assert auth["in"] == "header" and auth["required"] is True
+    assert messages["get"]["security"] == messages["post"]["security"] == token
+    # events take a token, or (before init) the site key in the body
+    assert paths["/api/webchat/v1/events"]["post"]["security"] == [*token, {}]
+    for path in ("/api/webchat/v1/config", "/api/webchat/v1/init"):
+        assert paths[path][next(iter(paths[path]))].get("security", [{}]) == [{}], path
     text = schema["components"]["schemas"]["MessageInputRequest"]["properties"]["text"]
     assert (text["minLength"], text["maxLength"]) == (1, 4000)
 
