@@ -85,6 +85,17 @@ def conversation_get(*, tenant: Tenant, conversation_id: int) -> Conversation:
     )
 
 
+def conversation_workspace_of_member(*, user, conversation_id: int) -> Tenant | None:
+    """The workspace holding `conversation_id` when `user` is a member of it (a link from
+    an email opened while another of their workspaces is chosen), else None."""
+    conversation = (
+        Conversation.objects.filter(pk=conversation_id, tenant__memberships__user=user)
+        .select_related("tenant")
+        .first()
+    )
+    return conversation.tenant if conversation is not None else None
+
+
 def contact_shared(*, contact: Contact, conversation: Conversation) -> bool:
     """Does another conversation of the tenant have this contact?"""
     return (

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
@@ -9,7 +10,13 @@ from bots.services import conversation_status_set
 from core.exceptions import InvalidRequest
 from core.text import MAX_TEXT
 from crm.models import ConversationStatus
-from crm.selectors import conversation_get, conversation_list, conversation_sessions, transcript
+from crm.selectors import (
+    conversation_get,
+    conversation_list,
+    conversation_sessions,
+    conversation_workspace_of_member,
+    transcript,
+)
 from support.services import conversation_is_mirrored, staff_reply
 from tenants.access import tenant_view
 from tenants.models import Role
@@ -103,7 +110,21 @@ class ReplyForm(forms.Form):
 
 @tenant_view()
 def conversation_detail(request, conversation_id: int):
-    conversation = conversation_get(tenant=request.tenant, conversation_id=conversation_id)
+    try:
+        conversation = conversation_get(tenant=request.tenant, conversation_id=conversation_id)
+    except Http404:
+        workspace = conversation_workspace_of_member(
+            user=request.user, conversation_id=conversation_id
+        )
+        if workspace is None:
+            raise
+        # In another of the user's workspaces: offer to switch there (a POST, as always).
+        return render(
+            request,
+            "crm/conversation_elsewhere.html",
+            {"workspace": workspace, "next": request.get_full_path()},
+            status=404,
+        )
     return _detail(request, conversation, ReplyForm())
 
 

@@ -61,6 +61,7 @@ from support.models import (
     RetryOperation,
     RetryStatus,
 )
+from support.notify import handoff_notify_schedule
 from support.sla import link_responded
 from tenants.models import Tenant
 from webchat import metrics as webchat_metrics
@@ -577,8 +578,10 @@ def _handoff_task():
 
 
 def handoff_mirror_schedule(*, conversation: Conversation) -> None:
-    """Called by `bots.services.conversation_handoff`: mirror the conversation on commit."""
+    """Called by `bots.services.conversation_handoff`: mirror the conversation on commit
+    (without a Chatwoot connection: email the team, `support.notify`)."""
     if handoff_connection_for_tenant(tenant_id=conversation.tenant_id) is None:
+        handoff_notify_schedule(conversation=conversation)
         return
     conversation_id = conversation.pk
     transaction.on_commit(lambda: _handoff_task().delay(conversation_id=conversation_id))

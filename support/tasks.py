@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from support import health, retention, services, webhooks
+from support import health, notify, retention, services, webhooks
 from support import monitor as support_monitor
 from support.models import OutboundRetry
 from tenants.tasks import (
@@ -60,6 +60,19 @@ def draft_reply(self, item_id: int) -> None:
 )
 def send_reply(self, item_id: int) -> bool:
     return services.approval_item_send(item_id=item_id, inline=_inline(self))
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=60, time_limit=90)
+def notify_handoff(self, conversation_id: int) -> int:
+    """Email the team about a handed-off conversation no Chatwoot inbox takes. Run inside
+    the visitor's request (eager), a mail failure is logged, never the request's error."""
+    inline = _inline(self)
+    try:
+        return notify.handoff_notify(conversation_id=conversation_id)
+    except Exception as exc:  # the mail server or the database away
+        if inline:
+            return 0
+        raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
 
 
 @shared_task(

@@ -1,7 +1,7 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from tenants.models import Membership, Tenant
+from tenants.models import ROLE_RANK, Membership, Role, Tenant
 
 
 def membership_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
@@ -26,3 +26,16 @@ def membership_list_for_tenant(*, tenant: Tenant) -> QuerySet[Membership]:
 
 def tenant_get_by_slug(*, slug: str) -> Tenant | None:
     return Tenant.objects.filter(slug=slug).first()
+
+
+def members_to_notify(*, tenant_id: int) -> list[AbstractBaseUser]:
+    """The active users who answer the tenant's visitors (agents and above) and have an
+    email address."""
+    roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role.AGENT]]
+    memberships = (
+        Membership.objects.filter(tenant_id=tenant_id, role__in=roles, user__is_active=True)
+        .exclude(user__email="")
+        .select_related("user")
+        .order_by("user__email")
+    )
+    return [membership.user for membership in memberships]

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.exceptions import InvalidRequest
@@ -70,6 +71,11 @@ def switch_tenant(request):
         raise Http404
     request.session[SESSION_TENANT_KEY] = membership.tenant_id
     messages.success(request, f"Switched to {membership.tenant.name}.")
+    next_url = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(next_url)
     return redirect("dashboard:home")
 
 

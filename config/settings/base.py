@@ -124,6 +124,9 @@ AUTH_PASSWORD_VALIDATORS = [
 # Email: team invitations and password links. The default prints them to the log.
 vars().update(env.email_url_config(env.str("EMAIL_URL", default="") or "consolemail://"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="ReplyBase <no-reply@localhost>")
+# Where the dashboard is served, for links in emails sent outside a request (handoff
+# notifications), e.g. https://app.replybase.example.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"

@@ -5,6 +5,7 @@ from .base import env
 
 DEBUG = env.bool("DEBUG", default=True)
 DEMO_MODE = True
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{env('PORT', default='8000')}")
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
 # django-ratelimit refuses a non-shared cache (E003) because counters would not hold across

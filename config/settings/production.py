@@ -25,6 +25,10 @@ if _missing:
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+# Links in emails: PUBLIC_BASE_URL, or https:// and the first host named in full.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/") or next(
+    (f"https://{host}" for host in ALLOWED_HOSTS if host and host[0] not in ".*"), ""
+)
 METRICS_TOKEN = env("METRICS_TOKEN")
 DATABASES = {"default": database_tuned(env.db("DATABASE_URL"))}
 

@@ -28,6 +28,7 @@ CACHES = {
     }
 }
 CELERY_TASK_ALWAYS_EAGER = True
+PUBLIC_BASE_URL = "https://app.replybase.test"
 CELERY_BROKER_URL = REDIS_URL
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"]["level"] = "WARNING"

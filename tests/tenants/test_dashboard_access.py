@@ -6,7 +6,7 @@ from django.urls import reverse
 from crm.models import Conversation
 from tenants.access import SESSION_TENANT_KEY
 from tenants.models import Membership, Role, Tenant
-from tests.factories import ConversationFactory, MembershipFactory, UserFactory
+from tests.factories import ConversationFactory, MembershipFactory, TenantFactory, UserFactory
 
 
 @pytest.fixture
@@ -225,3 +225,37 @@ def test_staff_handing_off_from_the_dashboard_hands_off_as_the_bot_does(
     assert conversation.bot_state["handoff_reason"] == "staff"
     assert "awaiting" not in conversation.bot_state and conversation.bot_state["ai_waiting"] == []
     assert len(scheduled) == 1  # the mirror into Chatwoot, queued on commit
+
+
+@pytest.mark.django_db
+def test_a_conversation_link_from_another_workspace_offers_to_switch(client, tenant, other_tenant):
+    """An emailed link opened while another of one's workspaces is chosen."""
+    user = UserFactory()
+    MembershipFactory(user=user, tenant=tenant, role=Role.AGENT)
+    MembershipFactory(user=user, tenant=other_tenant, role=Role.AGENT)
+    theirs = ConversationFactory(tenant=other_tenant)
+    stranger = ConversationFactory(tenant=TenantFactory())
+    client.force_login(user)
+    link = reverse("crm:conversation", args=[theirs.pk])
+    page = client.get(link)
+    assert page.status_code == 404
+    assert page.context["workspace"] == other_tenant
+    assert client.session.get(SESSION_TENANT_KEY) in (None, tenant.pk)  # nothing switched
+    switched = client.post(
+        reverse("dashboard:switch"), {"tenant_id": other_tenant.pk, "next": page.context["next"]}
+    )
+    assert switched.url == link
+    assert client.get(link).context["conversation"] == theirs
+    # a workspace the user is not in looks like a missing conversation
+    missing = client.get(reverse("crm:conversation", args=[stranger.pk]))
+    assert missing.status_code == 404 and "workspace" not in (missing.context or {})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.test/", "//evil.test/x", "javascript:alert(1)", ""]
+)
+def test_switching_never_redirects_off_site(client, tenant, owner, next_url):
+    client.force_login(owner)
+    response = client.post(reverse("dashboard:switch"), {"tenant_id": tenant.pk, "next": next_url})
+    assert response.url == reverse("dashboard:home")
