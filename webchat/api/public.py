@@ -47,8 +47,8 @@ ERROR_RESPONSES = {
     status_code: OpenApiResponse(s.ErrorSerializer, description=description)
     for status_code, description in {
         400: "invalid_request: a field is missing or wrong (the message says which)",
-        401: "token_invalid, token_expired or challenge_invalid",
-        403: "origin_not_allowed or webchat_disabled",
+        401: "token_invalid or token_expired",
+        403: "origin_not_allowed, webchat_disabled, challenge_invalid or identity_invalid",
         404: "unknown_site or conversation_not_found",
         413: "payload_too_large: bodies are at most 32 KB",
         429: "rate_limited; Retry-After gives the seconds to wait",

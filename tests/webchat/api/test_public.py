@@ -782,6 +782,46 @@ def test_openapi_schema_documents_errors_tokens_and_limits(client):
     assert (text["minLength"], text["maxLength"]) == (1, 4000)
 
 
+def test_openapi_schema_lists_each_error_code_under_the_status_it_is_answered_with(client):
+    """A client reading the schema branches on the status: every error code the public
+    API answers with is documented, and under the status it really comes with."""
+    import re
+
+    import yaml
+
+    from core.exceptions import InvalidRequest, PayloadTooLarge, RateLimited
+    from webchat import exceptions
+
+    answered = {
+        error.code: error.status
+        for error in (
+            InvalidRequest,
+            PayloadTooLarge,
+            RateLimited,
+            exceptions.UnknownSite,
+            exceptions.OriginNotAllowed,
+            exceptions.ChallengeInvalid,
+            exceptions.TokenInvalid,
+            exceptions.TokenExpired,
+            exceptions.ConversationNotFound,
+            exceptions.WebchatDisabled,
+            exceptions.IdentityInvalid,
+        )
+    }
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    documented = {}
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/webchat/"):
+            continue
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                for code in re.findall(r"[a-z]+(?:_[a-z]+)+", response.get("description", "")):
+                    documented.setdefault(code, set()).add(int(status))
+    assert {code: {status} for code, status in answered.items()} == {
+        code: statuses for code, statuses in documented.items() if code in answered
+    }
+
+
 def test_another_tenants_bot_never_answers(client, other_tenant, tenant):
     """A site is served by its own tenant's bot and data only."""
     foreign_bot = BotFactory(tenant=other_tenant)
