@@ -172,6 +172,7 @@ class ChatwootConnectionAdmin(TenantOwnedAdmin):
 class HealthCheckAdmin(admin.ModelAdmin):
     list_display = [
         "created_at",
+        "tenant",
         "connection",
         "exit_code",
         "platform_status",
@@ -182,7 +183,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
     ]
     list_filter = ["exit_code", "in_maintenance"]
     search_fields = ["connection__name", "tenant__name", "tenant__slug"]
-    list_select_related = ["connection"]
+    list_select_related = ["tenant", "connection"]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:
@@ -213,10 +214,19 @@ def reprocess(modeladmin, request, queryset):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "connection", "event", "valid", "signed", "processed", "outcome"]
+    list_display = [
+        "created_at",
+        "tenant",
+        "connection",
+        "event",
+        "valid",
+        "signed",
+        "processed",
+        "outcome",
+    ]
     list_filter = ["valid", "processed", "signed", "event"]
     search_fields = ["delivery_key", "outcome", "error", "tenant__slug"]
-    list_select_related = ["connection"]
+    list_select_related = ["tenant", "connection"]
     date_hierarchy = "created_at"
     actions = [reprocess]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
@@ -232,6 +242,7 @@ class ChatwootConversationLinkAdmin(ViewOnlyAdmin):
 
     list_display = [
         "chatwoot_conversation_id",
+        "tenant",
         "connection",
         "conversation",
         "status",
@@ -242,7 +253,7 @@ class ChatwootConversationLinkAdmin(ViewOnlyAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["contact_name", "chatwoot_conversation_id", "tenant__slug"]
-    list_select_related = ["connection", "conversation"]
+    list_select_related = ["tenant", "connection", "conversation"]
 
 
 @admin.register(ApprovalItem)
