@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -20,6 +20,7 @@ from support.models import (
     OutboundRetry,
     RetryStatus,
     SupportAlert,
+    WebhookDelivery,
 )
 from support.sla import LEVEL_ORDER, Level, deadline, level_at
 from tenants.models import Tenant
@@ -105,6 +106,7 @@ class HealthSummary:
     expected_failures: int = 0
     avg_platform_ms: float | None = None
     avg_api_ms: float | None = None
+    avg_webhook_ms: float | None = None  # received → processed (runbook target: < 3 s)
     last_check: HealthCheck | None = None
     last_failure: HealthCheck | None = None
     maintenance_now: bool = False
@@ -119,7 +121,8 @@ def health_summaries(
     *, tenant: Tenant, hours: int = 24, now: datetime | None = None
 ) -> list[HealthSummary]:
     """Per connection over the last `hours`: success rate (maintenance-window runs left
-    out), mean response time per endpoint, the last check and the last failure."""
+    out), mean response time per endpoint, mean webhook processing time, the last check
+    and the last failure."""
     from support.health import connection_warnings
 
     now = now or timezone.now()
@@ -143,8 +146,22 @@ def health_summaries(
         )
         .order_by("name", "id")
     )
+    # Apart from the annotations above: a second multi-valued join would multiply counts.
+    webhook_latency = {
+        row["connection_id"]: row["latency"]
+        for row in WebhookDelivery.objects.filter(
+            tenant=tenant, valid=True, processed_at__isnull=False, created_at__gte=since
+        )
+        .values("connection_id")
+        .annotate(
+            latency=Avg(
+                ExpressionWrapper(F("processed_at") - F("created_at"), output_field=DurationField())
+            )
+        )
+    }
     summaries = []
     for connection in connections:
+        latency = webhook_latency.get(connection.pk)
         checks = HealthCheck.objects.filter(tenant=tenant, connection=connection)
         summaries.append(
             HealthSummary(
@@ -154,6 +171,7 @@ def health_summaries(
                 expected_failures=connection.n_expected,
                 avg_platform_ms=connection.avg_platform,
                 avg_api_ms=connection.avg_api,
+                avg_webhook_ms=None if latency is None else latency.total_seconds() * 1000,
                 last_check=checks.order_by("-created_at").first(),
                 last_failure=checks.exclude(exit_code=0).order_by("-created_at").first(),
                 maintenance_now=any(w.covers(now) for w in connection.maintenance_windows.all()),

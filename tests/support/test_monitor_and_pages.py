@@ -12,6 +12,7 @@ from tests.factories import MembershipFactory
 from tests.factories.support import (
     ApprovalItemFactory,
     ChatwootConversationLinkFactory,
+    WebhookDeliveryFactory,
 )
 
 
@@ -127,6 +128,28 @@ def test_support_page_shows_health_queues_and_escalations(client, viewer, connec
     assert "past SLA" in body and "SLA breached" in body
     assert "2</strong> drafts waiting" in body
     assert 'href="/support/"' in body  # the nav link
+
+
+def test_support_page_shows_webhook_processing_latency(client, viewer, connection):
+    """The runbook's key metric: received to processed, over the last 24 hours (target
+    under 3 s); deliveries not processed yet, refused or older are left out."""
+    now = timezone.now()
+
+    def delivery(received_ago, took, **fields):
+        row = WebhookDeliveryFactory(connection=connection, **fields)
+        received = now - received_ago
+        processed = None if took is None else received + took
+        type(row).objects.filter(pk=row.pk).update(created_at=received, processed_at=processed)
+
+    delivery(timedelta(minutes=5), timedelta(seconds=1))
+    delivery(timedelta(minutes=9), timedelta(seconds=2))
+    delivery(timedelta(minutes=1), None, processed=False)
+    delivery(timedelta(minutes=2), timedelta(seconds=50), valid=False)
+    delivery(timedelta(hours=30), timedelta(seconds=40))
+    client.force_login(viewer)
+    body = client.get("/support/").content.decode()
+    assert "1500 ms</strong> webhook processing" in body
+    assert "target &lt; 3 s" in body
 
 
 def test_support_page_warns_about_unsigned_webhooks(client, viewer, connection):
