@@ -9,15 +9,20 @@ more than 15 minutes normal, 5 to 15 warning, under 5 urgent, past the deadline 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
+import structlog
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from support import metrics
 from support.alerts import alert_send
 from support.models import ChatwootConnection, ChatwootConversationLink, ChatwootStatus
+
+log = structlog.get_logger(__name__)
 
 WARNING_AT = timedelta(minutes=15)
 URGENT_AT = timedelta(minutes=5)
@@ -87,9 +92,9 @@ def breaches_scan(*, now: datetime | None = None) -> int:
     """Flag open conversations whose first response is overdue; alert once per breach."""
     now = now or timezone.now()
     flagged: dict[int, list[ChatwootConversationLink]] = defaultdict(list)
-    for connection in ChatwootConnection.objects.filter(active=True).only(
-        "id", "tenant_id", "sla_minutes"
-    ):
+    report: list[str] = []
+    connections = ChatwootConnection.objects.filter(active=True).select_related("tenant")
+    for connection in connections.only("id", "name", "sla_minutes", "tenant__slug"):
         cutoff = now - timedelta(minutes=connection.sla_minutes)
         with transaction.atomic():
             overdue = list(
@@ -105,6 +110,14 @@ def breaches_scan(*, now: datetime | None = None) -> int:
                 link.breached_at = now
             ChatwootConversationLink.objects.bulk_update(overdue, ["breached_at"])
         flagged[connection.tenant_id].extend(overdue)
+        report.extend(
+            f"{now.isoformat()} {connection.tenant.slug}/{connection.name}: "
+            f"#{link.chatwoot_conversation_id} ({link.contact_name or 'customer'}) first "
+            f"message {link.first_customer_message_at.isoformat()}, no first response within "
+            f"SLA {connection.sla_minutes} min"
+            for link in overdue
+        )
+    _breach_report_append(now, report)
     total = 0
     for tenant_id, links in flagged.items():
         if not links:
@@ -123,3 +136,18 @@ def breaches_scan(*, now: datetime | None = None) -> int:
             f"SLA without a reply: {names}{more}. Escalate and respond ASAP.",
         )
     return total
+
+
+def _breach_report_append(now: datetime, lines: list[str]) -> None:
+    """The day's SLA breach report, next to the health log in the support evidence folder
+    (artifacts/support/YYYY-MM-DD/sla-breaches.log)."""
+    if not lines:
+        return
+    day = now.astimezone(UTC).strftime("%Y-%m-%d")
+    path = Path(settings.SUPPORT_EVIDENCE_DIR) / day / "sla-breaches.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as report:
+            report.write("\n".join(lines) + "\n")
+    except OSError as exc:
+        log.warning("support.sla_report_failed", path=str(path), error=str(exc))

@@ -79,6 +79,25 @@ def test_monitor_flags_each_breach_once_and_alerts(connection, alert_sink):
     assert len(alert_sink.texts) == 1
 
 
+def test_each_breach_goes_into_the_days_sla_breach_report(connection, settings):
+    """The runbook's evidence: artifacts/support/YYYY-MM-DD/ holds the SLA breach reports
+    next to chatwoot-health.log, one line per breach flagged by the monitor."""
+    from pathlib import Path
+
+    overdue = _link(connection, waited=31 * M)
+    overdue.contact_name = "Jane Roe"
+    overdue.save(update_fields=["contact_name"])
+    _link(connection, waited=10 * M)
+    assert monitor_run()["breaches"] == 1
+    assert monitor_run()["breaches"] == 0
+    [report] = Path(settings.SUPPORT_EVIDENCE_DIR).glob("*/sla-breaches.log")
+    assert report.parent.name == timezone.now().strftime("%Y-%m-%d")
+    [line] = report.read_text().splitlines()
+    assert f"#{overdue.chatwoot_conversation_id}" in line
+    assert f"{connection.tenant.slug}/{connection.name}" in line
+    assert "Jane Roe" in line and "SLA 30 min" in line
+
+
 def test_escalations_tile_counts_levels_and_breach_rate(tenant, connection):
     _link(connection, waited=35 * M)  # breach
     _link(connection, waited=27 * M)  # urgent
