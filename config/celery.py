@@ -2,6 +2,8 @@ import os
 
 from celery import Celery
 
+from core import worker_metrics  # noqa: F401  (connects a worker's own /metrics)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("replybase")

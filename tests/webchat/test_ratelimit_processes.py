@@ -8,9 +8,6 @@ alternate between them: together they allow exactly the limit, then both answer 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from crm.models import Message
+from tests.processes import free_port, process_group_stop, test_settings_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -54,32 +50,12 @@ class ServerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _server_env() -> dict[str, str]:
-    """The test settings, pointed at this test database and this run's cache prefix."""
-    db = connection.settings_dict
-    run_id = settings.CACHES["default"]["KEY_PREFIX"].removeprefix("rbtest")
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    database_url = (
-        f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "TEST_DATABASE_URL": database_url,
-        "TEST_REDIS_URL": settings.REDIS_URL,
-        "TEST_RUN_ID": run_id,
-        **LIMIT_ENV,
-    }
+    return test_settings_env(**LIMIT_ENV)
 
 
 def _start(tmp_path: Path, name: str, env: dict[str, str]) -> ServerProcess:
-    port = _free_port()
+    port = free_port()
     # An explicit empty config: gunicorn would otherwise load the repo's production one.
     config = tmp_path / "gunicorn.test.py"
     config.write_text("")
@@ -119,16 +95,7 @@ def _wait_ready(server: ServerProcess) -> None:
 
 
 def _stop(server: ServerProcess) -> None:
-    if server.process.poll() is not None:
-        return
-    try:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=5)
-    except ProcessLookupError:
-        pass
+    process_group_stop(server.process)
 
 
 @pytest.fixture
