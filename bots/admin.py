@@ -65,11 +65,13 @@ class KnowledgeArticleAdmin(TenantOwnedAdmin):
     def tag_list(self, article: KnowledgeArticle) -> str:
         return ", ".join(article.tags or [])
 
-    # Bulk updates bump updated_at so the cached retrieval indexes notice the change.
-    @admin.action(description="Publish selected articles")
+    # Bulk updates bump updated_at so the cached retrieval indexes notice the change. They
+    # change what visitors are answered from: a view-only operator must not run them (an
+    # action without `permissions` is offered to anyone who can see the list).
+    @admin.action(description="Publish selected articles", permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[KnowledgeArticle]) -> None:
         queryset.update(published=True, updated_at=timezone.now())
 
-    @admin.action(description="Unpublish selected articles")
+    @admin.action(description="Unpublish selected articles", permissions=["change"])
     def unpublish(self, request: HttpRequest, queryset: QuerySet[KnowledgeArticle]) -> None:
         queryset.update(published=False, updated_at=timezone.now())

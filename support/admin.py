@@ -267,7 +267,9 @@ class ApprovalItemAdmin(ViewOnlyAdmin):
     list_select_related = ["tenant", "decided_by"]
 
 
-@admin.action(description="Retry now")
+# Retrying calls the tenant's Chatwoot: only for operators who may change the row (an
+# action without `permissions` is offered to anyone who can see the list).
+@admin.action(description="Retry now", permissions=["change"])
 def retry_now(modeladmin, request, queryset):
     from support.tasks import retry_outbound
 

@@ -249,3 +249,34 @@ def test_admin_retry_action(client, staff, connection, chatwoot_standin):
     retry.refresh_from_db()
     item.refresh_from_db()
     assert retry.status == "done" and item.private_note_id
+
+
+def test_admin_retry_action_needs_the_change_permission(client, connection, chatwoot_standin):
+    """Retrying posts to the tenant's Chatwoot: an operator who may only look cannot."""
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    link = ChatwootConversationLinkFactory(
+        connection=connection, chatwoot_conversation_id=chatwoot_standin.seed_conversation()["id"]
+    )
+    item = ApprovalItemFactory(link=link)
+    retry = OutboundRetry.objects.create(
+        tenant=connection.tenant,
+        connection=connection,
+        operation="private_note",
+        object_id=item.pk,
+        retryable=False,
+        next_attempt_at=timezone.now(),
+    )
+    looker = UserFactory(is_staff=True)
+    looker.user_permissions.add(Permission.objects.get(codename="view_outboundretry"))
+    client.force_login(looker)
+    assert client.get("/admin/support/outboundretry/").status_code == 200
+    client.post(
+        "/admin/support/outboundretry/",
+        {"action": "retry_now", "_selected_action": [retry.pk]},
+    )
+    retry.refresh_from_db()
+    item.refresh_from_db()
+    assert retry.status != "done" and not item.private_note_id
