@@ -50,6 +50,7 @@ from webchat.models import WebChatSite
 
 CHANGE_PERMISSION = "rollout.change_rolloutpolicy"
 TENANTS_PER_PAGE = 50
+TENANT_QUERY_MAX = 200
 
 
 def _context(request: HttpRequest, title: str, **extra) -> dict:
@@ -226,7 +227,8 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
 
 
 def _rollout_context(request, policy, bound: dict, row_errors: dict) -> dict:
-    query = request.GET.get("q", "").strip()
+    # PostgreSQL text cannot hold NUL (the query would fail), and no name is longer.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:TENANT_QUERY_MAX]
     tenants = Tenant.objects.order_by("name")
     if query:
         tenants = tenants.filter(Q(name__icontains=query) | Q(slug__icontains=query))

@@ -311,6 +311,14 @@ class TestRolloutScreen:
         assert response.status_code == 400
         assert "pick a tenant" in response.content.decode()
 
+    def test_tenant_search_with_odd_input_is_no_500(self, operator_client, tenant):
+        # PostgreSQL text cannot hold NUL: a search with one must not reach the database
+        for query in ["North\x00wind", "\x00", "%_", "N" * 5000]:
+            response = operator_client.get(ROLLOUT, {"q": query, "page": "abc"})
+            assert response.status_code == 200, query
+        shown = operator_client.get(ROLLOUT, {"q": "North\x00wind"})
+        assert [row.tenant for row in shown.context["rows"]] == [tenant]
+
     def test_evaluate_now(self, operator_client, client, site, flow_bot):
         chat(client, site, messages=2)
         operator_client.post(ROLLOUT, {"action": "evaluate"})
