@@ -4,7 +4,8 @@
 import json
 
 from django.contrib import admin
-from django.http import HttpResponseRedirect
+from django.contrib.admin.utils import unquote
+from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -42,7 +43,12 @@ class TenantRolloutAdmin(ReadOnlyAdmin):
     list_select_related = ["tenant"]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        return HttpResponseRedirect(reverse("rollout:tenant", args=[object_id]))
+        # The id comes from the URL as typed: one that is no tenant's is a 404, not a 500
+        # from reversing a tenant page with it.
+        state = self.get_object(request, unquote(object_id))
+        if state is None:
+            raise Http404("No such tenant rollout.")
+        return HttpResponseRedirect(reverse("rollout:tenant", args=[state.pk]))
 
 
 @admin.register(AuditEntry)

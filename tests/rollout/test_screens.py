@@ -612,3 +612,14 @@ def test_the_admin_index_links_the_operator_screens(operator_client):
     assert 'href="/admin/webchat-rollout"' in body
     assert 'href="/admin/webchat-monitoring"' in body
     assert "app-tenants" in body  # the admin's own app list stays
+
+
+def test_the_tenant_rollout_admin_leads_to_the_tenant_page(operator_client, tenant):
+    TenantRolloutFactory(tenant=tenant)
+    response = operator_client.get(f"/admin/rollout/tenantrollout/{tenant.pk}/change/")
+    assert response.status_code == 302
+    assert response["Location"] == tenant_page(tenant)
+    # an id that is no tenant's is a 404, never a 500
+    for bad in ["abc", "1%00", "-3", "99999999999999999999", str(tenant.pk + 1000)]:
+        response = operator_client.get(f"/admin/rollout/tenantrollout/{bad}/change/")
+        assert response.status_code == 404, bad
