@@ -9,15 +9,22 @@ from collections.abc import Callable
 from functools import wraps
 
 import structlog
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenants.models import Role
 from tenants.selectors import membership_get
 
 SESSION_TENANT_KEY = "current_tenant_id"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The hidden field dashboard forms carry (`{% workspace_field %}`): the workspace they were
+# rendered for.
+WORKSPACE_FIELD = "workspace"
 
 
 def resolve_membership(request: HttpRequest):
@@ -40,7 +47,10 @@ def tenant_view(*, read: str = Role.VIEWER, write: str = Role.ADMIN) -> Callable
             membership = resolve_membership(request)
             if membership is None:
                 raise Http404("You are not a member of any workspace.")
-            needed = read if request.method in SAFE_METHODS else write
+            unsafe = request.method not in SAFE_METHODS
+            if unsafe and _posted_for_another_workspace(request, membership):
+                return _refuse_stale_form(request, membership)
+            needed = write if unsafe else read
             if not membership.has_role(needed):
                 raise PermissionDenied(f"This needs the {needed} role or higher.")
             request.membership = membership
@@ -51,3 +61,24 @@ def tenant_view(*, read: str = Role.VIEWER, write: str = Role.ADMIN) -> Callable
         return wrapper
 
     return decorator
+
+
+def _posted_for_another_workspace(request: HttpRequest, membership) -> bool:
+    posted = request.POST.get(WORKSPACE_FIELD)
+    return posted is not None and posted != str(membership.tenant_id)
+
+
+def _refuse_stale_form(request: HttpRequest, membership) -> HttpResponse:
+    """A form rendered for another workspace than the one chosen now (switched in another
+    tab): nothing is saved; back to the page it came from, now showing the current one."""
+    messages.error(
+        request,
+        f"Nothing was saved: this form was for another workspace, and you are now working "
+        f"in {membership.tenant.name} (switched in another tab?). Check and try again.",
+    )
+    back = request.headers.get("Referer", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("dashboard:home")
+    return redirect(back)

@@ -65,6 +65,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.current_tenant",
             ],
+            "builtins": ["tenants.templatetags.workspace"],
         },
     },
 ]

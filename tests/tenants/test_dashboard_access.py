@@ -259,3 +259,70 @@ def test_switching_never_redirects_off_site(client, tenant, owner, next_url):
     client.force_login(owner)
     response = client.post(reverse("dashboard:switch"), {"tenant_id": tenant.pk, "next": next_url})
     assert response.url == reverse("dashboard:home")
+
+
+@pytest.mark.django_db
+def test_a_form_from_a_tab_of_another_workspace_saves_nothing(client, tenant, other_tenant):
+    """Opened in one workspace, submitted after switching to another in a second tab."""
+    user = UserFactory()
+    for workspace in (tenant, other_tenant):
+        MembershipFactory(user=user, tenant=workspace, role=Role.OWNER)
+    client.force_login(user)
+    client.post(reverse("dashboard:switch"), {"tenant_id": other_tenant.pk})
+    settings_url = reverse("dashboard:settings")
+    page = client.get(settings_url).content.decode()
+    assert f'name="workspace" value="{other_tenant.pk}"' in page
+    client.post(reverse("dashboard:switch"), {"tenant_id": tenant.pk})  # the other tab
+    for url, data in (
+        (settings_url, {"name": "Renamed", "pii_retention_days": 30}),
+        (reverse("dashboard:team"), {"email": "new@example.com", "role": Role.ADMIN}),
+    ):
+        response = client.post(
+            url, {**data, "workspace": other_tenant.pk}, HTTP_REFERER=f"http://testserver{url}"
+        )
+        assert response.status_code == 302 and response.url == f"http://testserver{url}"
+        shown = [str(m) for m in client.get(url).context["messages"]]
+        assert any("Nothing was saved" in m and tenant.name in m for m in shown), shown
+    names = set(
+        Tenant.objects.filter(pk__in=[tenant.pk, other_tenant.pk]).values_list("name", flat=True)
+    )
+    assert names == {tenant.name, other_tenant.name}
+    assert not Membership.objects.filter(user__email="new@example.com").exists()
+    # the form of the workspace chosen now saves as ever
+    response = client.post(
+        settings_url, {"name": "Renamed", "pii_retention_days": 30, "workspace": tenant.pk}
+    )
+    assert response.status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.name == "Renamed"
+
+
+@pytest.mark.django_db
+def test_every_dashboard_form_says_its_workspace(client, tenant, owner, site, bot):
+    """Each form posting to a dashboard view carries the hidden workspace field."""
+    import re
+
+    from tests.factories import FlowRuleFactory, KnowledgeArticleFactory
+
+    FlowRuleFactory(bot=bot, tenant=tenant)
+    KnowledgeArticleFactory(tenant=tenant)
+    client.force_login(owner)
+    pages = [
+        reverse("dashboard:settings"),
+        reverse("dashboard:team"),
+        reverse("bots:knowledge"),
+        reverse("bots:flows", args=[bot.pk]),
+        reverse("bots:settings", args=[bot.pk]),
+        reverse("webchat_dashboard:settings", args=[site.pk]),
+        reverse("webchat_dashboard:keys", args=[site.pk]),
+        reverse("webchat_dashboard:harness", args=[site.pk]),
+        reverse("crm:conversation", args=[ConversationFactory(tenant=tenant).pk]),
+    ]
+    for url in pages:
+        html = client.get(url).content.decode()
+        forms = re.findall(r"<form[^>]*method=\"post\".*?</form>", html, flags=re.S)
+        assert forms, url
+        for form in forms:
+            if "dashboard/switch/" in form or "logout" in form:
+                continue  # not a workspace's form
+            assert f'name="workspace" value="{tenant.pk}"' in form, (url, form[:200])
