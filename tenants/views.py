@@ -107,14 +107,12 @@ def team(request):
         except InvalidRequest as exc:
             form.add_error("email", exc.message)
         else:
+            # The same words whether the address has an account already: the page must
+            # not tell an admin of one tenant who uses ReplyBase elsewhere.
             messages.success(
                 request,
-                f"Added {membership.user.email} as {membership.role}. We emailed them "
-                + (
-                    "a link to choose their password."
-                    if not membership.user.has_usable_password()
-                    else "that they can sign in to this workspace."
-                ),
+                f"Added {membership.user.email} as {membership.role}. We emailed them how "
+                "to sign in to this workspace.",
             )
             return redirect("dashboard:team")
     return render(

@@ -35,7 +35,7 @@ def test_an_invitee_chooses_their_password_from_the_emailed_link(
     with django_capture_on_commit_callbacks(execute=True):
         response = invite(client, "New.Agent@Example.com")
     shown = " ".join(str(m) for m in response.context["messages"])
-    assert "emailed them a link" in shown
+    assert "We emailed them how to sign in" in shown
     invitee = User.objects.get(username="new.agent@example.com")
     assert not invitee.has_usable_password()
     assert Membership.objects.get(user=invitee, tenant=tenant).role == Role.AGENT
@@ -85,8 +85,14 @@ def test_an_existing_account_is_told_and_keeps_its_password(
     elsewhere.save()
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        invite(client, elsewhere.email, Role.VIEWER)
-    [message] = mail.outbox
+        response = invite(client, elsewhere.email, Role.VIEWER)
+    with django_capture_on_commit_callbacks(execute=True):
+        new = invite(client, "nobody.yet@example.com", Role.VIEWER)
+    # the inviter is told the same for an existing account and a new one
+    assert [str(m).replace(elsewhere.email, "?") for m in response.context["messages"]] == [
+        str(m).replace("nobody.yet@example.com", "?") for m in new.context["messages"]
+    ]
+    message = mail.outbox[0]
     assert message.to == [elsewhere.email] and "added you" in message.body
     assert "/login/password/" not in message.body
     elsewhere.refresh_from_db()
