@@ -3,13 +3,62 @@
 `local.py` (embedded `make run`), `test.py` and `production.py` only adjust or tighten.
 """
 
+import re
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ, naming the variable whose value cannot be read as asked: its own
+    error is only e.g. "invalid literal for int() with base 10: 'abc'"."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as exc:  # json.JSONDecodeError is one too
+            raise ImproperlyConfigured(
+                f"The environment variable {var} cannot be read: {exc}"
+            ) from exc
+
+
+env = Env()
+
+# django-ratelimit's rates, strictly: its own parser reads "10/M" or "10/x" as ten a second
+# and fails every request it counts on "abc/m" or "10/0m".
+_RATE = re.compile(r"\d+/([1-9]\d*)?[smhd]")
+
+
+def env_rate(name: str, default: str) -> str:
+    rate = env.str(name, default=default).strip()
+    if not _RATE.fullmatch(rate):
+        raise ImproperlyConfigured(
+            f"{name}={rate!r} is not a rate: give requests/period, e.g. 20/m or 100/5m "
+            "(period s, m, h or d)."
+        )
+    return rate
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default=default).strip()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(choices)}.")
+    return value
+
+
+def env_database(name: str, default: str | None = None) -> dict:
+    """`env.db`, refusing what is no database URL ("", "postgres//host"), which
+    django-environ reads as an empty dict."""
+    database = env.db(name) if default is None else env.db(name, default=default)
+    if not database.get("ENGINE"):
+        raise ImproperlyConfigured(
+            f"{name} is not a database URL, e.g. postgres://user:password@host:5432/name."
+        )
+    return database
+
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-change-me")
@@ -99,7 +148,7 @@ def database_tuned(
 
 DATABASES = {
     "default": database_tuned(
-        env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+        env_database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -193,9 +242,9 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 # Failed sign-ins (dashboard and admin) per client address, per account from one address,
 # and per account from anywhere.
-SIGNIN_RATE_IP = env("SIGNIN_RATE_IP", default="30/10m")
-SIGNIN_RATE_ACCOUNT = env("SIGNIN_RATE_ACCOUNT", default="10/15m")
-SIGNIN_RATE_ACCOUNT_ANY_IP = env("SIGNIN_RATE_ACCOUNT_ANY_IP", default="100/h")
+SIGNIN_RATE_IP = env_rate("SIGNIN_RATE_IP", default="30/10m")
+SIGNIN_RATE_ACCOUNT = env_rate("SIGNIN_RATE_ACCOUNT", default="10/15m")
+SIGNIN_RATE_ACCOUNT_ANY_IP = env_rate("SIGNIN_RATE_ACCOUNT_ANY_IP", default="100/h")
 
 # --- Celery ------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
@@ -257,27 +306,27 @@ WEBCHAT_CONFIG_CACHE_SECONDS = env.int("WEBCHAT_CONFIG_CACHE_SECONDS", default=3
 # Rate limits (django-ratelimit syntax) per route and per key: ip, site, session.
 WEBCHAT_RATE_LIMITS = {
     "config": {
-        "ip": env("WEBCHAT_RL_CONFIG_IP", default="60/m"),
-        "site": env("WEBCHAT_RL_CONFIG_SITE", default="6000/m"),
+        "ip": env_rate("WEBCHAT_RL_CONFIG_IP", default="60/m"),
+        "site": env_rate("WEBCHAT_RL_CONFIG_SITE", default="6000/m"),
     },
     "init": {
-        "ip": env("WEBCHAT_RL_INIT_IP", default="20/m"),
-        "site": env("WEBCHAT_RL_INIT_SITE", default="3000/m"),
+        "ip": env_rate("WEBCHAT_RL_INIT_IP", default="20/m"),
+        "site": env_rate("WEBCHAT_RL_INIT_SITE", default="3000/m"),
     },
     "messages_post": {
-        "ip": env("WEBCHAT_RL_MESSAGES_IP", default="60/m"),
-        "site": env("WEBCHAT_RL_MESSAGES_SITE", default="6000/m"),
-        "session": env("WEBCHAT_RL_MESSAGES_SESSION", default="20/m"),
+        "ip": env_rate("WEBCHAT_RL_MESSAGES_IP", default="60/m"),
+        "site": env_rate("WEBCHAT_RL_MESSAGES_SITE", default="6000/m"),
+        "session": env_rate("WEBCHAT_RL_MESSAGES_SESSION", default="20/m"),
     },
     "messages_get": {
-        "ip": env("WEBCHAT_RL_POLL_IP", default="240/m"),
-        "site": env("WEBCHAT_RL_POLL_SITE", default="60000/m"),
-        "session": env("WEBCHAT_RL_POLL_SESSION", default="90/m"),
+        "ip": env_rate("WEBCHAT_RL_POLL_IP", default="240/m"),
+        "site": env_rate("WEBCHAT_RL_POLL_SITE", default="60000/m"),
+        "session": env_rate("WEBCHAT_RL_POLL_SESSION", default="90/m"),
     },
     "events": {
-        "ip": env("WEBCHAT_RL_EVENTS_IP", default="60/m"),
-        "site": env("WEBCHAT_RL_EVENTS_SITE", default="10000/m"),
-        "session": env("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
+        "ip": env_rate("WEBCHAT_RL_EVENTS_IP", default="60/m"),
+        "site": env_rate("WEBCHAT_RL_EVENTS_SITE", default="10000/m"),
+        "session": env_rate("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
     },
     # Site keys the cache does not know (each costs a database lookup): made-up keys, or a
     # site's first visitor after its cache entry expired.
@@ -296,7 +345,8 @@ WEBCHAT_TRUSTED_PROXIES = env.int(
 ROLLOUT_DECISION_TTL = env.int("ROLLOUT_DECISION_TTL", default=5)
 # Used until an operator saves a policy: `ga` keeps the pre-rollout behaviour (every tenant
 # on unless forced off); set `off` or `pilot` for a cautious new installation.
-ROLLOUT_DEFAULT_MODE = env("ROLLOUT_DEFAULT_MODE", default="ga")
+ROLLOUT_MODES = ("off", "pilot", "tiered", "ga")  # rollout.models.Mode (apps load later)
+ROLLOUT_DEFAULT_MODE = env_choice("ROLLOUT_DEFAULT_MODE", "ga", ROLLOUT_MODES)
 # SLO gates: per tenant over a window; below the minimum sample size promotion holds.
 ROLLOUT_GATE_WINDOW_HOURS = env.int("ROLLOUT_GATE_WINDOW_HOURS", default=24)
 ROLLOUT_GATE_MIN_MESSAGES = env.int("ROLLOUT_GATE_MIN_MESSAGES", default=100)
@@ -313,10 +363,44 @@ ROLLOUT_GATE_THRESHOLDS = {
     "token_failure_rate": {"target": 0.05, "hard": 0.50},
     "rate_limited_rate": {"target": 0.05, "hard": 0.50},
 }
-for _gate, _limits in env.json("ROLLOUT_GATE_THRESHOLDS", default={}).items():
-    ROLLOUT_GATE_THRESHOLDS[_gate] = {**ROLLOUT_GATE_THRESHOLDS.get(_gate, {}), **_limits}
+
+
+def gate_thresholds_override(thresholds: dict, overrides: object) -> dict:
+    """`thresholds` with the operator's overrides, each a known gate's target or hard limit
+    as a number: a typo would go unused, a number written as text fail every gate run."""
+    example = '(e.g. {"p95_reply_seconds": {"hard": 20}})'
+    if not isinstance(overrides, dict):
+        raise ImproperlyConfigured(f"ROLLOUT_GATE_THRESHOLDS must be a JSON object {example}.")
+    merged = dict(thresholds)
+    for gate, limits in overrides.items():
+        if gate not in thresholds:
+            raise ImproperlyConfigured(
+                f"ROLLOUT_GATE_THRESHOLDS: unknown gate {gate!r}; the gates are "
+                f"{', '.join(thresholds)}."
+            )
+        if (
+            not isinstance(limits, dict)
+            or not limits
+            or not all(
+                key in ("target", "hard")
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                for key, value in limits.items()
+            )
+        ):
+            raise ImproperlyConfigured(
+                f"ROLLOUT_GATE_THRESHOLDS: {gate} takes a number as target and/or hard {example}."
+            )
+        merged[gate] = {**thresholds[gate], **limits}
+    return merged
+
+
+ROLLOUT_GATE_THRESHOLDS = gate_thresholds_override(
+    ROLLOUT_GATE_THRESHOLDS, env.json("ROLLOUT_GATE_THRESHOLDS", default={})
+)
 # Where a failing tenant goes: off (forced off), canary or pilot (held at the pilot).
-ROLLOUT_DEMOTION_TARGET = env("ROLLOUT_DEMOTION_TARGET", default="off")
+ROLLOUT_DEMOTION_TARGETS = ("off", "canary", "pilot")  # rollout.services.DEMOTION_TARGETS
+ROLLOUT_DEMOTION_TARGET = env_choice("ROLLOUT_DEMOTION_TARGET", "off", ROLLOUT_DEMOTION_TARGETS)
 ROLLOUT_GATE_HISTORY_DAYS = env.int("ROLLOUT_GATE_HISTORY_DAYS", default=7)
 # Slack-compatible incoming webhook for demotions and kill-switch changes (empty: log only).
 ROLLOUT_ALERT_WEBHOOK_URL = env("ROLLOUT_ALERT_WEBHOOK_URL", default="")

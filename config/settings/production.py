@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import database_tuned, env
+from .base import database_tuned, env, env_database
 
 # METRICS_TOKEN: /metrics lists every tenant's slug and rollout state, so it is never open.
 # EMAIL_URL: invitations and password links are emailed; without it they would be printed
@@ -30,7 +30,7 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/") or next(
     (f"https://{host}" for host in ALLOWED_HOSTS if host and host[0] not in ".*"), ""
 )
 METRICS_TOKEN = env("METRICS_TOKEN")
-DATABASES = {"default": database_tuned(env.db("DATABASE_URL"))}
+DATABASES = {"default": database_tuned(env_database("DATABASE_URL"))}
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

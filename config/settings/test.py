@@ -3,13 +3,13 @@
 import os
 
 from .base import *  # noqa: F403
-from .base import database_tuned, env
+from .base import database_tuned, env, env_database
 
 DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production"
 DATABASES = {
     "default": database_tuned(
-        env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres"),
+        env_database("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres"),
         conn_max_age=0,  # each test thread and live-server request closes its connection
         prepared=True,  # the suite runs the hot path as deployed, whatever the environment
     )
