@@ -140,6 +140,18 @@ def _transport_error(exc: httpx.HTTPError, timeout: float) -> str:
     return f"Request failed: {type(exc).__name__}"
 
 
+# Raised while the request is built, before anything is sent: httpx.InvalidURL, or a
+# ValueError for a header value that is not ASCII (a token pasted with a zero-width space)
+# or a host name IDNA refuses. Not httpx.HTTPError, so caught on their own.
+UNSENDABLE_ERRORS = (httpx.InvalidURL, ValueError)
+
+
+def _unsendable_error(exc: Exception) -> str:
+    if isinstance(exc, UnicodeEncodeError):  # never quote it: the text is the token's
+        return "Cannot send the request: the API token holds characters that are not ASCII"
+    return f"Cannot send the request: the base URL is not usable ({type(exc).__name__})"
+
+
 def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -321,6 +333,9 @@ class ChatwootClient:
         except httpx.HTTPError as exc:
             ms = int((time.perf_counter() - started) * 1000)
             return ProbeResult(False, None, ms, _transport_error(exc, HEALTH_TIMEOUT_SECONDS)), None
+        except UNSENDABLE_ERRORS as exc:  # a probe never raises: other connections go on
+            ms = int((time.perf_counter() - started) * 1000)
+            return ProbeResult(False, None, ms, _unsendable_error(exc)), None
         ms = int((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
             return ProbeResult(False, response.status_code, ms, error_text(response)), response

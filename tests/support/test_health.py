@@ -122,6 +122,23 @@ def test_exit_3_when_the_token_cannot_see_the_account(connection):
     assert code == 3 and "no access to account 42" in out
 
 
+def test_a_connection_whose_request_cannot_be_sent_fails_alone(
+    connection, chatwoot_standin, other_tenant
+):
+    """A token pasted with a zero-width space cannot go in an HTTP header: that connection
+    fails its check, every other tenant's is still run and recorded."""
+    pasted = ChatwootConnectionFactory(
+        tenant=other_tenant, base_url=chatwoot_standin.url, api_token="cw-pasted\u200b"
+    )
+    code, out = run("--all")
+    assert code == 3, out
+    assert HealthCheck.objects.get(connection=connection).exit_code == 0
+    check = HealthCheck.objects.get(connection=pasted)
+    assert (check.exit_code, check.platform_ok, check.api_ok) == (3, True, False)
+    assert "not ASCII" in check.api_error
+    assert "cw-pasted" not in out + check.api_error
+
+
 def test_exit_4_when_everything_fails_pages(connection, chatwoot_standin, alert_sink):
     chatwoot_standin.set_fault("status", status=503)
     code, _ = run()
