@@ -620,6 +620,15 @@ def _tags_clean(raw: object, *, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in tags if t))
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL stores no NUL character, UTF-8 no unpaired surrogate (JSON's "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _article_input(
     *, title: object, body: object, tags: object, published: object, where: str
 ) -> ArticleInput:
@@ -632,12 +641,23 @@ def _article_input(
         raise InvalidRequest(f"{where}: a non-empty body is required.")
     if published is not None and not isinstance(published, bool):
         raise InvalidRequest(f"{where}: published must be true or false.")
-    return ArticleInput(
+    article = ArticleInput(
         title=title,
         body=body.strip(),
         tags=_tags_clean(tags if tags is not None else [], where=where),
         published=published,
     )
+    for name, verb, texts in (
+        ("title", "holds", [article.title]),
+        ("body", "holds", [article.body]),
+        ("tags", "hold", article.tags),
+    ):
+        if not all(_storable(text) for text in texts):
+            raise InvalidRequest(
+                f"{where}: {name} {verb} a character that cannot be stored (NUL, or an "
+                "unpaired surrogate such as \\ud800)."
+            )
+    return article
 
 
 def knowledge_articles_from_json(text: str, *, source: str) -> list[ArticleInput]:
@@ -648,6 +668,9 @@ def knowledge_articles_from_json(text: str, *, source: str) -> list[ArticleInput
         raise InvalidRequest(
             f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         ) from exc
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        reason = str(exc).split(";")[0]
+        raise InvalidRequest(f"{source} cannot be read as JSON: {reason}.") from exc
     except RecursionError as exc:
         raise InvalidRequest(f"{source} is nested too deeply to be a list of articles.") from exc
     if not isinstance(data, list):
@@ -706,8 +729,20 @@ def knowledge_article_from_markdown(text: str, *, source: str) -> ArticleInput:
     )
 
 
+# About 1,600 articles of the longest body allowed. Past it, a file is a dump to split; and
+# a device given by mistake (/dev/zero) is never read until memory runs out.
+IMPORT_FILE_MAX_BYTES = 32 * 1024 * 1024
+
+
 def _read_text(path: Path) -> str:
     try:
+        if not path.is_file():
+            raise InvalidRequest(f"{path} is not a regular file.")
+        if (size := path.stat().st_size) > IMPORT_FILE_MAX_BYTES:
+            raise InvalidRequest(
+                f"{path} is {size:,} bytes: an import file is at most "
+                f"{IMPORT_FILE_MAX_BYTES:,} bytes; split it."
+            )
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"{path} is not UTF-8 text.") from exc

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from bots.models import Engine, KnowledgeArticle
+from bots.services import IMPORT_FILE_MAX_BYTES
 from tests.bots.conftest import ARTICLES
 from tests.factories import BotFactory
 
@@ -90,8 +91,28 @@ def test_import_markdown_folder(tenant, tmp_path):
             '[{"title": "A", "body": "x"}, {"title": "Big", "body": "' + "w" * 20_001 + '"}]',
             "'Big': An article is at most 20,000 characters",
         ),
+        # What PostgreSQL or UTF-8 cannot store: refused by name, not a DataError traceback.
+        ('[{"title": "A\\u0000B", "body": "x"}]', "item 1: title holds a character"),
+        ('[{"title": "A", "body": "x\\u0000"}]', "item 1: body holds a character"),
+        ('[{"title": "A", "body": "x", "tags": ["a\\u0000"]}]', "item 1: tags hold a character"),
+        ('[{"title": "A\\ud800", "body": "x"}]', "item 1: title holds a character"),
+        ("[" + "1" * 5000 + "]", "cannot be read as JSON"),  # past Python's int digit limit
     ],
-    ids=["truncated", "not a list", "no title", "no body", "tags", "twice", "deep", "huge"],
+    ids=[
+        "truncated",
+        "not a list",
+        "no title",
+        "no body",
+        "tags",
+        "twice",
+        "deep",
+        "huge",
+        "nul title",
+        "nul body",
+        "nul tag",
+        "surrogate",
+        "long number",
+    ],
 )
 def test_bad_json_is_refused_and_nothing_is_imported(tenant, tmp_path, content, message):
     path = tmp_path / "kb.json"
@@ -110,6 +131,25 @@ def test_bad_markdown_file_refuses_the_whole_folder(tenant, tmp_path):
     (tmp_path / "b.md").write_bytes(b"# Title\n\xff\xfe not utf-8")
     with pytest.raises(CommandError, match="not UTF-8"):
         run("import_knowledge", "--tenant", tenant.slug, str(tmp_path))
+    assert not KnowledgeArticle.objects.filter(tenant=tenant).exists()
+
+
+def test_markdown_with_a_nul_character_is_refused(tenant, tmp_path):
+    (tmp_path / "a.md").write_text("# Title\nA body with a NUL \x00 in it.\n")
+    with pytest.raises(CommandError, match=r"a\.md: body holds a character"):
+        run("import_knowledge", "--tenant", tenant.slug, str(tmp_path))
+    assert not KnowledgeArticle.objects.filter(tenant=tenant).exists()
+
+
+def test_only_regular_files_of_a_sane_size_are_read(tenant, tmp_path):
+    """A device given by mistake (/dev/zero) would be read until memory runs out."""
+    with pytest.raises(CommandError, match="/dev/null is not a regular file"):
+        run("import_knowledge", "--tenant", tenant.slug, "/dev/null")
+    huge = tmp_path / "kb.json"
+    with huge.open("wb") as f:
+        f.truncate(IMPORT_FILE_MAX_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(CommandError, match=r"kb\.json is 33,554,433 bytes"):
+        run("import_knowledge", "--tenant", tenant.slug, str(huge))
     assert not KnowledgeArticle.objects.filter(tenant=tenant).exists()
 
 
