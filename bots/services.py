@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from bots import flows, metrics
@@ -786,9 +786,20 @@ def article_body_error(body: str) -> str | None:
     return None
 
 
-@transaction.atomic
 def knowledge_import(*, tenant: Tenant, articles: list[ArticleInput]) -> ImportCounts:
-    """Create or update the tenant's articles by exact title; all or nothing."""
+    """Create or update the tenant's articles by exact title; all or nothing. A title that
+    another import (or an edit) creates after this one looked it up refuses the whole
+    import: run it again (it then updates that article)."""
+    try:
+        return _knowledge_import(tenant=tenant, articles=articles)
+    except IntegrityError as exc:  # article_unique_title: nothing of this import was kept
+        raise InvalidRequest(
+            "Another import or an edit created one of these titles meanwhile; run the import again."
+        ) from exc
+
+
+@transaction.atomic
+def _knowledge_import(*, tenant: Tenant, articles: list[ArticleInput]) -> ImportCounts:
     for item in articles:
         error = article_body_error(item.body)
         if error:

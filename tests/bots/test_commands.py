@@ -1,15 +1,17 @@
 """`manage.py import_knowledge` and `manage.py ask`."""
 
 import json
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
 from bots.models import Engine, KnowledgeArticle
 from bots.services import IMPORT_FILE_MAX_BYTES
 from tests.bots.conftest import ARTICLES
-from tests.factories import BotFactory
+from tests.factories import BotFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -151,6 +153,37 @@ def test_only_regular_files_of_a_sane_size_are_read(tenant, tmp_path):
     with pytest.raises(CommandError, match=r"kb\.json is 33,554,433 bytes"):
         run("import_knowledge", "--tenant", tenant.slug, str(huge))
     assert not KnowledgeArticle.objects.filter(tenant=tenant).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_racing_another_one_is_refused_whole(tmp_path):
+    """Another import (or an edit) creates one of the titles after this one looked them up:
+    a clear error and nothing imported, not an IntegrityError traceback."""
+    tenant = TenantFactory()
+    path = tmp_path / "kb.json"
+    path.write_text(json.dumps([{"title": "A", "body": "x"}, {"title": "B", "body": "y"}]))
+    created, release = threading.Event(), threading.Event()
+
+    def other_import() -> None:
+        try:
+            with transaction.atomic():
+                KnowledgeArticle.objects.create(tenant=tenant, title="A", body="theirs")
+                created.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=other_import)
+    other.start()
+    assert created.wait(10)
+    threading.Timer(0.5, release.set).start()  # commits while this import waits on "A"
+    with pytest.raises(CommandError, match="created one of these titles meanwhile"):
+        run("import_knowledge", "--tenant", tenant.slug, str(path))
+    other.join(10)
+    assert list(KnowledgeArticle.objects.filter(tenant=tenant).values_list("body", flat=True)) == [
+        "theirs"
+    ]
+    assert "1 updated" in run("import_knowledge", "--tenant", tenant.slug, str(path))
 
 
 def test_import_errors_for_unknown_tenant_and_missing_path(tenant, tmp_path):
