@@ -37,6 +37,10 @@ def hour_start(value: datetime) -> datetime:
 # run recomputes every hour since, not just the last two.
 COVERED_UNTIL_KEY = "webchat:rollups:covered-until"
 BACKFILL_MAX = timedelta(days=7)
+# A catch-up goes this many hours per transaction, oldest first, moving the mark after each:
+# one cut short by the task's time limit keeps what it did and the next run carries on (a
+# single transaction over days of hours could run out of time on every run, starting over).
+BACKFILL_STEP = timedelta(hours=6)
 
 
 def rollups_refresh_due(*, hours: int = 2, now: datetime | None = None) -> int:
@@ -47,8 +51,13 @@ def rollups_refresh_due(*, hours: int = 2, now: datetime | None = None) -> int:
     covered = cache.get(COVERED_UNTIL_KEY)
     if isinstance(covered, datetime) and covered < since:
         since = max(covered, now - BACKFILL_MAX)
-    rows = rollups_refresh(since=since, until=now)
-    cache.set(COVERED_UNTIL_KEY, now, timeout=None)
+    rows = 0
+    start = hour_start(since)
+    while start < now:
+        end = min(start + BACKFILL_STEP, now)  # whole hours, so no hour is in two steps
+        rows += rollups_refresh(since=start, until=end)
+        cache.set(COVERED_UNTIL_KEY, end, timeout=None)
+        start = end
     return rows
 
 

@@ -61,6 +61,40 @@ def test_after_an_outage_the_beat_recomputes_every_hour_since_its_last_run(widge
     assert cache.get(COVERED_UNTIL_KEY) > timezone.now() - timedelta(minutes=1)
 
 
+def test_a_catch_up_cut_short_keeps_the_hours_it_did(widget_client, site, monkeypatch):
+    """A catch-up after a long outage can outlast the task's time limit. The hours it did
+    stay done and the mark moves past them, so the next run carries on: with one
+    transaction for the whole window, every run started over and ran out of time again."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from django.core.cache import cache
+
+    from webchat.rollups import COVERED_UNTIL_KEY, rollups_refresh_due
+
+    _ten_hours_ago(widget_client, site)
+    widget_client.send("still there?")  # and one in the current hour
+    cache.set(COVERED_UNTIL_KEY, timezone.now() - timedelta(hours=11))
+    upsert = WebChatHourlyRollup.objects.update_or_create
+    limit = {"rows": 1}
+
+    def upsert_until_the_time_limit(**kwargs):
+        if limit["rows"] == 0:
+            raise SoftTimeLimitExceeded()
+        limit["rows"] -= 1
+        return upsert(**kwargs)
+
+    monkeypatch.setattr(
+        WebChatHourlyRollup.objects, "update_or_create", upsert_until_the_time_limit
+    )
+    with pytest.raises(SoftTimeLimitExceeded):
+        rollups_refresh_due()
+    [row] = WebChatHourlyRollup.objects.all()
+    assert row.hour < timezone.now() - timedelta(hours=9)  # the old hour was kept
+    assert cache.get(COVERED_UNTIL_KEY) > row.hour
+    limit["rows"] = 100
+    assert rollups_refresh_due() >= 1
+    assert sorted(WebChatHourlyRollup.objects.values_list("messages_in", flat=True)) == [1, 1]
+
+
 def test_without_a_mark_the_beat_recomputes_the_last_two_hours(widget_client, site):
     from django.core.cache import cache
 
