@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -293,6 +294,14 @@ RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
 # --- Product settings ------------------------------------------------------------------
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+if FIELD_ENCRYPTION_KEY:  # checked now: a malformed key fails every encrypt and decrypt
+    try:
+        Fernet(FIELD_ENCRYPTION_KEY)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEY is not a Fernet key ({exc}); make one with "
+            "cryptography.fernet.Fernet.generate_key()."
+        ) from exc
 
 # --- Webchat public API --------------------------------------------------------------
 WEBCHAT_CHALLENGE_TTL = env.int("WEBCHAT_CHALLENGE_TTL", default=120)

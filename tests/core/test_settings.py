@@ -21,6 +21,8 @@ BAD_VALUES = {
     "ROLLOUT_DEMOTION_TARGET": "Off",
     "DATABASE_URL": "",  # set but empty: django-environ reads it as {} (KeyError: 'ENGINE')
     "RETENTION_MAX_BATCHES": "abc",
+    # Every encrypt and decrypt raised: saving a token, each health check, each LLM reply.
+    "FIELD_ENCRYPTION_KEY": "not-a-fernet-key",
 }
 BAD_THRESHOLDS = {
     "number as text": '{"p95_reply_seconds": {"hard": "20"}}',  # TypeError in every gate run
