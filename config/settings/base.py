@@ -43,6 +43,14 @@ def env_rate(name: str, default: str) -> str:
     return rate
 
 
+def env_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    value = env.int(name, default=default)
+    if value < minimum or (maximum is not None and value > maximum):
+        upto = f" to {maximum}" if maximum is not None else " or more"
+        raise ImproperlyConfigured(f"{name}={value}: give a whole number from {minimum}{upto}.")
+    return value
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.str(name, default=default).strip()
     if value not in choices:
@@ -289,7 +297,7 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # --- Data retention (beat, hourly, one task per tenant) ----------------------------------
 # Personal data past a tenant's `pii_retention_days` is anonymized 500 rows per statement;
 # one run does at most this many batches of each kind per tenant, the next run the rest.
-RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
+RETENTION_MAX_BATCHES = env_int("RETENTION_MAX_BATCHES", 200, minimum=1)
 
 # --- Product settings ------------------------------------------------------------------
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
@@ -344,9 +352,10 @@ WEBCHAT_RATE_LIMITS = {
 # Client IPs: REMOTE_ADDR, or behind this many proxies (each appending to X-Forwarded-For)
 # the X-Forwarded-For entry that many from its end. WEBCHAT_TRUST_X_FORWARDED_FOR=true, the
 # older setting, means one proxy.
-WEBCHAT_TRUSTED_PROXIES = env.int(
+WEBCHAT_TRUSTED_PROXIES = env_int(
     "WEBCHAT_TRUSTED_PROXIES",
-    default=1 if env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", default=False) else 0,
+    1 if env.bool("WEBCHAT_TRUST_X_FORWARDED_FOR", default=False) else 0,
+    minimum=0,
 )
 
 # --- Rollout -------------------------------------------------------------------------
@@ -432,7 +441,8 @@ CELERY_BEAT_SCHEDULE.update(
 CHATWOOT_BASE_URL = env("CHATWOOT_BASE_URL", default="")
 CHATWOOT_TOKEN = env("CHATWOOT_TOKEN", default="")
 CHATWOOT_ACCOUNT_ID = env("CHATWOOT_ACCOUNT_ID", default="")
-CHATWOOT_SLA_MINUTES = env.int("CHATWOOT_SLA_MINUTES", default=30)
+# The bounds of ChatwootConnection.sla_minutes: the env connection is saved unvalidated.
+CHATWOOT_SLA_MINUTES = env_int("CHATWOOT_SLA_MINUTES", 30, minimum=1, maximum=10080)
 CHATWOOT_EMBED_TOKEN = env("CHATWOOT_EMBED_TOKEN", default="")
 CHATWOOT_WEBHOOK_SECRET = env("CHATWOOT_WEBHOOK_SECRET", default="")
 CHATWOOT_INBOX_ID = env("CHATWOOT_INBOX_ID", default="")

@@ -9,21 +9,26 @@ from rollout.models import Mode
 from rollout.services import DEMOTION_TARGETS
 from tests.core.test_ops import PRODUCTION_ENV, _run_manage
 
-BAD_VALUES = {
+BAD_VALUES = [
     # django-ratelimit fails every request on these ("abc/m": AttributeError, "10/0m":
     # ZeroDivisionError) and reads "10/M" as ten a second.
-    "WEBCHAT_RL_CONFIG_IP": "abc/m",
-    "WEBCHAT_RL_MESSAGES_SESSION": "10/0m",
-    "SIGNIN_RATE_IP": "10/M",
+    ("WEBCHAT_RL_CONFIG_IP", "abc/m"),
+    ("WEBCHAT_RL_MESSAGES_SESSION", "10/0m"),
+    ("SIGNIN_RATE_IP", "10/M"),
     # Not a mode: the decision fell through to "ga", every tenant on.
-    "ROLLOUT_DEFAULT_MODE": "OFF",
+    ("ROLLOUT_DEFAULT_MODE", "OFF"),
     # Not a target: every automatic demotion failed, with only a warning in the log.
-    "ROLLOUT_DEMOTION_TARGET": "Off",
-    "DATABASE_URL": "",  # set but empty: django-environ reads it as {} (KeyError: 'ENGINE')
-    "RETENTION_MAX_BATCHES": "abc",
+    ("ROLLOUT_DEMOTION_TARGET", "Off"),
+    ("DATABASE_URL", ""),  # set but empty: django-environ reads it as {} (KeyError: 'ENGINE')
+    ("RETENTION_MAX_BATCHES", "abc"),
     # Every encrypt and decrypt raised: saving a token, each health check, each LLM reply.
-    "FIELD_ENCRYPTION_KEY": "not-a-fernet-key",
-}
+    ("FIELD_ENCRYPTION_KEY", "not-a-fernet-key"),
+    # Out of range: the default connection's row broke its check constraint on every health
+    # check (IntegrityError, no check recorded for anyone); 0 made every conversation breach.
+    ("CHATWOOT_SLA_MINUTES", "-5"),
+    ("WEBCHAT_TRUSTED_PROXIES", "-1"),  # hops[1]: a client-written entry, or an IndexError
+    ("RETENTION_MAX_BATCHES", "0"),  # retention silently did nothing
+]
 BAD_THRESHOLDS = {
     "number as text": '{"p95_reply_seconds": {"hard": "20"}}',  # TypeError in every gate run
     "unknown gate": '{"p95_reply_second": {"hard": 20}}',  # the override silently unused
@@ -43,7 +48,7 @@ def refused(env: dict) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "value"), BAD_VALUES.items(), ids=list(BAD_VALUES))
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES, ids=[f"{n}={v}" for n, v in BAD_VALUES])
 def test_a_malformed_value_stops_the_start_and_names_its_variable(name, value):
     assert name in refused({name: value})
 
