@@ -347,7 +347,7 @@ WEBCHAT_RATE_LIMITS = {
     },
     # Site keys the cache does not know (each costs a database lookup): made-up keys, or a
     # site's first visitor after its cache entry expired.
-    "site_lookup": {"ip": env("WEBCHAT_RL_SITE_LOOKUP_IP", default="30/m")},
+    "site_lookup": {"ip": env_rate("WEBCHAT_RL_SITE_LOOKUP_IP", default="30/m")},
 }
 # Client IPs: REMOTE_ADDR, or behind this many proxies (each appending to X-Forwarded-For)
 # the X-Forwarded-For entry that many from its end. WEBCHAT_TRUST_X_FORWARDED_FOR=true, the
