@@ -321,8 +321,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     } catch (e) {
       // A refused challenge (it expired while the proof of work ran, say): again with a fresh
       // one, the session kept. A stale token or a conversation that is gone: again, forgetting
-      // the token, then the conversation (the visitor id stays).
-      if (attempt > 1 || dead || !(e.status >= 400 && e.status < 500 && e.status !== 429)) throw e
+      // the token, then the conversation (the visitor id stays). Other refusals (a wrong
+      // user_hash, an origin not allowed) say nothing about the session: it is kept.
+      const stale = e.status === 401 || e.code === 'conversation_not_found'
+      if (attempt > 1 || dead || !(stale || e.code === 'challenge_invalid')) throw e
       if (e.code !== 'challenge_invalid') {
         const gone = attempt || e.code === 'conversation_not_found'
         store.set({ session_token: undefined, ...(gone && { conversation_id: undefined }) })

@@ -397,3 +397,24 @@ test('a closed widget with a conversation but no token does not start a session 
   await advance(60_000)
   assert.deepEqual(calls, [])
 })
+
+test('an init refused for a wrong user_hash keeps the stored session and is not retried', async () => {
+  // identify() with a hash the site's server did not compute: the visitor's anonymous
+  // session is not stale, so it is neither forgotten nor re-inited without it in a loop.
+  const calls = serve({
+    config,
+    init: ({ body }) =>
+      body.user_id
+        ? { status: 403, body: { error: { code: 'identity_invalid', message: 'The user_hash does not match user_id.' } } }
+        : { status: 200, body: initAnswer() },
+    messages: noNews,
+  })
+  const stored = { visitor_id: 'v'.repeat(32), session_token: 'T-old', conversation_id: 7, seen: 4 }
+  const w = mountWidget({ stored, queue: [['identify', 'user-42', 'wrong'], ['open']] })
+  await advance(500)
+  assert.equal(calls.filter((c) => c.name === 'init').length, 1)
+  assert.deepEqual(
+    [w.stored().session_token, w.stored().conversation_id],
+    ['T-old', 7],
+  )
+})
