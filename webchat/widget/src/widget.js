@@ -495,7 +495,11 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   Object.assign(R, {
     open: show,
     close: hide,
-    consent: (yes) => store.consent(!!yes),
+    // Only `true` is consent: a "false" string (from a cookie, say) must not give it.
+    consent(yes) {
+      if (typeof yes !== 'boolean') console.warn('ReplyBase: consent() takes true or false')
+      store.consent(yes === true)
+    },
     identify(user_id, user_hash) {
       const next = { user_id: user_id == null ? undefined : String(user_id), user_hash }
       if (next.user_id === identity.user_id && next.user_hash === identity.user_hash) return

@@ -180,7 +180,7 @@ const expiredThen =
 
 // --- the widget on the page --------------------------------------------------------------
 
-function mountWidget({ stored, queue = [], pow = null } = {}) {
+function mountWidget({ stored, queue = [], pow = null, site = {} } = {}) {
   if (stored) storage.set(STORAGE_KEY, JSON.stringify(stored))
   const launcher = new Element('button')
   const badge = new Element('span')
@@ -191,7 +191,7 @@ function mountWidget({ stored, queue = [], pow = null } = {}) {
     _c: {
       api: 'https://api.example/v1/',
       key: KEY,
-      config: { site: { title: 'Shop', telemetry: false, require_consent: false }, challenge: 'c0', pow },
+      config: { site: { title: 'Shop', telemetry: false, require_consent: false, ...site }, challenge: 'c0', pow },
       configAt: Date.now(),
       root,
       box,
@@ -417,4 +417,18 @@ test('an init refused for a wrong user_hash keeps the stored session and is not 
     [w.stored().session_token, w.stored().conversation_id],
     ['T-old', 7],
   )
+})
+
+test('consent() is given only by true: a string such as "false" from a cookie does not give it', async () => {
+  serve({ config, init: () => ({ status: 200, body: initAnswer({ resumed: false }) }), messages: noNews })
+  const w = mountWidget({ site: { require_consent: true }, queue: [['open']] })
+  await advance(500)
+  for (const value of ['false', 'no', 0, 1, {}, undefined]) {
+    w.R.consent(value)
+    assert.equal(w.stored(), null, `consent(${JSON.stringify(value)}) stored the session`)
+  }
+  w.R.consent(true)
+  assert.equal(w.stored().consent, true)
+  w.R.consent('true') // not a yes either: the consent given is withdrawn
+  assert.equal(w.stored(), null)
 })
