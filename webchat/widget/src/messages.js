@@ -1,10 +1,11 @@
 // The message list: server messages keyed by `id`, the visitor's unsent ones by `cid`
-// (their client_message_id). Unsent messages stay at the end.
+// (their client_message_id). Messages being sent stay at the end; one given up keeps its
+// place (`at`: the time of the message before it), so what comes later goes below it.
 
-const time = (m) => Date.parse(m.created_at) || 0
+const time = (m) => m.at ?? (Date.parse(m.created_at) || 0)
+const waiting = (m) => m.id == null && m.at == null
 
-const sorted = (list) =>
-  list.sort((a, b) => (a.id == null) - (b.id == null) || time(a) - time(b))
+const sorted = (list) => list.sort((a, b) => waiting(a) - waiting(b) || time(a) - time(b))
 
 /** Adds the messages not seen yet. → {list, added}; `added` holds only new server messages. */
 export function merge(list, incoming) {
@@ -20,6 +21,13 @@ export function merge(list, incoming) {
     else out.push(m), added.push(m)
   }
   return { list: sorted(out), added }
+}
+
+/** The visitor's message `cid` will not be sent: "failed", where it stands now. */
+export function fail(list, cid) {
+  let at = 0
+  for (const m of list) if (!waiting(m)) at = Math.max(at, time(m))
+  return sorted(list.map((m) => (m.cid === cid && m.id == null ? { ...m, state: 'failed', at } : m)))
 }
 
 /** The server stored the visitor's message `cid` as `message`. */

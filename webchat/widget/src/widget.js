@@ -6,7 +6,7 @@ import { addCss, h } from './dom.js'
 import { createFailureGate } from './failures.js'
 import { createLauncherView } from './launcher.js'
 import { tokenize } from './links.js'
-import { ack, lastId, merge, newestId, seenMark, shownText } from './messages.js'
+import { ack, fail, lastId, merge, newestId, seenMark, shownText } from './messages.js'
 import { createOutbox, uuid } from './outbox.js'
 import { solvePow } from './pow.js'
 import { backoff, pollDelay } from './schedule.js'
@@ -442,8 +442,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     },
     onError(e, item, ms) {
       if (!ms) {
-        const local = msgs.find((m) => m.cid === item.cid)
-        if (local) local.state = 'failed'
+        msgs = fail(msgs, item.cid)
         render()
       }
       if (sendFailed.counts(e)) report(e, ms)

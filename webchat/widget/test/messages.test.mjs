@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ack, lastId, merge, newestId, seenMark, shownText } from '../src/messages.js'
+import { ack, fail, lastId, merge, newestId, seenMark, shownText } from '../src/messages.js'
 
 const msg = (id, sec, extra = {}) => ({
   id,
@@ -130,4 +130,15 @@ test('seenMark keeps the poll cursor and the replies shown above it, not the new
   // no poll yet: the newest stored id is all there is
   assert.deepEqual(seenMark([msg(2, 1)], undefined), { seen: 2, shown: [] })
   assert.deepEqual(seenMark([], undefined), { seen: undefined, shown: [] })
+})
+
+test('a message given up keeps its place: later messages go below it', () => {
+  const local = { cid: 'c1', text: 'hi', sender: 'visitor', state: 'sending' }
+  const failed = fail([msg(1, 1), msg(2, 2), local], 'c1')
+  assert.deepEqual(failed.map((m) => m.id ?? m.cid), [1, 2, 'c1'])
+  assert.equal(failed[2].state, 'failed')
+  const sending = { cid: 'c2', text: 'again', sender: 'visitor', state: 'sending' }
+  const { list } = merge([...failed, sending], [msg(3, 3), msg(4, 4, { sender: 'visitor', client_message_id: 'c2' })])
+  assert.deepEqual(list.map((m) => m.id ?? m.cid), [1, 2, 'c1', 3, 4])
+  assert.deepEqual(fail([local], 'c1').map((m) => m.cid), ['c1']) // the first message of all
 })

@@ -432,3 +432,39 @@ test('consent() is given only by true: a string such as "false" from a cookie do
   w.R.consent('true') // not a yes either: the consent given is withdrawn
   assert.equal(w.stored(), null)
 })
+
+test('a message that was not delivered stays where it was sent, above the messages after it', async () => {
+  let id = 20
+  serve({
+    config,
+    init: () => ({ status: 200, body: initAnswer({ resumed: false }) }),
+    messages: noNews,
+    'messages:post': ({ body }) =>
+      // a lone bidi override: the server strips it, and refuses the empty message
+      body.text === '\u202e'
+        ? { status: 400, body: { error: { code: 'invalid_request', message: 'text: write something.' } } }
+        : {
+            status: 201,
+            body: {
+              message: message(++id, 'visitor', { text: body.text, client_message_id: body.client_message_id }),
+              replies: [message(++id, 'bot')],
+              pending_reply: false,
+            },
+          },
+  })
+  const w = mountWidget({ queue: [['open']] })
+  await advance(500)
+  w.send('hello')
+  await advance(500)
+  w.send('\u202e')
+  await advance(500)
+  w.send('are you there?')
+  await advance(500)
+  assert.deepEqual(w.bubbles(), [
+    'You: hello',
+    'Bot: bot 22',
+    'You: \u202e [failed]',
+    'You: are you there?',
+    'Bot: bot 24',
+  ])
+})
