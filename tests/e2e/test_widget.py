@@ -555,6 +555,29 @@ def test_a_reply_stored_just_before_the_visitors_message_still_counts_as_unread(
     expect(w.badge).to_be_hidden()
 
 
+def test_a_reply_read_in_another_tab_leaves_this_tabs_badge(page: Page, shop: Shop):
+    """Two tabs of the shop: the closed one counts an agent's reply, then the visitor reads
+    it in the other tab. The first tab's badge goes: they have seen it."""
+    page.clock.install()
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.ask_about_returns()
+    w.close_button.click()
+    _agent_reply(shop, "Ana here: your refund is on its way.")
+    with page.expect_response(_is_poll, timeout=UI_TIMEOUT):
+        page.clock.fast_forward(31_000)
+    expect(w.badge).to_have_text("1", timeout=UI_TIMEOUT)
+
+    other = page.context.new_page()
+    w2 = Widget(other)
+    other.goto(shop.url)
+    w2.open_and_wait_for_init()
+    expect(w2.bubble("agent", "Ana here")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.badge).to_be_hidden(timeout=UI_TIMEOUT)
+    expect(w.launcher).to_have_attribute("aria-label", "Open chat")
+
+
 # --- host pages that are not plain pages -------------------------------------------------
 
 

@@ -25,7 +25,8 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   } catch {
     // storage blocked: memory only
   }
-  const store = createStore('replybase:' + key, site.require_consent, storage)
+  const storeKey = 'replybase:' + key
+  const store = createStore(storeKey, site.require_consent, storage)
   const st = store.data // {visitor_id, session_token, conversation_id, seen, shown, consent}
 
   let msgs = []
@@ -483,6 +484,23 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   document.addEventListener('visibilitychange', () => {
     if (document.hidden) telemetry.flush(true)
     else if (open || st.session_token) schedule(500)
+  })
+  // Another tab showed this conversation: what it saw counts as seen here too, so this
+  // tab's badge does not count a reply the visitor has read there.
+  addEventListener('storage', (e) => {
+    if (e.key !== storeKey || open) return
+    let saved
+    try {
+      saved = JSON.parse(e.newValue) || {}
+    } catch {
+      return
+    }
+    if (saved.conversation_id !== conversation || saved.seen == null) return
+    const seen = Math.max(saved.seen, st.seen ?? saved.seen)
+    st.seen = seen
+    st.shown = [...new Set([...(st.shown || []), ...(saved.shown || [])])].filter((id) => id > seen)
+    unread = msgs.filter((m) => m.sender !== 'visitor' && unseen(m)).length
+    updateLauncher()
   })
   addEventListener('online', () => {
     showError()
