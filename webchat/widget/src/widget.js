@@ -44,6 +44,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
   let identity = {}
   let identified = 0 // identify() calls: an init that began before the latest one is stale
   let wake // ends the outbox's current backoff when the browser comes back online
+  let serverWait = false // that backoff is the server's (a 429's Retry-After, a 5xx): no network wait
   let quickFor // the message whose quick replies are shown
   // pagehide until pageshow: the browser cuts the requests in flight (after pagehide, in
   // Chromium). Not beforeunload: downloads, mailto: links and cancelled prompts fire it too.
@@ -212,9 +213,13 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     showLauncher(open, unread)
   }
 
-  function showError(text) {
+  // `by`: what the notice is about ('poll', 'send', 'off'), so a poll that went through
+  // does not clear the notice of a message still waiting to be sent.
+  let noticeBy
+  function showError(text, by) {
     error.textContent = text || ''
     error.hidden = !text
+    noticeBy = text && by
   }
 
   // ---------- open / close ----------
@@ -269,7 +274,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     // The visitor is in the middle of a chat: tell them, rather than vanish under them. The
     // widget goes when they close the panel.
     input.disabled = true
-    showError('The chat is not available right now. Please try again later.')
+    showError('The chat is not available right now. Please try again later.', 'off')
   }
 
   // ---------- API ----------
@@ -370,7 +375,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     }
   }
 
-  function report(e, ms) {
+  function report(e, ms, by) {
     if (dead) return
     telemetry.track('error', { code: e.code })
     emit('error', { code: e.code, message: e.message })
@@ -384,6 +389,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
           : e.status >= 500
             ? 'Something went wrong. Retrying…'
             : e.message,
+      by,
     )
   }
 
@@ -412,11 +418,11 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       }
       pollFailures = 0
       pollFailed.ok()
-      showError()
+      if (noticeBy === 'poll') showError()
     } catch (e) {
       delay = e.retryAfter || backoff(pollFailures)
       pollFailures++
-      if (pollFailed.counts(e)) report(e, delay)
+      if (pollFailed.counts(e)) report(e, delay, 'poll')
     }
     polling = false
     schedule(delay || pollDelay({ open, pending, hidden: document.hidden }))
@@ -429,6 +435,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     async send(item) {
       const r = await authed('POST', 'messages', { text: item.text, client_message_id: item.cid })
       sendFailed.ok()
+      serverWait = false
       return r
     },
     // The server has the message now (201, or 200 for a retry): what follows can only fail
@@ -442,11 +449,12 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
       schedule(pollDelay({ open, pending }))
     },
     onError(e, item, ms) {
+      serverWait = !!ms && e.code !== 'network'
       if (!ms) {
         msgs = fail(msgs, item.cid)
         render()
       }
-      if (sendFailed.counts(e)) report(e, ms)
+      if (sendFailed.counts(e)) report(e, ms, 'send')
     },
     // A bug in handling the answer, not a failed send: the bubble is not "failed" and the
     // visitor sees no notice. The host page hears of it once; a poll now redraws the log and
@@ -470,7 +478,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     msgs = [...msgs, { cid, text, sender: 'visitor', direction: 'inbound', state: 'sending' }]
     render()
     outbox.add(text, cid)
-    if (!navigator.onLine) showError(OFFLINE)
+    if (!navigator.onLine) showError(OFFLINE, 'send')
   }
 
   function submit(e) {
@@ -502,7 +510,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     unread = msgs.filter((m) => m.sender !== 'visitor' && unseen(m)).length
     updateLauncher()
   })
+  // Back online: what waited for the network goes now. A wait the server asked for (and its
+  // notice) stands, and so does the notice that the chat was switched off.
   addEventListener('online', () => {
+    if (dead || serverWait) return
     showError()
     outbox.flush()
     wake && wake()

@@ -94,10 +94,14 @@ class Element {
 const KEY = 'wk_test'
 const STORAGE_KEY = 'replybase:' + KEY
 let storage
+let listeners // the page's: window's and document's
+
+/** The browser fires `name` (online, storage, …) at the page. */
+const fire = (name, event = {}) => (listeners[name] || []).forEach((f) => f(event))
 
 function installPage() {
   storage = new Map()
-  const listeners = {}
+  listeners = {}
   Object.assign(globalThis, {
     window: globalThis,
     localStorage: {
@@ -160,8 +164,8 @@ function serve(routes) {
     }
     calls.push(call)
     const route = routes[name] || (() => ({ status: 202, body: {} }))
-    const { status, body } = await route(call)
-    return { ok: status < 300, status, json: async () => body, headers: { get: () => null } }
+    const { status, body, headers = {} } = await route(call)
+    return { ok: status < 300, status, json: async () => body, headers: { get: (name) => headers[name] ?? null } }
   }
   return calls
 }
@@ -208,6 +212,7 @@ function mountWidget({ stored, queue = [], pow = null, site = {} } = {}) {
     R,
     badge,
     stored: () => JSON.parse(storage.get(STORAGE_KEY) || 'null'),
+    alert: () => box.find((el) => el.attrs.role === 'alert'),
     bubbles: () =>
       (box.find((el) => el.attrs.role === 'log')?.children || [])
         .filter((el) => String(el.attrs.class).startsWith('m '))
@@ -467,4 +472,47 @@ test('a message that was not delivered stays where it was sent, above the messag
     'You: are you there?',
     'Bot: bot 24',
   ])
+})
+
+test("coming back online does not cut short a 429's Retry-After, nor clear its notice", async () => {
+  let limited = 1
+  const calls = serve({
+    config,
+    init: () => ({ status: 200, body: initAnswer({ resumed: false }) }),
+    messages: noNews,
+    'messages:post': ({ body }) =>
+      limited-- > 0
+        ? { status: 429, headers: { 'Retry-After': '30' }, body: { error: { code: 'rate_limited', message: 'Slow down.' } } }
+        : { status: 201, body: { message: message(20, 'visitor', { text: body.text, client_message_id: body.client_message_id }), replies: [], pending_reply: false } },
+  })
+  const w = mountWidget({ queue: [['open']] })
+  await advance(500)
+  w.send('hello')
+  await advance(500)
+  assert.match(w.alert().textContent, /Trying again in 30 s/)
+  fire('online') // a blip of the connection while the widget waits out the rate limit
+  await advance(1000)
+  assert.equal(calls.filter((c) => c.name === 'messages:post').length, 1)
+  assert.match(w.alert().textContent, /Trying again in 30 s/)
+  await advance(30_000)
+  assert.equal(calls.filter((c) => c.name === 'messages:post').length, 2)
+  assert.deepEqual(w.bubbles(), ['You: hello'])
+})
+
+test('coming back online keeps the notice that the chat was switched off', async () => {
+  serve({
+    config,
+    init: () => ({ status: 200, body: initAnswer({ resumed: false }) }),
+    messages: noNews,
+    'messages:post': () => ({ status: 403, body: { error: { code: 'webchat_disabled', message: 'Off.' } } }),
+  })
+  const w = mountWidget({ queue: [['open']] })
+  await advance(500)
+  w.send('hello')
+  await advance(500)
+  const notice = 'The chat is not available right now. Please try again later.'
+  assert.equal(w.alert().textContent, notice)
+  fire('online')
+  assert.equal(w.alert().textContent, notice)
+  assert.equal(w.alert().hidden, false)
 })
