@@ -412,6 +412,42 @@ def test_quick_reply_click_shows_its_label_and_sends_its_value(page: Page, shop:
     expect(visitor).to_have_text(["You: Hi", "You: Returns"])
 
 
+def test_a_keyboard_user_on_a_quick_reply_keeps_their_place_as_messages_arrive(
+    page: Page, shop: Shop
+):
+    """The visitor tabbed to a button of the greeting. A bot message that follows it in
+    the same turn (an answer a worker computed) keeps the buttons, and the focus on them;
+    an agent's message, which ends the turn, takes the buttons away and the focus goes to
+    the composer, not to the top of the host page."""
+    w = Widget(page)
+    page.goto(shop.url)
+    w.open_and_wait_for_init()
+    w.send("Hi")
+    expect(w.bubble("bot", GREETING)).to_be_visible(timeout=UI_TIMEOUT)
+    w.expect_settled()
+    w.composer.focus()
+    page.keyboard.press("Shift+Tab")  # from the composer to the last button
+    returns = w.quick_replies.filter(has_text="Returns")
+    expect(returns).to_be_focused()
+
+    conversation = shop.conversation()
+    Message.objects.create(
+        tenant_id=conversation.tenant_id,
+        conversation=conversation,
+        direction=Direction.OUTBOUND,
+        sender_type=SenderType.BOT,
+        text="An answer computed by a worker.",
+    )
+    expect(w.bubble("bot", "An answer computed")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.quick_replies).to_have_text(["Shipping times", "Returns"])
+    expect(returns).to_be_focused()
+
+    _agent_reply(shop, "Ana here: how can I help?")
+    expect(w.bubble("agent", "Ana here")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(w.quick_replies).to_have_count(0)
+    expect(w.composer).to_be_focused()
+
+
 def test_quick_reply_value_reaches_the_knowledge_base(page: Page, shop: Shop):
     w = Widget(page)
     page.goto(shop.url)

@@ -160,23 +160,26 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     }
     for (const [k, el] of elements) if (!keys.has(k)) el.remove(), elements.delete(k)
 
-    const last = msgs[msgs.length - 1]
     // The buttons of the bot's latest turn: a greeting's stay under the answer that
     // followed it in the same turn ("Hi! Pick a topic:" then the answer to the question).
-    let options = []
+    let from = null
     for (let i = msgs.length - 1; i >= 0 && msgs[i].sender === 'bot'; i--) {
       if (msgs[i].quick_replies && msgs[i].quick_replies.length) {
-        options = msgs[i].quick_replies
+        from = msgs[i]
         break
       }
     }
-    if (last !== quickFor) {
-      quickFor = last
+    // Redrawn only when they change, so a keyboard user on a button keeps their place;
+    // when the button they were on goes, they go to the composer.
+    if (from !== quickFor) {
+      const focused = quick.contains(root.activeElement)
+      quickFor = from
       quick.replaceChildren(
-        ...options.map((o) =>
+        ...(from ? from.quick_replies : []).map((o) =>
           h('button', { type: 'button', click: () => (send(o.value || o.label), input.focus()) }, o.label),
         ),
       )
+      if (focused) input.focus()
     }
     typing.hidden = !pending
     if (atBottom) log.scrollTop = log.scrollHeight

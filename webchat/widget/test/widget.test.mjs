@@ -78,6 +78,9 @@ class Element {
     return selector === 'path' ? (this.path ||= new Element('path')) : null
   }
   focus() {}
+  contains(el) {
+    return el === this || this.children.some((c) => c.contains(el))
+  }
   get text() {
     return this.tagName === '#text' ? this.textContent : this.children.map((c) => c.text).join('')
   }
