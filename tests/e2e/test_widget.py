@@ -931,12 +931,6 @@ def test_api_unreachable_shows_an_error_and_recovers(page: Page, shop: Shop):
     assert _inbound_texts(shop) == ["How long does shipping take?"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the outbox lives in the page's memory: a message not yet delivered when the "
-    "visitor reloads or follows a link is lost (fixing it needs an outbox kept in storage "
-    "that tabs do not overwrite for each other)",
-)
 def test_a_message_still_being_sent_when_the_visitor_reloads_is_not_lost(page: Page, shop: Shop):
     w = Widget(page)
     page.goto(shop.url)

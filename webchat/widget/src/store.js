@@ -42,12 +42,43 @@ export function createStore(key, requireConsent, storage) {
         write()
       } else {
         delete data.consent
+        for (const [name] of store.list('')) store.drop(name)
         try {
           storage.removeItem(key)
         } catch {
           // nothing stored
         }
       }
+    },
+    // Entries of their own beside the session ("<key>:<name>", e.g. a message being sent),
+    // so that tabs writing at once never overwrite each other's.
+    put(name, value) {
+      try {
+        if (allowed) storage.setItem(key + ':' + name, JSON.stringify(value))
+      } catch {
+        // memory only
+      }
+    },
+    drop(name) {
+      try {
+        storage.removeItem(key + ':' + name)
+      } catch {
+        // nothing stored
+      }
+    },
+    /** [name, value] of the entries whose name starts with `prefix`. */
+    list(prefix) {
+      const found = []
+      try {
+        const start = key + ':' + prefix
+        for (let i = 0; i < storage.length; i++) {
+          const name = storage.key(i)
+          if (name && name.startsWith(start)) found.push([name.slice(key.length + 1), JSON.parse(storage.getItem(name))])
+        }
+      } catch {
+        // no storage, or an unreadable entry: what was found so far
+      }
+      return found
     },
   }
   store.reload()

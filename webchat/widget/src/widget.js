@@ -444,6 +444,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     // The server has the message now (201, or 200 for a retry): what follows can only fail
     // here, in the page, and then goes to onSentError. What needs nothing from the answer first.
     sent(item, r) {
+      store.drop('out:' + item.cid)
       showError()
       telemetry.track('message_sent')
       pending = !!r.pending_reply
@@ -454,6 +455,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     onError(e, item, ms) {
       serverWait = !!ms && e.code !== 'network'
       if (!ms) {
+        store.drop('out:' + item.cid)
         msgs = fail(msgs, item.cid)
         render()
       }
@@ -478,10 +480,28 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     text = text.trim()
     if (!text || dead) return
     const cid = uuid()
-    msgs = [...msgs, { cid, text, sender: 'visitor', direction: 'inbound', state: 'sending' }]
+    // Kept until the server has it, so a reload or a link followed meanwhile loses nothing.
+    store.put('out:' + cid, { text, conversation: st.conversation_id ?? null, at: Date.now() })
+    queue(cid, text)
     render()
-    outbox.add(text, cid)
     if (!navigator.onLine) showError(OFFLINE, 'send')
+  }
+
+  function queue(cid, text) {
+    msgs = [...msgs, { cid, text, sender: 'visitor', direction: 'inbound', state: 'sending' }]
+    outbox.add(text, cid)
+  }
+
+  // Messages a reload (or another tab) left still being sent go now, with their
+  // client_message_id: the server stores each once, whichever tabs send it. Only into the
+  // conversation they were written in, and for a day.
+  function resume() {
+    for (const [name, item] of store.list('out:')) {
+      const cid = name.slice(4)
+      const other = item && item.conversation != null && item.conversation !== st.conversation_id
+      if (!item || other || !(Date.now() - item.at < 864e5)) store.drop(name)
+      else if (!msgs.some((m) => m.cid === cid)) queue(cid, String(item.text))
+    }
   }
 
   function submit(e) {
@@ -540,6 +560,7 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     },
     _toggle: () => (open ? hide() : show()),
   })
+  resume()
   R.q.splice(0).forEach(([name, ...args]) => R[name] && R[name](...args))
   schedule(1000) // a returning visitor's badge
 }

@@ -111,6 +111,10 @@ function installPage() {
       getItem: (k) => storage.get(k) ?? null,
       setItem: (k, v) => storage.set(k, String(v)),
       removeItem: (k) => storage.delete(k),
+      get length() {
+        return storage.size
+      },
+      key: (i) => [...storage.keys()][i] ?? null,
     },
     document: {
       hidden: false,
@@ -518,4 +522,54 @@ test('coming back online keeps the notice that the chat was switched off', async
   fire('online')
   assert.equal(w.alert().textContent, notice)
   assert.equal(w.alert().hidden, false)
+})
+
+// --- messages being sent survive a reload ----------------------------------------------
+
+const OUT = STORAGE_KEY + ':out:'
+const echo = ({ body }) => ({
+  status: 201,
+  body: { message: message(30, 'visitor', { text: body.text, client_message_id: body.client_message_id }), replies: [], pending_reply: false },
+})
+
+test('a message is kept in storage until the server has it', async () => {
+  let up = false
+  serve({ config, init: () => ({ status: 200, body: initAnswer() }), messages: noNews, 'messages:post': (call) => (up ? echo(call) : { status: 503, body: {} }) })
+  const w = mountWidget({ queue: [['open']] })
+  await advance(200)
+  w.send('where is my order?')
+  await advance(100)
+  const [[name, kept]] = [...storage].filter(([k]) => k.startsWith(OUT))
+  assert.deepEqual([kept && JSON.parse(kept).text, JSON.parse(kept).conversation], ['where is my order?', 7])
+  up = true
+  await advance(5000)
+  assert.equal(storage.has(name), false)
+  assert.deepEqual(w.bubbles(), ['You: where is my order?'])
+})
+
+test('a message a reload caught being sent goes once, with its client_message_id', async () => {
+  const calls = serve({ config, init: () => ({ status: 200, body: initAnswer() }), messages: noNews, 'messages:post': echo })
+  storage.set(OUT + 'cid-1', JSON.stringify({ text: 'still here?', conversation: 7, at: Date.now() }))
+  storage.set(OUT + 'cid-old', JSON.stringify({ text: 'last week', conversation: 7, at: Date.now() - 2 * 864e5 }))
+  storage.set(OUT + 'cid-other', JSON.stringify({ text: 'other chat', conversation: 6, at: Date.now() }))
+  mountWidget({ stored: { visitor_id: 'v'.repeat(32), session_token: 'T-old', conversation_id: 7 }, queue: [['open']] })
+  await advance(1000)
+  const posts = calls.filter((c) => c.name === 'messages:post').map((c) => c.body)
+  assert.deepEqual(posts, [{ text: 'still here?', client_message_id: 'cid-1' }])
+  assert.deepEqual([...storage.keys()].filter((k) => k.startsWith(OUT)), [])
+})
+
+test('without consent nothing of a message is stored, and withdrawing it forgets them', async () => {
+  serve({ config, init: () => ({ status: 200, body: initAnswer() }), messages: noNews, 'messages:post': () => ({ status: 503, body: {} }) })
+  const w = mountWidget({ queue: [['open']], site: { require_consent: true } })
+  await advance(200)
+  w.send('no consent yet')
+  await advance(100)
+  assert.deepEqual([...storage.keys()], [])
+  w.R.consent(true)
+  w.send('with consent')
+  await advance(100)
+  assert.equal([...storage.keys()].filter((k) => k.startsWith(OUT)).length, 1)
+  w.R.consent(false)
+  assert.deepEqual([...storage.keys()], [])
 })
