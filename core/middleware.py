@@ -42,3 +42,20 @@ class MetricsMiddleware:
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
         return response
+
+
+class RefuseNulInQueryMiddleware:
+    """A NUL byte in the query string is a 400, before any view: PostgreSQL refuses NUL in
+    text, so a filter or search handed one (Django admin's list filters and autocomplete
+    take query parameters as they come) would fail as a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" in query or "\x00" in query:
+            from core.errors import bad_request
+
+            return bad_request(request)
+        return self.get_response(request)

@@ -46,3 +46,24 @@ def test_an_unexpected_api_error_is_json_too(settings, monkeypatch):
             "message": "Something went wrong on our side. Try again later.",
         }
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/tenants/tenant/?plan_tier=%00",
+        "/admin/autocomplete/?term=%00&app_label=crm&model_name=conversation&field_name=contact",
+        "/conversations/?q=a%00b",
+    ],
+)
+def test_a_nul_byte_in_the_query_is_a_400_not_a_500(client, superuser, url):
+    client.force_login(superuser)
+    assert client.get(url).status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_nul_byte_in_an_api_query_is_a_json_400(client):
+    response = client.get("/api/webchat/v1/config?site_key=wk_%00")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
