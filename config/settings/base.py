@@ -97,7 +97,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.RequestContextMiddleware",
     "core.middleware.MetricsMiddleware",
-    "core.middleware.RefuseNulInQueryMiddleware",
+    "core.middleware.DropNulFromQueryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
