@@ -560,8 +560,10 @@ function mount(R, { api, key, config, configAt, root, box, launcher, badge, emit
     },
     _toggle: () => (open ? hide() : show()),
   })
-  resume()
+  // The page's queued calls first: an identify() among them is the user a resumed
+  // message's init goes as (an anonymous init would start a conversation of its own).
   R.q.splice(0).forEach(([name, ...args]) => R[name] && R[name](...args))
+  resume()
   schedule(1000) // a returning visitor's badge
 }
 

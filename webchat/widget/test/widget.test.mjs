@@ -573,3 +573,19 @@ test('without consent nothing of a message is stored, and withdrawing it forgets
   w.R.consent(false)
   assert.deepEqual([...storage.keys()], [])
 })
+
+test('a message a reload caught being sent goes as the user the page identifies', async () => {
+  // identify() is called before the widget loads (queued): the resent message must not go
+  // through an anonymous init, which starts a conversation apart from the user's own
+  const calls = serve({ config, init: () => ({ status: 200, body: initAnswer({ session_token: 'T-user' }) }), messages: noNews, 'messages:post': echo })
+  storage.set(OUT + 'cid-1', JSON.stringify({ text: 'still here?', conversation: 7, at: Date.now() }))
+  mountWidget({
+    stored: { visitor_id: 'v'.repeat(32), session_token: 'T-old', conversation_id: 7 },
+    queue: [['identify', 'user-42', 'hash-42']],
+  })
+  await advance(1000)
+  const inits = calls.filter((c) => c.name === 'init').map((c) => c.body.user_id)
+  assert.deepEqual(inits, ['user-42'])
+  const posts = calls.filter((c) => c.name === 'messages:post')
+  assert.deepEqual(posts.map((c) => [c.body.client_message_id, c.token]), [['cid-1', 'T-user']])
+})
