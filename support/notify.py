@@ -101,5 +101,7 @@ def _email(conversation: Conversation, reason: str) -> tuple[str, str]:
     if excerpt:
         lines += ["Their last message:", f"> {excerpt}", ""]
     lines += [f"Reply here: {link}", ""]
-    subject = f"[{tenant.name}] A visitor is waiting for a person"
+    # One line: a name saved with a line break would make every one of these emails
+    # refused as a header (BadHeaderError), retried and never sent.
+    subject = f"[{' '.join(tenant.name.split())}] A visitor is waiting for a person"
     return subject, "\n".join(lines)

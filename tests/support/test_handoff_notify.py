@@ -101,3 +101,13 @@ def test_a_mail_failure_never_fails_the_visitors_request(widget_client, team, se
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert notify_handoff.apply(kwargs={"conversation_id": widget_client.conversation_id}).get()
     assert len(mail.outbox) == len(team)
+
+
+def test_a_tenant_name_with_a_line_break_still_gets_its_emails(widget_client, tenant, team):
+    """The settings form keeps a line break inside a name; a header may not hold one."""
+    tenant.name = "North\r\nwind"
+    tenant.save(update_fields=["name"])
+    widget_client.init()
+    widget_client.send("I want to talk to a human please")
+    assert len(mail.outbox) == len(team)
+    assert mail.outbox[0].subject == "[North wind] A visitor is waiting for a person"
