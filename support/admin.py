@@ -193,7 +193,12 @@ class HealthCheckAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.action(description="Process again (only valid deliveries never processed or that failed)")
+# Processing writes into the tenant's conversations and posts to its Chatwoot: only for
+# operators who may change the row, as with "Retry now".
+@admin.action(
+    description="Process again (only valid deliveries never processed or that failed)",
+    permissions=["change"],
+)
 def reprocess(modeladmin, request, queryset):
     """Queue the deliveries that never got processed (a failure leaves `processed` off).
 

@@ -91,6 +91,28 @@ def test_process_again_replays_only_unprocessed_deliveries(superuser_client, con
     assert any("1 skipped" in t for t in texts)
 
 
+def test_process_again_needs_the_change_permission(client, connection):
+    """Processing a delivery writes into the tenant's conversations and posts drafts to its
+    Chatwoot: an operator who may only look at deliveries cannot run it."""
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    failed = _delivery(connection, delivery_key="failed", error="boom", attempts=1)
+    url = url_of(WebhookDelivery, "changelist")
+    looker = UserFactory(is_staff=True)
+    looker.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client.force_login(looker)
+    page = client.get(url)
+    assert page.status_code == 200
+    action_form = page.context["action_form"]  # None when no action is left
+    offered = [name for name, _label in action_form.fields["action"].choices] if action_form else []
+    assert "reprocess" not in offered
+    client.post(url, {"action": "reprocess", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.attempts == 1
+
+
 class TestReadOnly:
     def test_approval_items_cannot_be_decided_here(self, superuser_client, connection):
         item = ApprovalItemFactory(link=ChatwootConversationLinkFactory(connection=connection))
