@@ -148,6 +148,8 @@ def _breach_report_append(now: datetime, lines: list[str]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as report:
-            report.write("\n".join(lines) + "\n")
+            # One line per breach: names come from Chatwoot (what a customer typed), and a
+            # line break in one would add lines of its own to the evidence.
+            report.write("\n".join(" ".join(line.split()) for line in lines) + "\n")
     except OSError as exc:
         log.warning("support.sla_report_failed", path=str(path), error=str(exc))

@@ -98,6 +98,20 @@ def test_each_breach_goes_into_the_days_sla_breach_report(connection, settings):
     assert "Jane Roe" in line and "SLA 30 min" in line
 
 
+def test_a_name_with_a_line_break_is_still_one_line_of_the_report(connection, settings):
+    """The contact's name is what the customer typed into Chatwoot: it cannot add lines
+    (a made-up breach, or one hidden) to the evidence."""
+    from pathlib import Path
+
+    overdue = _link(connection, waited=31 * M)
+    overdue.contact_name = "Jane\n2026-01-01T00:00:00+00:00 acme/x: #1 (Made Up)\r\nRoe"
+    overdue.save(update_fields=["contact_name"])
+    assert monitor_run()["breaches"] == 1
+    [report] = Path(settings.SUPPORT_EVIDENCE_DIR).glob("*/sla-breaches.log")
+    [line] = report.read_text().splitlines()
+    assert f"#{overdue.chatwoot_conversation_id}" in line and "SLA 30 min" in line
+
+
 def test_escalations_tile_counts_levels_and_breach_rate(tenant, connection):
     _link(connection, waited=35 * M)  # breach
     _link(connection, waited=27 * M)  # urgent
