@@ -3,10 +3,13 @@
 A conversation handed off (the visitor asked for a person, a flow rule handed it over, or
 the site has no bot) is mirrored to Chatwoot when the tenant has a connection; otherwise
 its owners, admins and agents get one email each, linking to the conversation page where
-they reply. One email per handoff: a task run twice (a retry, a redelivery) sends once.
+they reply. One email per handoff: a task run twice (a retry, a redelivery) sends once;
+at most HANDOFF_EMAILS_PER_HOUR handoffs a tenant are emailed an hour.
 """
 
 from __future__ import annotations
+
+import time
 
 import structlog
 from django.conf import settings
@@ -62,7 +65,7 @@ def handoff_notify(*, conversation_id: int) -> int:
     if not cache.add(mark, 1, SENT_MARK_SECONDS):
         return 0
     recipients = members_to_notify(tenant_id=conversation.tenant_id)
-    if not recipients:
+    if not recipients or not _within_hourly_budget(conversation.tenant_id):
         return 0
     subject, body = _email(conversation, reason)
     messages = [(subject, body, None, [user.email]) for user in recipients]
@@ -74,6 +77,22 @@ def handoff_notify(*, conversation_id: int) -> int:
         raise
     log.info("support.handoff_notified", conversation_id=conversation.pk, emails=sent)
     return sent
+
+
+def _within_hourly_budget(tenant_id: int) -> bool:
+    """Count this handoff against the tenant's HANDOFF_EMAILS_PER_HOUR."""
+    hour = int(time.time() // 3600)
+    key = f"support:handoff-emails:{tenant_id}:{hour}"
+    cache.add(key, 0, 3700)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr: a new hour
+        cache.add(key, 1, 3700)
+        count = 1
+    if count > settings.HANDOFF_EMAILS_PER_HOUR:
+        log.warning("support.handoff_notify_over_budget", tenant_id=tenant_id, count=count)
+        return False
+    return True
 
 
 def _email(conversation: Conversation, reason: str) -> tuple[str, str]:

@@ -76,6 +76,12 @@ def _refuse_stale_form(request: HttpRequest, membership) -> HttpResponse:
         f"Nothing was saved: this form was for another workspace, and you are now working "
         f"in {membership.tenant.name} (switched in another tab?). Check and try again.",
     )
+    if request.headers.get("HX-Request") == "true":
+        # htmx would swap the page it is sent to into a fragment: have it load one whole
+        # (the page the fragment is part of may be another workspace's, so the home page).
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("dashboard:home")
+        return response
     back = request.headers.get("Referer", "")
     if not url_has_allowed_host_and_scheme(
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()

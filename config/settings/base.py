@@ -187,6 +187,9 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="ReplyBase <no-reply@loca
 # Where the dashboard is served, for links in emails sent outside a request (handoff
 # notifications), e.g. https://app.replybase.example.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
+# Handoff emails a tenant's team gets per hour at most (visitors start handoffs: a flood
+# of them must not turn into a flood of emails); past it they are logged, not sent.
+HANDOFF_EMAILS_PER_HOUR = env_int("HANDOFF_EMAILS_PER_HOUR", default=30, minimum=0)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"

@@ -111,3 +111,14 @@ def test_a_tenant_name_with_a_line_break_still_gets_its_emails(widget_client, te
     widget_client.send("I want to talk to a human please")
     assert len(mail.outbox) == len(team)
     assert mail.outbox[0].subject == "[North wind] A visitor is waiting for a person"
+
+
+def test_a_flood_of_handoffs_is_emailed_up_to_the_hourly_budget(client, tenant, team, settings):
+    settings.HANDOFF_EMAILS_PER_HOUR = 2
+    site = WebChatSiteFactory(tenant=tenant, bot=None)  # every new conversation is a handoff
+    for n in range(4):
+        widget = WidgetClient(client, site.site_key)
+        widget.init()
+        widget.send(f"visitor {n} here")
+    assert len(mail.outbox) == 2 * len(team)
+    assert Conversation.objects.filter(status=ConversationStatus.HANDOFF).count() == 4

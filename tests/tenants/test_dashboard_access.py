@@ -326,3 +326,24 @@ def test_every_dashboard_form_says_its_workspace(client, tenant, owner, site, bo
             if "dashboard/switch/" in form or "logout" in form:
                 continue  # not a workspace's form
             assert f'name="workspace" value="{tenant.pk}"' in form, (url, form[:200])
+
+
+@pytest.mark.django_db
+def test_an_htmx_form_of_another_workspace_loads_the_home_page(client, tenant, other_tenant, bot):
+    """htmx would swap a redirected page into the fragment it posts from."""
+    from tests.factories import FlowRuleFactory
+
+    user = UserFactory()
+    for workspace in (tenant, other_tenant):
+        MembershipFactory(user=user, tenant=workspace, role=Role.OWNER)
+    rule = FlowRuleFactory(bot=bot, tenant=tenant)
+    client.force_login(user)
+    client.post(reverse("dashboard:switch"), {"tenant_id": tenant.pk})
+    response = client.post(
+        reverse("bots:flow_delete", args=[bot.pk, rule.pk]),
+        {"workspace": other_tenant.pk},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == reverse("dashboard:home")
+    assert type(rule).objects.filter(pk=rule.pk).exists()
