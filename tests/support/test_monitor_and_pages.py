@@ -227,7 +227,9 @@ def test_admin_saves_secrets_write_only(client, staff, connection):
     assert connection.sla_minutes == 45
 
 
-def test_admin_retry_action(client, staff, connection, chatwoot_standin):
+@pytest.fixture
+def parked_note(connection, chatwoot_standin):
+    """A private note parked in the retry queue: (its approval item, its retry)."""
     link = ChatwootConversationLinkFactory(
         connection=connection, chatwoot_conversation_id=chatwoot_standin.seed_conversation()["id"]
     )
@@ -240,6 +242,11 @@ def test_admin_retry_action(client, staff, connection, chatwoot_standin):
         retryable=False,
         next_attempt_at=timezone.now(),
     )
+    return item, retry
+
+
+def test_admin_retry_action(client, staff, parked_note):
+    item, retry = parked_note
     client.force_login(staff)
     response = client.post(
         "/admin/support/outboundretry/",
@@ -251,24 +258,13 @@ def test_admin_retry_action(client, staff, connection, chatwoot_standin):
     assert retry.status == "done" and item.private_note_id
 
 
-def test_admin_retry_action_needs_the_change_permission(client, connection, chatwoot_standin):
+def test_admin_retry_action_needs_the_change_permission(client, parked_note):
     """Retrying posts to the tenant's Chatwoot: an operator who may only look cannot."""
     from django.contrib.auth.models import Permission
 
     from tests.factories import UserFactory
 
-    link = ChatwootConversationLinkFactory(
-        connection=connection, chatwoot_conversation_id=chatwoot_standin.seed_conversation()["id"]
-    )
-    item = ApprovalItemFactory(link=link)
-    retry = OutboundRetry.objects.create(
-        tenant=connection.tenant,
-        connection=connection,
-        operation="private_note",
-        object_id=item.pk,
-        retryable=False,
-        next_attempt_at=timezone.now(),
-    )
+    item, retry = parked_note
     looker = UserFactory(is_staff=True)
     looker.user_permissions.add(Permission.objects.get(codename="view_outboundretry"))
     client.force_login(looker)
