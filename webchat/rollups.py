@@ -125,14 +125,40 @@ def rollups_refresh(*, since: datetime, until: datetime | None = None) -> int:
             "rate_limited": "limited",
         },
     )
-    with transaction.atomic():
-        for (site_id, hour), values in counts.items():
-            if site_id is None:
-                continue
-            WebChatHourlyRollup.objects.update_or_create(
-                site_id=site_id, hour=hour, defaults=values
-            )
+    _rollups_write(counts)
     return len(counts)
+
+
+# Rows per INSERT ... ON CONFLICT statement (18 columns: well under PostgreSQL's 65,535
+# parameters).
+ROLLUP_WRITE_BATCH = 1000
+
+
+def _rollups_write(counts: dict[tuple[int, datetime], dict]) -> None:
+    """Upsert the (site, hour) rows, a batch per statement: the beat rewrites every active
+    site's last three hours every five minutes, and a read and a write per row (about
+    1.6 ms) made a run over thousands of sites outlast the task's time limit.
+
+    Like `update_or_create(defaults=values)`, a row's counters that no source counted
+    this time (no events in that hour, say) keep their stored value on update and take
+    the default on insert: rows are grouped by the counters they carry, since one
+    statement updates one set of columns."""
+    groups: dict[tuple[str, ...], list[WebChatHourlyRollup]] = {}
+    for (site_id, hour), values in counts.items():
+        if site_id is None:
+            continue
+        groups.setdefault(tuple(sorted(values)), []).append(
+            WebChatHourlyRollup(site_id=site_id, hour=hour, **values)
+        )
+    with transaction.atomic():
+        for fields, rows in groups.items():
+            WebChatHourlyRollup.objects.bulk_create(
+                rows,
+                batch_size=ROLLUP_WRITE_BATCH,
+                update_conflicts=True,
+                unique_fields=["site", "hour"],
+                update_fields=[*fields, "updated_at"],
+            )
 
 
 def _site_of_message():
