@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -159,10 +169,11 @@ def health_summaries(
             )
         )
     }
+    connections = list(connections)
+    last_check, last_failure = _last_checks(tenant=tenant, connections=connections)
     summaries = []
     for connection in connections:
         latency = webhook_latency.get(connection.pk)
-        checks = HealthCheck.objects.filter(tenant=tenant, connection=connection)
         summaries.append(
             HealthSummary(
                 connection=connection,
@@ -172,13 +183,41 @@ def health_summaries(
                 avg_platform_ms=connection.avg_platform,
                 avg_api_ms=connection.avg_api,
                 avg_webhook_ms=None if latency is None else latency.total_seconds() * 1000,
-                last_check=checks.order_by("-created_at").first(),
-                last_failure=checks.exclude(exit_code=0).order_by("-created_at").first(),
+                last_check=last_check.get(connection.pk),
+                last_failure=last_failure.get(connection.pk),
                 maintenance_now=any(w.covers(now) for w in connection.maintenance_windows.all()),
                 warnings=connection_warnings(connection),
             )
         )
     return summaries
+
+
+def _last_checks(
+    *, tenant: Tenant, connections: list[ChatwootConnection]
+) -> tuple[dict[int, HealthCheck], dict[int, HealthCheck]]:
+    """The newest check and the newest failed check of each connection, by connection id:
+    two queries however many connections (each id a LIMIT 1 on the connection's
+    (connection, -created_at) index)."""
+    if not connections:
+        return {}, {}
+    newest = HealthCheck.objects.filter(tenant=tenant, connection_id=OuterRef("pk")).order_by(
+        "-created_at"
+    )
+    marks = list(
+        ChatwootConnection.objects.filter(pk__in=[c.pk for c in connections])
+        .annotate(
+            check_id=Subquery(newest.values("pk")[:1]),
+            failure_id=Subquery(newest.exclude(exit_code=0).values("pk")[:1]),
+        )
+        .values_list("pk", "check_id", "failure_id")
+    )
+    checks = HealthCheck.objects.in_bulk(
+        [pk for _, check, failure in marks for pk in (check, failure) if pk is not None]
+    )
+    return (
+        {pk: checks[check] for pk, check, _ in marks if check in checks},
+        {pk: checks[failure] for pk, _, failure in marks if failure in checks},
+    )
 
 
 # --- SLA ----------------------------------------------------------------------------------------

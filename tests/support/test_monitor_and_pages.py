@@ -130,6 +130,36 @@ def test_support_page_shows_health_queues_and_escalations(client, viewer, connec
     assert 'href="/support/"' in body  # the nav link
 
 
+def test_support_page_query_count_does_not_grow_with_connections(
+    client, viewer, tenant, django_assert_max_num_queries
+):
+    """The last check and the last failure of every connection, in a fixed number of
+    queries (not two more per connection)."""
+    from tests.factories.support import ChatwootConnectionFactory, HealthCheckFactory
+
+    def connections(n):
+        made = []
+        for _ in range(n):
+            conn = ChatwootConnectionFactory(tenant=tenant)
+            failed = HealthCheckFactory(connection=conn, exit_code=3, api_error="HTTP 401")
+            last = HealthCheckFactory(connection=conn)
+            made.append((conn.pk, last.pk, failed.pk))
+        return made
+
+    expected = connections(3)
+    client.force_login(viewer)
+    client.get("/support/")
+    with django_assert_max_num_queries(40) as few:
+        client.get("/support/")
+    expected += connections(27)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get("/support/")
+    shown = {
+        (h.connection.pk, h.last_check.pk, h.last_failure.pk) for h in response.context["health"]
+    }
+    assert shown == set(expected)
+
+
 def test_support_page_shows_webhook_processing_latency(client, viewer, connection):
     """The runbook's key metric: received to processed, over the last 24 hours (target
     under 3 s); deliveries not processed yet, refused or older are left out."""
