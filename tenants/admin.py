@@ -33,6 +33,10 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["user"]
 
+    def get_queryset(self, request: HttpRequest):
+        # Each row's title is `user @ tenant`: without these, two queries per member.
+        return super().get_queryset(request).select_related("user", "tenant")
+
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):

@@ -72,6 +72,24 @@ class TestMembershipAdmin:
 
 
 class TestTenantAdmin:
+    def test_change_page_reads_each_membership_row_once(
+        self, superuser_client, tenant, owner, django_assert_max_num_queries
+    ):
+        """A row's title (user @ tenant) costs no query of its own; what remains per row is
+        the user autocomplete's lookup of its selected option (Django's widget does one
+        per form)."""
+        url = tenant_url(tenant)
+        for _ in range(2):
+            MembershipFactory(tenant=tenant)
+        superuser_client.get(url)
+        with django_assert_max_num_queries(30) as few:
+            superuser_client.get(url)
+        for _ in range(27):
+            MembershipFactory(tenant=tenant)
+        with django_assert_max_num_queries(len(few.captured_queries) + 27):
+            page = superuser_client.get(url)
+        assert len(page.context["inline_admin_formsets"][0].formset.forms) == 30
+
     def test_plan_tier_is_read_only_on_change(self, superuser_client, tenant):
         url = tenant_url(tenant)
         page = superuser_client.get(url)
