@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
@@ -51,6 +52,8 @@ from webchat.models import WebChatSite
 CHANGE_PERMISSION = "rollout.change_rolloutpolicy"
 TENANTS_PER_PAGE = 50
 TENANT_QUERY_MAX = 200
+# The monitoring screen's per-tenant table: a page of tenants (totals stay over all of them).
+MONITORING_TENANTS_PER_PAGE = 50
 
 
 def _context(request: HttpRequest, title: str, **extra) -> dict:
@@ -395,6 +398,7 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
     if ascii_digits(wanted) and len(wanted) <= 18:
         tenant = get_object_or_404(Tenant, pk=int(wanted))
     report = monitoring_report(policy=policy_read(), window=window, tenant=tenant)
+    tenant_page = _monitoring_tenant_page(request, report)
     series, hours = report.series, report.hours
     chart_list = [
         charts.line_chart(
@@ -438,9 +442,25 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
             request,
             "Webchat monitoring",
             report=report,
+            tenant_page=tenant_page,
+            page_query=urlencode(
+                {"window": report.window, **({"tenant": tenant.pk} if tenant else {})}
+            ),
             charts=chart_list,
             windows=list(WINDOWS),
             all_tenants=Tenant.objects.order_by("name").only("id", "name"),
             live_minutes=settings.ROLLOUT_LIVE_TRAFFIC_MINUTES,
         ),
     )
+
+
+def _monitoring_tenant_page(request: HttpRequest, report):
+    """The page of the per-tenant table asked for; with a tenant chosen and no page asked
+    for, the page that tenant is on."""
+    number = request.GET.get("page")
+    if number is None and report.selected is not None:
+        index = next(
+            (i for i, m in enumerate(report.tenants) if m.tenant.pk == report.selected.pk), 0
+        )
+        number = index // MONITORING_TENANTS_PER_PAGE + 1
+    return Paginator(report.tenants, MONITORING_TENANTS_PER_PAGE).get_page(number)

@@ -497,6 +497,27 @@ class TestMonitoringScreen:
         day = operator_client.get(MONITORING, {"window": "24h"}).context["report"]
         assert day.totals["messages_in"] == 0
 
+    def test_the_per_tenant_table_is_paginated(self, operator_client):
+        """Thousands of tenants: the table shows a page of them (totals stay over all);
+        choosing a tenant opens the page it is on."""
+        from rollout.views import MONITORING_TENANTS_PER_PAGE as per_page
+
+        tenants = [TenantFactory(name=f"Tenant {n:03d}") for n in range(per_page + 5)]
+        response = operator_client.get(MONITORING)
+        html = response.content.decode()
+        assert (
+            html.count('<div class="rb-small"><a href="/admin/webchat-rollout/tenants/') == per_page
+        )
+        assert len(response.context["report"].tenants) == per_page + 5
+        assert "page 1 of 2" in html
+        assert 'href="?page=2&amp;window=24h"' in html
+        rest = operator_client.get(MONITORING, {"page": 2, "window": "24h"})
+        assert [m.tenant for m in rest.context["tenant_page"]] == tenants[per_page:]
+        last = tenants[-1]
+        chosen = operator_client.get(MONITORING, {"tenant": last.pk})
+        assert chosen.context["tenant_page"].number == 2
+        assert f'href="?page=1&amp;window=24h&amp;tenant={last.pk}"' in chosen.content.decode()
+
     def test_one_tenant(self, operator_client, client, site, flow_bot, other_tenant):
         chat(client, site, messages=2)
         other = operator_client.get(MONITORING, {"tenant": other_tenant.pk}).context["report"]
