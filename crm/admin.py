@@ -6,6 +6,7 @@ from crm.models import Contact, Conversation, Message
 
 @admin.register(Contact)
 class ContactAdmin(TenantOwnedAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = ["__str__", "tenant", "email", "external_id", "created_at"]
     search_fields = ["name", "email", "external_id", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
@@ -21,6 +22,7 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(TenantOwnedAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     tenant_scoped_fields = ("contact", "bot")
     list_display = ["id", "tenant", "channel", "channel_id", "status", "contact", "last_message_at"]
     list_filter = ["channel", "status"]

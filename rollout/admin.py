@@ -53,6 +53,7 @@ class TenantRolloutAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = ["created_at", "action", "actor_label", "tenant", "site", "short_reason"]
     list_filter = ["action"]
     search_fields = ["actor_label", "reason", "tenant__name", "tenant__slug"]
@@ -100,6 +101,7 @@ class ScheduledChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(GateEvaluation)
 class GateEvaluationAdmin(ReadOnlyAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = ["created_at", "tenant", "status", "samples", "action"]
     list_filter = ["status"]
     search_fields = ["tenant__name", "tenant__slug"]

@@ -170,6 +170,7 @@ class ChatwootConnectionAdmin(TenantOwnedAdmin):
 
 @admin.register(HealthCheck)
 class HealthCheckAdmin(admin.ModelAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = [
         "created_at",
         "tenant",
@@ -219,6 +220,7 @@ def reprocess(modeladmin, request, queryset):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = [
         "created_at",
         "tenant",
@@ -245,6 +247,8 @@ class ChatwootConversationLinkAdmin(ViewOnlyAdmin):
     """Written by the sync and the SLA monitor only: an edited cursor, Chatwoot id or status
     would post messages twice or skip them."""
 
+    show_full_result_count = False  # a filtered page counts its rows only
+
     list_display = [
         "chatwoot_conversation_id",
         "tenant",
@@ -265,6 +269,8 @@ class ChatwootConversationLinkAdmin(ViewOnlyAdmin):
 class ApprovalItemAdmin(ViewOnlyAdmin):
     """Shown only: approving or rejecting goes through the tenant's approval queue, which
     sends the reply (a status set here would send nothing)."""
+
+    show_full_result_count = False  # a filtered page counts its rows only
 
     list_display = ["id", "tenant", "status", "due_at", "draft_outcome", "decided_by", "sent_at"]
     list_filter = ["status", "draft_outcome"]
@@ -322,6 +328,7 @@ class OutboundRetryAdmin(TenantOwnedAdmin):
 
 @admin.register(SupportAlert)
 class SupportAlertAdmin(ViewOnlyAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = ["created_at", "tenant", "kind", "level", "delivered", "suppressed", "text"]
     list_filter = ["kind", "level", "delivered", "suppressed"]
     search_fields = ["text", "tenant__slug"]

@@ -118,6 +118,7 @@ class WebChatEventAdmin(ViewOnlyAdmin):
 
 @admin.register(WebChatHourlyRollup)
 class WebChatHourlyRollupAdmin(ViewOnlyAdmin):
+    show_full_result_count = False  # a filtered page counts its rows only
     list_display = [
         "hour",
         "tenant",
