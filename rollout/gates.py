@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from crm.models import Direction, Message, SenderType
 from rollout.models import GateEvaluation, GateStatus, TenantRollout
+from tenants.models import Tenant
 from webchat.models import WIDGET_EVENT_TYPES, EventType, WebChatEvent, WebChatSession
 
 LOWER, HIGHER = "lower", "higher"
@@ -392,20 +393,20 @@ def gate_results(
 
 
 def _last_judged(*, since: datetime) -> list[int]:
-    """Tenants whose latest evaluation since `since` judged something (was not
-    insufficient)."""
-    latest = (
-        GateEvaluation.objects.filter(tenant_id=OuterRef("tenant_id"))
-        .order_by("-id")
-        .values("status")[:1]
-    )
+    """Tenants whose latest evaluation is from `since` on and judged something (was not
+    insufficient). One index probe per tenant on (tenant, -id): not a subquery per
+    evaluation row of the whole history window (millions of rows with thousands of
+    tenants)."""
+    latest = GateEvaluation.objects.filter(tenant_id=OuterRef("pk")).order_by("-id")
     return list(
-        GateEvaluation.objects.filter(created_at__gte=since)
-        .annotate(latest=Subquery(latest))
-        .exclude(latest=GateStatus.INSUFFICIENT)
+        Tenant.objects.annotate(
+            latest_status=Subquery(latest.values("status")[:1]),
+            latest_at=Subquery(latest.values("created_at")[:1]),
+        )
+        .filter(latest_at__gte=since)
+        .exclude(latest_status=GateStatus.INSUFFICIENT)
         .order_by()
-        .values_list("tenant_id", flat=True)
-        .distinct()
+        .values_list("pk", flat=True)
     )
 
 
