@@ -1,6 +1,6 @@
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from core.models import TenantOwnedModel
 
@@ -90,7 +90,16 @@ class Conversation(TenantOwnedModel):
                 violation_error_message="A non-web conversation needs a channel_id.",
             ),
         ]
-        indexes = [models.Index(fields=["tenant", "status", "-last_message_at"])]
+        # The inbox: a tenant's conversations newest first, as `conversation_list` orders
+        # them (NULLS LAST, then id), read in index order instead of sorting all of them.
+        indexes = [
+            models.Index(
+                "tenant",
+                F("last_message_at").desc(nulls_last=True),
+                F("id").desc(),
+                name="conversation_inbox",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} conversation {self.pk}"
