@@ -25,6 +25,7 @@ from bots import metrics
 from bots.models import Bot, Engine
 from bots.retrieval import KnowledgeIndex
 from bots.selectors import KnowledgeSignature, knowledge_docs, knowledge_signature
+from core.http import tls_context
 
 Outcome = Literal["answered", "fallback", "handoff", "timeout", "error"]
 
@@ -205,7 +206,12 @@ class OpenAIEngine:
         }
         try:
             with httpx.stream(
-                "POST", self.url, json=payload, headers=headers, timeout=self.timeout
+                "POST",
+                self.url,
+                json=payload,
+                headers=headers,
+                timeout=self.timeout,
+                verify=tls_context(),
             ) as response:
                 body = b""
                 for chunk in response.iter_bytes():

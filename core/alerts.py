@@ -5,6 +5,8 @@ Callers decide what to alert and record; this only delivers, and never raises.
 
 import httpx
 
+from core.http import tls_context
+
 # Not every failure is an httpx.HTTPError: building the request raises httpx.InvalidURL
 # (`http://[::1`) or a ValueError (a host label over 63 characters fails IDNA).
 _FAILURES = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError, ValueError)
@@ -18,6 +20,7 @@ def webhook_text_post(*, url: str, text: str, timeout: float, sender: str) -> st
             json={"text": text},
             timeout=timeout,
             headers={"User-Agent": f"ReplyBase-{sender}/1"},
+            verify=tls_context(),
         )
     except _FAILURES as exc:
         return f"{type(exc).__name__}: {exc}"[:500]

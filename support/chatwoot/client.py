@@ -47,6 +47,7 @@ import httpx
 import structlog
 from django.conf import settings
 
+from core.http import tls_context
 from core.text import ascii_digits
 from support import metrics
 
@@ -248,6 +249,7 @@ class ChatwootClient:
             headers=self._headers(),
             timeout=timeout,
             follow_redirects=False,
+            verify=tls_context(),
         )
 
     def _call(
@@ -329,6 +331,7 @@ class ChatwootClient:
                 headers=self._headers(auth=auth),
                 timeout=HEALTH_TIMEOUT_SECONDS,
                 follow_redirects=False,
+                verify=tls_context(),
             )
         except httpx.HTTPError as exc:
             ms = int((time.perf_counter() - started) * 1000)

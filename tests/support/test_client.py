@@ -268,3 +268,22 @@ def test_without_backoff_a_lost_answer_is_not_looked_up(chatwoot_standin):
     assert failure.value.message == "Connection closed without a response"
     assert len(chatwoot_standin.messages(conv["id"])) == 1
     assert len(chatwoot_standin.requests) == 1
+
+
+def test_calls_share_one_tls_context(cw_client, chatwoot_standin, monkeypatch):
+    """httpx builds a TLS context (the whole CA bundle, ~30 ms of CPU) for each call it
+    makes with its defaults: thousands of health probes would pay it each time."""
+    import ssl
+
+    from core.http import tls_context
+
+    tls_context()  # built once, for the whole process
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda *a, **k: built.append(1) or real(*a, **k)
+    )
+    for _ in range(3):
+        assert cw_client.platform_health().ok
+        cw_client.profile()
+    assert built == []
