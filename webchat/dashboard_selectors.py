@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -202,12 +202,15 @@ def _checks(
 def _last_init_by_site(site_ids: list[int]) -> dict[int, datetime]:
     # `session_start` saves the row on create and on resume (updated_at); message polls
     # only bump last_seen_at with update(), so updated_at is the last successful init.
+    # The newest row of each site through (site, -updated_at): not a MAX over all of a
+    # busy site's sessions.
+    newest = WebChatSession.objects.filter(site_id=OuterRef("pk")).order_by("-updated_at")
     rows = (
-        WebChatSession.objects.filter(site_id__in=site_ids)
-        .values("site_id")
-        .annotate(last=Max("updated_at"))
+        WebChatSite.objects.filter(pk__in=site_ids)
+        .annotate(last=Subquery(newest.values("updated_at")[:1]))
+        .values_list("pk", "last")
     )
-    return {row["site_id"]: row["last"] for row in rows}
+    return {site_id: last for site_id, last in rows if last is not None}
 
 
 def _traffic_by_site(*, tenant: Tenant, site_ids: list[int], since: datetime) -> dict[int, Traffic]:

@@ -80,7 +80,10 @@ class WebChatSite(TenantOwnedModel):
 
 
 class WebChatSession(TenantOwnedModel):
-    site = models.ForeignKey(WebChatSite, on_delete=models.CASCADE, related_name="sessions")
+    # Looked up by (site, visitor_id) and (site, -updated_at), the indexes below.
+    site = models.ForeignKey(
+        WebChatSite, on_delete=models.CASCADE, related_name="sessions", db_index=False
+    )
     visitor_id = models.CharField(max_length=64, db_index=True)
     conversation = models.ForeignKey(
         "crm.Conversation", on_delete=models.CASCADE, related_name="webchat_sessions"
@@ -97,7 +100,11 @@ class WebChatSession(TenantOwnedModel):
     anonymized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["site", "visitor_id"])]
+        indexes = [
+            models.Index(fields=["site", "visitor_id"]),
+            # a site's last successful init (the dashboard's site list and diagnostics)
+            models.Index(fields=["site", "-updated_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.visitor_id[:8]})"
