@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from core.admin import TenantOwnedAdmin
 from crm.models import Contact, Conversation, Message
@@ -12,12 +14,9 @@ class ContactAdmin(TenantOwnedAdmin):
     list_select_related = ["tenant"]
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    fields = ["created_at", "direction", "sender_type", "text", "client_message_id"]
-    readonly_fields = fields
-    can_delete = False
+# A conversation page shows its latest messages; the rest are a link away (a long
+# conversation as one inline formset took seconds and megabytes).
+INLINE_MESSAGES = 50
 
 
 @admin.register(Conversation)
@@ -36,7 +35,34 @@ class ConversationAdmin(TenantOwnedAdmin):
     ]
     list_select_related = ["tenant", "contact"]
     raw_id_fields = ["contact", "bot"]
-    inlines = [MessageInline]
+    readonly_fields = ["latest_messages"]
+
+    @admin.display(description="messages")
+    def latest_messages(self, obj: Conversation) -> str:
+        if obj.pk is None:
+            return "-"
+        messages = list(
+            Message.objects.filter(tenant_id=obj.tenant_id, conversation=obj).order_by("-id")[
+                : INLINE_MESSAGES + 1
+            ]
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (m.created_at.strftime("%Y-%m-%d %H:%M:%S"), m.direction, m.sender_type, m.text)
+                for m in reversed(messages[:INLINE_MESSAGES])
+            ),
+        )
+        every = reverse("admin:crm_message_changelist") + f"?conversation__id__exact={obj.pk}"
+        more = (
+            format_html(
+                '<p>Only the latest {}: <a href="{}">all messages</a></p>', INLINE_MESSAGES, every
+            )
+            if len(messages) > INLINE_MESSAGES
+            else ""
+        )
+        return format_html("<table>{}</table>{}", rows, more)
 
 
 @admin.register(Message)

@@ -48,3 +48,24 @@ def test_messages_changelist_skips_the_full_count(superuser_client, tenant):
     assert [m.pk for m in page.context["cl"].result_list] == list(
         Message.objects.values_list("pk", flat=True)
     )
+
+
+def test_a_long_conversation_page_shows_its_latest_messages_and_links_the_rest(
+    superuser_client, tenant, django_assert_max_num_queries
+):
+    from crm.admin import INLINE_MESSAGES
+    from tests.factories import MessageFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    MessageFactory.create_batch(
+        INLINE_MESSAGES + 5, tenant=tenant, conversation=conversation, text="hello <b>there</b>"
+    )
+    MessageFactory(tenant=tenant, conversation=conversation, text="the newest one")
+    with django_assert_max_num_queries(20):
+        page = superuser_client.get(change_url(conversation)).content.decode()
+    assert page.count("hello &lt;b&gt;there&lt;/b&gt;") == INLINE_MESSAGES - 1
+    assert "the newest one" in page
+    assert f"?conversation__id__exact={conversation.pk}" in page
+    listed = superuser_client.get(f"/admin/crm/message/?conversation__id__exact={conversation.pk}")
+    assert listed.status_code == 200
+    assert {m.conversation_id for m in listed.context["cl"].result_list} == {conversation.pk}
