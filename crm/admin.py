@@ -12,6 +12,7 @@ class ContactAdmin(TenantOwnedAdmin):
     list_display = ["__str__", "tenant", "email", "external_id", "created_at"]
     search_fields = ["name", "email", "external_id", "tenant__name", "tenant__slug"]
     list_select_related = ["tenant"]
+    ordering = ["-id"]  # pages (the list, autocomplete) need a stable order
 
 
 # A conversation page shows its latest messages; the rest are a link away (a long
