@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from core.indexes import NullsOrderIndex
 from core.models import TenantOwnedModel
 
 
@@ -93,7 +94,7 @@ class Conversation(TenantOwnedModel):
         # The inbox: a tenant's conversations newest first, as `conversation_list` orders
         # them (NULLS LAST, then id), read in index order instead of sorting all of them.
         indexes = [
-            models.Index(
+            NullsOrderIndex(
                 "tenant",
                 F("last_message_at").desc(nulls_last=True),
                 F("id").desc(),

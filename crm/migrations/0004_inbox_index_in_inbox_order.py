@@ -1,8 +1,11 @@
 # The inbox index in the inbox's order. SQLite (the embedded mode) has no NULLS LAST in an
 # index, and needs none: it sorts NULLs first ascending, so last descending, which is the
-# inbox's order already. So the index is created per database; the model state is the same.
+# inbox's order already. So the index is created per database; the model state is the same
+# (a NullsOrderIndex: a SQLite table remake rebuilds it without NULLS LAST).
 
 from django.db import migrations, models
+
+import core.indexes
 
 INBOX = (
     'CREATE INDEX "conversation_inbox" ON "crm_conversation" '
@@ -36,7 +39,7 @@ class Migration(migrations.Migration):
             state_operations=[
                 migrations.AddIndex(
                     model_name='conversation',
-                    index=models.Index(models.F('tenant'), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conversation_inbox'),
+                    index=core.indexes.NullsOrderIndex(models.F('tenant'), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conversation_inbox'),
                 ),
             ],
             database_operations=[migrations.RunPython(inbox_index_create, inbox_index_drop)],
