@@ -65,24 +65,35 @@ def handoff_notify(*, conversation_id: int) -> int:
     if not cache.add(mark, 1, SENT_MARK_SECONDS):
         return 0
     recipients = members_to_notify(tenant_id=conversation.tenant_id)
-    if not recipients or not _within_hourly_budget(conversation.tenant_id):
+    budget = _hourly_budget_key(conversation.tenant_id)
+    if not recipients or not _within_hourly_budget(budget, conversation.tenant_id):
         return 0
     subject, body = _email(conversation, reason)
     messages = [(subject, body, None, [user.email]) for user in recipients]
     try:
         sent = send_mass_mail(messages, fail_silently=False, connection=get_connection())
     except Exception:
-        cache.delete(mark)  # a later run (the task's retry) may send it
+        cache.delete(mark)  # a later run (the task's retry) may send it, and count it then
+        _give_back(budget)
         log.exception("support.handoff_notify_failed", conversation_id=conversation.pk)
         raise
     log.info("support.handoff_notified", conversation_id=conversation.pk, emails=sent)
     return sent
 
 
-def _within_hourly_budget(tenant_id: int) -> bool:
+def _hourly_budget_key(tenant_id: int) -> str:
+    return f"support:handoff-emails:{tenant_id}:{int(time.time() // 3600)}"
+
+
+def _give_back(key: str) -> None:
+    try:
+        cache.decr(key)
+    except ValueError:  # the hour's counter is gone: nothing to give back
+        pass
+
+
+def _within_hourly_budget(key: str, tenant_id: int) -> bool:
     """Count this handoff against the tenant's HANDOFF_EMAILS_PER_HOUR."""
-    hour = int(time.time() // 3600)
-    key = f"support:handoff-emails:{tenant_id}:{hour}"
     cache.add(key, 0, 3700)
     try:
         count = cache.incr(key)

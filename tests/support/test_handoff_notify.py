@@ -122,3 +122,12 @@ def test_a_flood_of_handoffs_is_emailed_up_to_the_hourly_budget(client, tenant, 
         widget.send(f"visitor {n} here")
     assert len(mail.outbox) == 2 * len(team)
     assert Conversation.objects.filter(status=ConversationStatus.HANDOFF).count() == 4
+
+
+def test_a_failed_send_does_not_use_up_the_budget(widget_client, team, settings):
+    settings.HANDOFF_EMAILS_PER_HOUR = 1
+    settings.EMAIL_BACKEND = f"{__name__}._Down"
+    widget_client.init()
+    widget_client.send("I want to talk to a human please")  # the mail server is down
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert notify.handoff_notify(conversation_id=widget_client.conversation_id) == len(team)
