@@ -9,6 +9,7 @@ at most HANDOFF_EMAILS_PER_HOUR handoffs a tenant are emailed an hour.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import structlog
@@ -86,10 +87,8 @@ def _hourly_budget_key(tenant_id: int) -> str:
 
 
 def _give_back(key: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):  # the hour's counter is gone: nothing to give back
         cache.decr(key)
-    except ValueError:  # the hour's counter is gone: nothing to give back
-        pass
 
 
 def _within_hourly_budget(key: str, tenant_id: int) -> bool:
