@@ -137,13 +137,41 @@ def _float_or_none(value) -> float | None:
         return None
 
 
-def transcript(*, conversation: Conversation) -> list[tuple[Message, ReplyOutcome | None]]:
-    """Every message in order, with the AI outcome of each bot reply.
+# Messages a conversation page shows at once; earlier ones are a link away.
+TRANSCRIPT_PAGE_SIZE = 200
+
+
+@dataclass
+class TranscriptPage:
+    rows: list[tuple[Message, "ReplyOutcome | None"]]
+    earlier_before: int | None  # `before` for the page of earlier messages (None: none)
+
+
+def transcript_page(
+    *, conversation: Conversation, before: int | None = None, size: int = TRANSCRIPT_PAGE_SIZE
+) -> TranscriptPage:
+    """The latest `size` messages (before the message id `before`), in order."""
+    messages = message_list(conversation=conversation).order_by("-id")
+    if before is not None:
+        messages = messages.filter(id__lt=before)
+    latest = list(messages[: size + 1])
+    shown = latest[:size][::-1]
+    earlier = shown[0].pk if len(latest) > size else None
+    return TranscriptPage(
+        rows=transcript(conversation=conversation, messages=shown), earlier_before=earlier
+    )
+
+
+def transcript(
+    *, conversation: Conversation, messages: list[Message] | None = None
+) -> list[tuple[Message, ReplyOutcome | None]]:
+    """Every message in order (or the given ones), with the AI outcome of each bot reply.
 
     Articles and flow rules named in the metadata are fetched in two queries, from this
     tenant only; ids that no longer exist (a deleted article) are counted, not shown.
     """
-    messages = list(message_list(conversation=conversation))
+    if messages is None:
+        messages = list(message_list(conversation=conversation))
     article_ids: set[int] = set()
     rule_ids: set[int] = set()
     for m in messages:

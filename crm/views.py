@@ -8,14 +8,14 @@ from django.views.decorators.http import require_POST
 
 from bots.services import conversation_status_set
 from core.exceptions import InvalidRequest
-from core.text import MAX_TEXT
+from core.text import MAX_TEXT, ascii_digits
 from crm.models import ConversationStatus
 from crm.selectors import (
     conversation_get,
     conversation_list,
     conversation_sessions,
     conversation_workspace_of_member,
-    transcript,
+    transcript_page,
 )
 from support.services import conversation_is_mirrored, staff_reply
 from tenants.access import tenant_view
@@ -130,13 +130,19 @@ def conversation_detail(request, conversation_id: int):
 
 def _detail(request, conversation, reply_form: ReplyForm, status: int = 200):
     can_work = request.membership.has_role(Role.AGENT)
+    before = request.GET.get("before", "")
+    page = transcript_page(
+        conversation=conversation,
+        before=int(before) if ascii_digits(before) and len(before) <= 18 else None,
+    )
     mirrored = conversation_is_mirrored(conversation=conversation)
     return render(
         request,
         "crm/conversation_detail.html",
         {
             "conversation": conversation,
-            "rows": transcript(conversation=conversation),
+            "page": page,
+            "rows": page.rows,
             "sessions": conversation_sessions(conversation=conversation),
             "statuses": ConversationStatus.choices,
             "can_work": can_work,

@@ -242,3 +242,32 @@ def test_conversation_of_another_tenant_is_404(client, viewer, other_tenant):
     theirs = ConversationFactory(tenant=other_tenant)
     client.force_login(viewer)
     assert client.get(reverse("crm:conversation", args=[theirs.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_long_transcript_shows_its_latest_messages_and_pages_to_earlier_ones(
+    client, tenant, viewer, django_assert_max_num_queries
+):
+    from crm.selectors import TRANSCRIPT_PAGE_SIZE
+    from tests.factories import MessageFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    first = MessageFactory.create_batch(5, tenant=tenant, conversation=conversation, text="early")
+    MessageFactory.create_batch(
+        TRANSCRIPT_PAGE_SIZE, tenant=tenant, conversation=conversation, text="later"
+    )
+    client.force_login(viewer)
+    url = reverse("crm:conversation", args=[conversation.pk])
+    with django_assert_max_num_queries(25):
+        latest = client.get(url)
+    rows = [m for m, _ in latest.context["rows"]]
+    assert len(rows) == TRANSCRIPT_PAGE_SIZE and {m.text for m in rows} == {"later"}
+    assert rows == sorted(rows, key=lambda m: m.pk)  # oldest first, as a transcript reads
+    before = latest.context["page"].earlier_before
+    assert f'href="?before={before}"' in latest.content.decode()
+    earlier = client.get(url, {"before": before})
+    assert [m.pk for m, _ in earlier.context["rows"]] == [m.pk for m in first]
+    assert earlier.context["page"].earlier_before is None
+    assert "Latest messages" in earlier.content.decode()
+    for odd in ("abc", "-1", "9" * 40, "\u00b2"):
+        assert client.get(url, {"before": odd}).status_code == 200
