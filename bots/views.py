@@ -180,7 +180,7 @@ PUBLISHED_FILTERS = {"published": True, "drafts": False}
 
 
 def _knowledge_page(request, *, try_form=None, result=None, status: int = 200):
-    search = request.GET.get("q", "").replace("\x00", "").strip()[:200]
+    search = request.GET.get("q", "").strip()[:200]  # NULs: DropNulFromQueryMiddleware
     shown = request.GET.get("show", "")
     if shown not in PUBLISHED_FILTERS:
         shown = ""

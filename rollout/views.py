@@ -230,8 +230,8 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
 
 
 def _rollout_context(request, policy, bound: dict, row_errors: dict) -> dict:
-    # PostgreSQL text cannot hold NUL (the query would fail), and no name is longer.
-    query = request.GET.get("q", "").replace("\x00", "").strip()[:TENANT_QUERY_MAX]
+    # No name is longer (NULs, which PostgreSQL text cannot hold, the middleware drops).
+    query = request.GET.get("q", "").strip()[:TENANT_QUERY_MAX]
     tenants = Tenant.objects.order_by("name")
     if query:
         tenants = tenants.filter(Q(name__icontains=query) | Q(slug__icontains=query))
