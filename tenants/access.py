@@ -82,9 +82,14 @@ def _refuse_stale_form(request: HttpRequest, membership) -> HttpResponse:
         response = HttpResponse(status=204)
         response["HX-Redirect"] = reverse("dashboard:home")
         return response
-    back = request.headers.get("Referer", "")
-    if not url_has_allowed_host_and_scheme(
-        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    return redirect_on_site(request, request.headers.get("Referer", ""))
+
+
+def redirect_on_site(request: HttpRequest, url: str) -> HttpResponse:
+    """Redirect to `url` when it is on this site (never to another host or scheme), else
+    to the dashboard's home."""
+    if url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        back = reverse("dashboard:home")
-    return redirect(back)
+        return redirect(url)
+    return redirect("dashboard:home")

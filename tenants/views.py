@@ -5,14 +5,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.exceptions import InvalidRequest
 from crm.selectors import conversation_counts
 from support import selectors as support_selectors
 from support.sla import LEVEL_ORDER, Level
-from tenants.access import SESSION_TENANT_KEY, tenant_view
+from tenants.access import SESSION_TENANT_KEY, redirect_on_site, tenant_view
 from tenants.forms import InviteForm, RoleForm, SwitchTenantForm, TenantSettingsForm
 from tenants.models import Membership, Role, Tenant
 from tenants.selectors import membership_list_for_tenant, membership_list_for_user
@@ -71,12 +70,7 @@ def switch_tenant(request):
         raise Http404
     request.session[SESSION_TENANT_KEY] = membership.tenant_id
     messages.success(request, f"Switched to {membership.tenant.name}.")
-    next_url = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return redirect(next_url)
-    return redirect("dashboard:home")
+    return redirect_on_site(request, request.POST.get("next", ""))
 
 
 @tenant_view(read=Role.VIEWER, write=Role.ADMIN)
