@@ -419,29 +419,29 @@ class EventsApi(PublicApi):
         responses={202: s.EventsOutputSerializer, **ERROR_RESPONSES},
     )
     def post(self, request: Request) -> Response:
-        body = s.EventsInputSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = _validate(s.EventsInputSerializer, request.data)
         session = None
         if request.headers.get("Authorization"):
             site, session = self.authenticate(request)
-        elif body.validated_data.get("site_key"):
-            site = self.site_for_key(request, body.validated_data["site_key"])
+        elif body.get("site_key"):
+            site = self.site_for_key(request, body["site_key"])
             self.check_site(request, site)
         else:
             raise TokenInvalid("Send a session token, or the site_key before init.")
         valid = []
-        for raw in body.validated_data["events"]:
-            event = s.EventSerializer(data=raw if isinstance(raw, dict) else {})
-            if event.is_valid() and len(str(event.validated_data.get("data") or {})) <= 2048:
-                valid.append(
-                    {**event.validated_data, "at": str(event.validated_data.get("at") or "")}
-                )
+        for raw in body["events"]:
+            try:
+                event = _validate(s.EventSerializer, raw if isinstance(raw, dict) else {})
+            except serializers.ValidationError:
+                continue
+            if len(str(event.get("data") or {})) <= 2048:
+                valid.append({**event, "at": str(event.get("at") or "")})
         accepted = (
             services.events_record(site=site, session=session, events=valid)
             if site.telemetry
             else 0
         )
-        rejected = len(body.validated_data["events"]) - accepted
+        rejected = len(body["events"]) - accepted
         return Response(
             _serialize(s.EventsOutputSerializer, {"accepted": accepted, "rejected": rejected}),
             status=status.HTTP_202_ACCEPTED,
