@@ -57,7 +57,7 @@ def ip_hash(ip: str) -> str:
 class Limit:
     """One limit a request counts against: django-ratelimit's key for its current window."""
 
-    scope: str  # ip | site | session
+    scope: str  # ip | address | site | session
     rate: str
     limit: int
     window: int  # when the window ends (unix time)
@@ -68,13 +68,16 @@ class Limit:
 def limits_for(
     request: HttpRequest, *, route: str, site_id: int | None = None, session_id: int | None = None
 ) -> list[Limit]:
-    """The limits of `route` this request counts against, in order (IP, site, session)."""
+    """The limits of `route` this request counts against, in the order of the route's
+    settings (IP on this site, the address on every site, site, session)."""
     if not settings.RATELIMIT_ENABLE:
         return []
     ip = ip_bucket(client_ip(request))
     values = {
         # per site: an office or carrier NAT's visitors of one site never use up another's
         "ip": f"site:{site_id}:{ip}" if site_id is not None else ip,
+        # ... but one address's requests to every site together have a (higher) bound too
+        "address": ip,
         "site": f"site:{site_id}" if site_id is not None else None,
         "session": f"session:{session_id}" if session_id is not None else None,
     }

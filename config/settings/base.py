@@ -324,28 +324,34 @@ WEBCHAT_RESUME_MAX_AGE = env.int("WEBCHAT_RESUME_MAX_AGE", default=30 * 24 * 360
 WEBCHAT_ALLOW_ANY_ORIGIN = env.bool("WEBCHAT_ALLOW_ANY_ORIGIN", default=True)
 WEBCHAT_MAX_BODY_BYTES = 32 * 1024
 WEBCHAT_CONFIG_CACHE_SECONDS = env.int("WEBCHAT_CONFIG_CACHE_SECONDS", default=30)
-# Rate limits (django-ratelimit syntax) per route and per key: ip, site, session.
+# Rate limits (django-ratelimit syntax) per route and per key: ip (one address on one site),
+# address (one address on every site together), site, session.
 WEBCHAT_RATE_LIMITS = {
     "config": {
         "ip": env_rate("WEBCHAT_RL_CONFIG_IP", default="60/m"),
+        "address": env_rate("WEBCHAT_RL_CONFIG_ADDRESS", default="600/m"),
         "site": env_rate("WEBCHAT_RL_CONFIG_SITE", default="6000/m"),
     },
     "init": {
         "ip": env_rate("WEBCHAT_RL_INIT_IP", default="20/m"),
+        "address": env_rate("WEBCHAT_RL_INIT_ADDRESS", default="200/m"),
         "site": env_rate("WEBCHAT_RL_INIT_SITE", default="3000/m"),
     },
     "messages_post": {
         "ip": env_rate("WEBCHAT_RL_MESSAGES_IP", default="60/m"),
+        "address": env_rate("WEBCHAT_RL_MESSAGES_ADDRESS", default="600/m"),
         "site": env_rate("WEBCHAT_RL_MESSAGES_SITE", default="6000/m"),
         "session": env_rate("WEBCHAT_RL_MESSAGES_SESSION", default="20/m"),
     },
     "messages_get": {
         "ip": env_rate("WEBCHAT_RL_POLL_IP", default="240/m"),
+        "address": env_rate("WEBCHAT_RL_POLL_ADDRESS", default="2400/m"),
         "site": env_rate("WEBCHAT_RL_POLL_SITE", default="60000/m"),
         "session": env_rate("WEBCHAT_RL_POLL_SESSION", default="90/m"),
     },
     "events": {
         "ip": env_rate("WEBCHAT_RL_EVENTS_IP", default="60/m"),
+        "address": env_rate("WEBCHAT_RL_EVENTS_ADDRESS", default="600/m"),
         "site": env_rate("WEBCHAT_RL_EVENTS_SITE", default="10000/m"),
         "session": env_rate("WEBCHAT_RL_EVENTS_SESSION", default="30/m"),
     },

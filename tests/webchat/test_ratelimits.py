@@ -131,3 +131,35 @@ def test_one_addresss_visitors_of_one_site_do_not_use_up_anothers(settings):
     with pytest.raises(RateLimited):
         ratelimits.enforce(office, route="config", site_id=7)
     ratelimits.enforce(office, route="config", site_id=8)  # another tenant's site
+
+
+def test_one_address_across_many_sites_meets_its_all_sites_limit(settings):
+    """The per-IP limit is per site (a NAT's visitors of one site never use up another's);
+    the `address` limit bounds what one address gets across every site together."""
+    settings.WEBCHAT_RATE_LIMITS = {"init": {"ip": "3/m", "address": "10/m", "site": "1000/m"}}
+    crawler = _from("198.51.100.60")
+    refused_by = []
+    for site_id in range(1, 13):  # 12 sites, once each: never over any one site's 3/m
+        try:
+            ratelimits.enforce(crawler, route="init", site_id=site_id)
+        except RateLimited as exc:
+            refused_by.append((site_id, exc.message))
+    assert [site_id for site_id, _ in refused_by] == [11, 12]
+    assert all("address limit 10/m" in message for _, message in refused_by)
+    ratelimits.enforce(_from("198.51.100.61"), route="init", site_id=11)  # another address
+
+
+def test_every_visitor_route_has_an_all_sites_address_limit_above_its_per_site_one():
+    from django_ratelimit.core import _split_rate
+
+    def per_minute(rate: str) -> float:
+        count, seconds = _split_rate(rate)
+        return count * 60 / seconds
+
+    import importlib
+    import os
+
+    configured = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])  # not the fixture's
+    for route in ("config", "init", "messages_post", "messages_get", "events"):
+        scopes = configured.WEBCHAT_RATE_LIMITS[route]
+        assert per_minute(scopes["address"]) > per_minute(scopes["ip"]), route
