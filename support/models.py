@@ -470,9 +470,18 @@ class SupportAlert(BaseModel):
     delivered = models.BooleanField(default=False)
     suppressed = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # Recorded, not yet posted: a run killed before its post leaves it for the next run.
+    pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(pending=True),
+                name="support_alert_pending",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Count
 
 from support import metrics, selectors, sla, webhooks
-from support.alerts import alert_send
+from support.alerts import alert_send, alerts_pending_deliver
 from support.models import OPEN_APPROVAL_STATUSES, ApprovalItem, OutboundRetry, RetryStatus
 from tenants.models import Tenant
 
@@ -56,6 +56,7 @@ def gauges_refresh() -> None:
 
 
 def monitor_run() -> dict:
+    alerts_pending_deliver()  # left by a run killed before it posted them
     breaches = sla.breaches_scan()
     depths = queue_alerts()
     gauges_refresh()

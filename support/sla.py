@@ -8,7 +8,6 @@ more than 15 minutes normal, 5 to 15 warning, under 5 urgent, past the deadline 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from support import metrics
-from support.alerts import alert_send
+from support.alerts import alert_deliver, alert_record
 from support.models import ChatwootConnection, ChatwootConversationLink, ChatwootStatus
 
 log = structlog.get_logger(__name__)
@@ -89,10 +88,15 @@ def link_responded(link: ChatwootConversationLink, *, at: datetime, sla_minutes:
 
 
 def breaches_scan(*, now: datetime | None = None) -> int:
-    """Flag open conversations whose first response is overdue; alert once per breach."""
+    """Flag open conversations whose first response is overdue; alert once per breach.
+
+    Each connection's breaches are flagged and their alert recorded in one transaction,
+    then posted: a run killed before the post leaves the alert to the monitor's next run.
+    """
     now = now or timezone.now()
-    flagged: dict[int, list[ChatwootConversationLink]] = defaultdict(list)
     report: list[str] = []
+    recorded = []
+    total = 0
     connections = ChatwootConnection.objects.filter(active=True).select_related("tenant")
     for connection in connections.only("id", "name", "sla_minutes", "tenant__slug"):
         cutoff = now - timedelta(minutes=connection.sla_minutes)
@@ -106,10 +110,20 @@ def breaches_scan(*, now: datetime | None = None) -> int:
                     first_customer_message_at__lt=cutoff,
                 )[:500]
             )
+            if not overdue:
+                continue
             for link in overdue:
                 link.breached_at = now
             ChatwootConversationLink.objects.bulk_update(overdue, ["breached_at"])
-        flagged[connection.tenant_id].extend(overdue)
+            recorded.append(
+                alert_record(
+                    kind="sla_breach",
+                    tenant_id=connection.tenant_id,
+                    text=_breach_alert_text(connection, overdue),
+                )
+            )
+        total += len(overdue)
+        metrics.SLA_BREACHES.inc(len(overdue))
         report.extend(
             f"{now.isoformat()} {connection.tenant.slug}/{connection.name}: "
             f"#{link.chatwoot_conversation_id} ({link.contact_name or 'customer'}) first "
@@ -118,24 +132,22 @@ def breaches_scan(*, now: datetime | None = None) -> int:
             for link in overdue
         )
     _breach_report_append(now, report)
-    total = 0
-    for tenant_id, links in flagged.items():
-        if not links:
-            continue
-        total += len(links)
-        metrics.SLA_BREACHES.inc(len(links))
-        names = ", ".join(
-            f"#{link.chatwoot_conversation_id} ({link.contact_name or 'customer'})"
-            for link in links[:10]
-        )
-        more = f" and {len(links) - 10} more" if len(links) > 10 else ""
-        alert_send(
-            kind="sla_breach",
-            tenant_id=tenant_id,
-            text=f"SLA breach: {len(links)} conversation(s) waited past their first-response "
-            f"SLA without a reply: {names}{more}. Escalate and respond ASAP.",
-        )
+    for alert in recorded:
+        alert_deliver(alert)
     return total
+
+
+def _breach_alert_text(connection: ChatwootConnection, links: list) -> str:
+    names = ", ".join(
+        f"#{link.chatwoot_conversation_id} ({link.contact_name or 'customer'})"
+        for link in links[:10]
+    )
+    more = f" and {len(links) - 10} more" if len(links) > 10 else ""
+    return (
+        f"SLA breach in {connection.tenant.slug}/{connection.name}: {len(links)} "
+        f"conversation(s) waited past their first-response SLA without a reply: "
+        f"{names}{more}. Escalate and respond ASAP."
+    )
 
 
 def _breach_report_append(now: datetime, lines: list[str]) -> None:

@@ -132,3 +132,85 @@ def test_other_tenants_conversations_are_not_counted(tenant, other_tenant, conne
     theirs = ChatwootConnectionFactory(tenant=other_tenant)
     _link(theirs, waited=35 * M)
     assert selectors.sla_overview(tenant=tenant).counts["breach"] == 0
+
+
+def test_a_breach_alert_outlives_a_monitor_run_killed_before_it_was_posted(
+    connection, alert_sink, monkeypatch
+):
+    """The breach is flagged and its alert recorded in one transaction; the post comes
+    after. A run killed in between (the task's hard time limit) leaves the alert pending,
+    and a later run posts it, once."""
+    from datetime import timedelta
+
+    from support import alerts
+    from support.models import SupportAlert
+
+    overdue = _link(connection, waited=31 * M)
+    real_post = alerts.webhook_text_post
+
+    def killed(**_kwargs):
+        raise SystemExit("hard time limit")  # what a killed worker leaves: nothing after
+
+    monkeypatch.setattr(alerts, "webhook_text_post", killed)
+    with pytest.raises(SystemExit):
+        monitor_run()
+    overdue.refresh_from_db()
+    assert overdue.breached_at is not None
+    [alert] = SupportAlert.objects.filter(kind="sla_breach")
+    assert alert.pending and not alert.delivered
+    assert alert_sink.texts == []
+
+    monkeypatch.setattr(alerts, "webhook_text_post", real_post)
+    assert monitor_run()["breaches"] == 0
+    assert alert_sink.texts == []  # a run may still be posting its own fresh alerts
+    SupportAlert.objects.filter(pk=alert.pk).update(
+        created_at=timezone.now() - alerts.PENDING_GRACE - timedelta(seconds=1)
+    )
+    assert monitor_run()["breaches"] == 0
+    [text] = alert_sink.texts
+    assert "SLA breach" in text and f"#{overdue.chatwoot_conversation_id}" in text
+    alert.refresh_from_db()
+    assert alert.delivered and not alert.pending
+    monitor_run()
+    assert len(alert_sink.texts) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pending_alert_another_run_is_posting_is_left_to_it(tenant, alert_sink):
+    """Two monitor runs at once (the queue backed up): the alert one of them holds
+    locked while it posts is skipped by the other, so it is posted once."""
+    import threading
+    from datetime import timedelta
+
+    from django.db import connections, transaction
+
+    from support import alerts
+    from support.models import SupportAlert
+
+    alert = alerts.alert_record(kind="sla_breach", tenant_id=tenant.pk, text="SLA breach: #1")
+    SupportAlert.objects.filter(pk=alert.pk).update(
+        created_at=timezone.now() - alerts.PENDING_GRACE - timedelta(seconds=1)
+    )
+    locked, release, posted_meanwhile = threading.Event(), threading.Event(), []
+
+    def other_run():
+        try:
+            with transaction.atomic():
+                SupportAlert.objects.select_for_update().get(pk=alert.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        posted_meanwhile.append(alerts.alerts_pending_deliver())
+    finally:
+        release.set()
+        holder.join(10)
+    assert posted_meanwhile == [0] and alert_sink.texts == []
+    assert alerts.alerts_pending_deliver() == 1  # the other run let go without posting it
+    assert alert_sink.texts == ["[Level 1] SLA breach: #1"]
+    assert alerts.alerts_pending_deliver() == 0
