@@ -329,7 +329,16 @@ class OutboundRetryAdmin(TenantOwnedAdmin):
 @admin.register(SupportAlert)
 class SupportAlertAdmin(ViewOnlyAdmin):
     show_full_result_count = False  # a filtered page counts its rows only
-    list_display = ["created_at", "tenant", "kind", "level", "delivered", "pending", "suppressed", "text"]
+    list_display = [
+        "created_at",
+        "tenant",
+        "kind",
+        "level",
+        "delivered",
+        "pending",
+        "suppressed",
+        "text",
+    ]
     list_filter = ["kind", "level", "delivered", "pending", "suppressed"]
     search_fields = ["text", "tenant__slug"]
     list_select_related = ["tenant"]
