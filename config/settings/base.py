@@ -235,6 +235,11 @@ SPECTACULAR_SETTINGS = {
             }
         }
     },
+    # The public API's enums by what they are, not by their field names ("code", "type").
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCodeEnum": "webchat.api.serializers.ERROR_CODES",
+        "EventTypeEnum": "webchat.api.serializers.EVENT_TYPES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "webchat.api.schema.document_retry_after",

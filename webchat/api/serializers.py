@@ -6,10 +6,39 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core import exceptions as core_errors
 from core.text import MAX_TEXT, clean_text
-from crm.models import SenderType
+from crm.models import Direction, SenderType
 from support.services import CHATWOOT_CLIENT_ID_PREFIX
-from webchat.models import WIDGET_EVENT_TYPES
+from webchat import exceptions as webchat_errors
+from webchat.models import WIDGET_EVENT_TYPES, Position
+from webchat.tokens import POW_ALGORITHM
+
+EVENT_TYPES = sorted(WIDGET_EVENT_TYPES)  # what a widget may report
+
+# Every `error.code` the public API answers with: its own errors, and the framework's for
+# a wrong method, an Accept header it cannot satisfy or an unknown path.
+ERROR_CODES = (
+    *(
+        error.code
+        for error in (
+            core_errors.InvalidRequest,
+            core_errors.PayloadTooLarge,
+            core_errors.RateLimited,
+            webchat_errors.UnknownSite,
+            webchat_errors.OriginNotAllowed,
+            webchat_errors.ChallengeInvalid,
+            webchat_errors.IdentityInvalid,
+            webchat_errors.TokenInvalid,
+            webchat_errors.TokenExpired,
+            webchat_errors.ConversationNotFound,
+            webchat_errors.WebchatDisabled,
+        )
+    ),
+    "method_not_allowed",
+    "not_acceptable",
+    "not_found",
+)
 
 
 class UtmSerializer(serializers.Serializer):
@@ -34,7 +63,7 @@ class ConfigQuerySerializer(serializers.Serializer):
 class SiteConfigSerializer(serializers.Serializer):
     title = serializers.CharField()
     color = serializers.CharField()
-    position = serializers.CharField()
+    position = serializers.ChoiceField(choices=Position.choices)
     welcome_message = serializers.CharField()
     launcher_text = serializers.CharField()
     require_consent = serializers.BooleanField()
@@ -43,7 +72,7 @@ class SiteConfigSerializer(serializers.Serializer):
 
 
 class PowSerializer(serializers.Serializer):
-    algorithm = serializers.CharField()
+    algorithm = serializers.ChoiceField(choices=[POW_ALGORITHM])
     difficulty = serializers.IntegerField()
     salt = serializers.CharField()
 
@@ -84,8 +113,8 @@ class QuickReplySerializer(serializers.Serializer):
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     conversation_id = serializers.IntegerField()
-    direction = serializers.CharField()
-    sender = serializers.CharField(source="sender_type")
+    direction = serializers.ChoiceField(choices=Direction.choices)
+    sender = serializers.ChoiceField(choices=SenderType.choices, source="sender_type")
     text = serializers.CharField()
     created_at = serializers.DateTimeField()
     quick_replies = serializers.SerializerMethodField()
@@ -189,7 +218,7 @@ def _storable(value) -> bool:
 
 
 class EventSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=sorted(WIDGET_EVENT_TYPES))
+    type = serializers.ChoiceField(choices=EVENT_TYPES)
     at = serializers.DateTimeField(required=False)
     data = serializers.DictField(required=False)
 
@@ -202,9 +231,15 @@ class EventSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_field(EventSerializer)
+class EventItemField(serializers.JSONField):
+    """One event of a batch, taken as it came: each is checked with EventSerializer on its
+    own, so one bad event is refused without the rest of its batch (documented as Event)."""
+
+
 class EventsInputSerializer(serializers.Serializer):
     site_key = serializers.CharField(max_length=64, required=False)
-    events = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=50)
+    events = serializers.ListField(child=EventItemField(), min_length=1, max_length=50)
 
 
 class EventsOutputSerializer(serializers.Serializer):
@@ -213,7 +248,9 @@ class EventsOutputSerializer(serializers.Serializer):
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable, machine-readable, e.g. rate_limited.")
+    code = serializers.ChoiceField(
+        choices=ERROR_CODES, help_text="Stable, machine-readable, e.g. rate_limited."
+    )
     message = serializers.CharField(help_text="For people: what went wrong and what to do.")
 
 

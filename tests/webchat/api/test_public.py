@@ -822,6 +822,47 @@ def test_openapi_schema_lists_each_error_code_under_the_status_it_is_answered_wi
     }
 
 
+def test_openapi_schema_gives_the_closed_sets_as_enums(client):
+    """A client generated from the schema gets enums, not free strings, for what can only
+    be one of a few values: error codes, message direction and sender, widget position,
+    the proof-of-work algorithm and each event's type."""
+    import yaml
+
+    from crm.models import Direction, SenderType
+    from webchat.models import WIDGET_EVENT_TYPES, Position
+    from webchat.tokens import POW_ALGORITHM
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    components = schema["components"]["schemas"]
+
+    def enum_of(component: str, field: str) -> list:
+        prop = components[component]["properties"][field]
+        ref = prop.get("$ref") or next(p["$ref"] for p in prop.get("allOf", []))
+        return components[ref.rsplit("/", 1)[1]]["enum"]
+
+    codes = enum_of("ErrorDetail", "code")
+    for code in ("invalid_request", "unknown_site", "token_expired", "rate_limited"):
+        assert code in codes
+    documented = " ".join(
+        response.get("description", "")
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for response in operation["responses"].values()
+    )
+    assert all(
+        code in documented or code in {"not_found", "method_not_allowed", "not_acceptable"}
+        for code in codes
+    )
+    assert enum_of("Message", "direction") == list(Direction.values)
+    assert enum_of("Message", "sender") == list(SenderType.values)
+    assert enum_of("SiteConfig", "position") == list(Position.values)
+    assert enum_of("Pow", "algorithm") == [POW_ALGORITHM]
+    events = components["EventsInputRequest"]["properties"]["events"]["items"]
+    event = components[events["$ref"].rsplit("/", 1)[1]]
+    assert enum_of(events["$ref"].rsplit("/", 1)[1], "type") == sorted(WIDGET_EVENT_TYPES)
+    assert event["required"] == ["type"]
+
+
 def test_another_tenants_bot_never_answers(client, other_tenant, tenant):
     """A site is served by its own tenant's bot and data only."""
     foreign_bot = BotFactory(tenant=other_tenant)
