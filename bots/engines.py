@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,6 +205,10 @@ class OpenAIEngine:
             "temperature": 0.2,
             "max_tokens": 400,
         }
+        # httpx's timeouts are per read: a server dripping its answer never trips them.
+        # The whole answer is due by the deadline (checked on each chunk, so the thread
+        # lets go at most one read timeout after it).
+        deadline = time.monotonic() + self.timeout
         try:
             with httpx.stream(
                 "POST",
@@ -218,6 +223,8 @@ class OpenAIEngine:
                     body += chunk
                     if len(body) > MAX_LLM_BODY_BYTES:
                         raise EngineError(f"LLM answer is over {MAX_LLM_BODY_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise EngineTimeout(f"LLM did not answer in {self.timeout:g} s")
         except httpx.TimeoutException:
             raise EngineTimeout(f"LLM did not answer in {self.timeout:g} s") from None
         except httpx.HTTPError as exc:

@@ -74,6 +74,22 @@ def test_hanging_llm_gives_the_fallback_within_the_timeout(
     assert len(llm_standin.requests) == 1  # it was really asked
 
 
+def test_an_llm_dripping_its_answer_lets_go_of_the_engine_thread_soon_after_the_timeout(
+    llm_bot, llm_standin
+):
+    """A server that sends its answer a byte at a time never trips a read timeout; the
+    visitor already got the fallback on time (the caller's deadline), and the engine's own
+    thread gives up too, one read after its timeout, instead of holding its socket until
+    the last byte (a few hundred bytes here: minutes)."""
+    llm_standin.set_fault("drip", seconds=0.2)
+    engine = engines.engine_for_bot(llm_bot)
+    started = time.monotonic()
+    with pytest.raises(engines.EngineTimeout):
+        engine.answer("Do gift cards expire?")
+    assert time.monotonic() - started < TIMEOUT + 0.2 + SLACK
+    assert len(llm_standin.requests) == 1
+
+
 def test_llm_answering_500_gives_the_fallback(
     llm_bot, llm_standin, django_capture_on_commit_callbacks
 ):

@@ -9,6 +9,9 @@ the fault a test has set, then dispatches. Faults:
 - ``hang``      wait ``seconds`` (default and cap: MAX_HANG_SECONDS) before answering;
                 ``stop()`` releases it at once and the connection is closed unanswered
 - ``slow``      wait ``seconds`` (default 1), then answer normally
+- ``drip``      answer normally, but send the body a byte at a time, ``seconds`` (default
+                1) apart: every read gets data before a read timeout, the whole never
+                comes in time; ``stop()`` cuts it
 - ``status``    answer ``status`` with the peer's error JSON (+ optional Retry-After)
 - ``malformed`` answer 200 with a body that is not JSON
 
@@ -34,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_HANG_SECONDS = 30.0
-FAULT_KINDS = ("ok", "down", "hang", "slow", "status", "malformed")
+FAULT_KINDS = ("ok", "down", "hang", "slow", "drip", "status", "malformed")
 MALFORMED_BODY = b'{"id": "truncated-by-a-proxy", "choices": [{"mess'
 
 
@@ -330,6 +333,9 @@ class StandinServer:
                 malformed = fault.body if fault.body is not None else MALFORMED_BODY
                 self._send(handler, Response(200, malformed))
                 return
+            if fault.kind == "drip":
+                self._send(handler, self._dispatch(request), drip_seconds=fault.seconds)
+                return
         self._send(handler, self._dispatch(request))
 
     def _dispatch(self, request: RecordedRequest) -> Response:
@@ -343,7 +349,9 @@ class StandinServer:
                     return Response(500, self.error_body(500))
         return self.not_found(request)
 
-    def _send(self, handler: _RequestHandler, response: Response) -> None:
+    def _send(
+        self, handler: _RequestHandler, response: Response, *, drip_seconds: float = 0.0
+    ) -> None:
         headers = {str(k): str(v) for k, v in response.headers.items()}
         if isinstance(response.body, bytes):
             payload = response.body
@@ -358,4 +366,12 @@ class StandinServer:
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
-        handler.wfile.write(payload)
+        if not drip_seconds:
+            handler.wfile.write(payload)
+            return
+        for offset in range(len(payload)):
+            handler.wfile.write(payload[offset : offset + 1])
+            handler.wfile.flush()
+            if self._stopping.wait(drip_seconds):
+                handler.close_connection = True
+                return
