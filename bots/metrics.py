@@ -13,6 +13,11 @@ AI_LATENCY = Histogram(
     ["engine"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
 )
+AI_REPLIES_DROPPED = Counter(
+    "replybase_ai_replies_dropped_total",
+    "Owed AI replies given up because a conversation had more waiting than the cap "
+    "(a visitor writing on while no worker keeps up)",
+)
 KNOWLEDGE_INDEX_BUILDS = Counter(
     "replybase_knowledge_index_builds_total",
     "Knowledge-base retrieval indexes built (cache misses)",

@@ -128,9 +128,11 @@ def _ai_waiting_done(conversation: Conversation, message_id: int | None = None) 
     waiting = (
         [] if message_id is None else [i for i in _ai_waiting(conversation) if i != message_id]
     )
-    conversation.bot_state = {**(conversation.bot_state or {}), "ai_waiting": waiting}
+    state = {**(conversation.bot_state or {}), "ai_waiting": waiting}
     if not waiting:
         conversation.pending_reply_since = None
+        state.pop("ai_dropping", None)  # the backlog drained: the next one is logged
+    conversation.bot_state = state
 
 
 def _reply_metadata(
@@ -459,18 +461,23 @@ def _ai_reply_schedule(turn: _Turn) -> None:
     conversation = turn.conversation
     message_id = turn.message.pk
     owed = [*_ai_waiting(conversation), message_id]
+    state = dict(conversation.bot_state or {})
     if len(owed) > AI_WAITING_MAX:
-        # the oldest beyond the cap are dropped: their queued tasks find nothing owed
-        log.warning(
-            "ai_reply.owed_dropped",
-            tenant_id=conversation.tenant_id,
-            conversation_id=conversation.pk,
-            message_ids=owed[:-AI_WAITING_MAX],
-        )
-    conversation.bot_state = {
-        **(conversation.bot_state or {}),
-        "ai_waiting": owed[-AI_WAITING_MAX:],
-    }
+        # the oldest beyond the cap are dropped: their queued tasks find nothing owed.
+        # Each drop is counted; the log tells once per backlog (until it drains), not
+        # once per message of a visitor writing on while no worker keeps up.
+        dropped = owed[:-AI_WAITING_MAX]
+        metrics.AI_REPLIES_DROPPED.inc(len(dropped))
+        if not state.get("ai_dropping"):
+            state["ai_dropping"] = True
+            log.warning(
+                "ai_reply.owed_dropped",
+                tenant_id=conversation.tenant_id,
+                conversation_id=conversation.pk,
+                message_ids=dropped,
+            )
+    state["ai_waiting"] = owed[-AI_WAITING_MAX:]
+    conversation.bot_state = state
     conversation.pending_reply_since = timezone.now()
     turn.pending = True
     transaction.on_commit(lambda: enqueue(ai_reply, {"message_id": message_id}))

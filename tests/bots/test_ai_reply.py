@@ -70,6 +70,9 @@ def test_scheduled_then_task_runs_once_even_if_redelivered(conversation, say, ar
 def test_only_the_latest_messages_are_owed_an_ai_reply_when_the_worker_falls_behind(
     conversation, say, articles
 ):
+    from bots import metrics
+
+    dropped_before = metrics.AI_REPLIES_DROPPED._value.get()
     with capture_logs() as logs:
         asked = [
             say(conversation, f"Do gift cards expire? ({n})", commit=False)[0]
@@ -77,8 +80,10 @@ def test_only_the_latest_messages_are_owed_an_ai_reply_when_the_worker_falls_beh
         ]
     latest = [m.pk for m in asked[-AI_WAITING_MAX:]]
     assert conversation.bot_state["ai_waiting"] == latest
+    # every drop is counted; the log tells once per backlog, not once per message
+    assert metrics.AI_REPLIES_DROPPED._value.get() - dropped_before == 3
     dropped_logged = [e["message_ids"] for e in logs if e["event"] == "ai_reply.owed_dropped"]
-    assert dropped_logged == [[m.pk] for m in asked[:3]]
+    assert dropped_logged == [[asked[0].pk]]
     assert conversation.pending_reply_since is not None
     for dropped in asked[:3]:
         ai_reply(message_id=dropped.pk)  # its task runs late: nothing is owed any more
@@ -89,6 +94,25 @@ def test_only_the_latest_messages_are_owed_an_ai_reply_when_the_worker_falls_beh
     conversation.refresh_from_db()
     assert conversation.bot_state["ai_waiting"] == latest[:-1]
     assert conversation.pending_reply_since is not None  # still owed for the others
+
+
+def test_a_new_backlog_after_the_worker_caught_up_is_logged_again(conversation, say, articles):
+    def backlog() -> list:
+        with capture_logs() as logs:
+            asked = [
+                say(conversation, f"Do gift cards expire? ({n})", commit=False)[0]
+                for n in range(AI_WAITING_MAX + 2)
+            ]
+        return asked, [e for e in logs if e["event"] == "ai_reply.owed_dropped"]
+
+    asked, logged = backlog()
+    assert len(logged) == 1
+    for message in asked[-AI_WAITING_MAX:]:
+        ai_reply(message_id=message.pk)  # the worker catches up: nothing owed any more
+    conversation.refresh_from_db()
+    assert conversation.bot_state["ai_waiting"] == []
+    again, logged = backlog()
+    assert [e["message_ids"] for e in logged] == [[again[0].pk]]
 
 
 def test_handoff_while_computing_drops_the_ai_reply(conversation, say, articles):
