@@ -1,12 +1,12 @@
 """Chatwoot health checks: platform health (no auth) and the authenticated profile API.
 
-Both probes of a connection (and all connections) run concurrently with a 10 s timeout
-each, so a run takes about as long as its slowest probe. Exit codes: 0 all passed,
-1 configuration missing, 2 platform health failed, 3 authenticated API failed, 4 both
-failed; a run over several connections exits with the highest code. Each run writes a
-HealthCheck row per connection, a JSON artifact and a line in the daily evidence log,
-and alerts (level 1 for exit 2/3, level 2 page for exit 4) unless a maintenance window
-is on, in which case the failure is recorded as expected.
+Both probes of a connection run concurrently, each with a 10 s timeout
+(`CHATWOOT_HEALTH_TIMEOUT_SECONDS`), and connections run 8 at a time. Exit codes: 0 all
+passed, 1 configuration missing, 2 platform health failed, 3 authenticated API failed,
+4 both failed; a run over several connections exits with the highest code. Each run
+writes a HealthCheck row per connection, a JSON artifact and a line in the daily evidence
+log, and alerts (level 1 for exit 2/3, level 2 page for exit 4) unless a maintenance
+window is on, in which case the failure is recorded as expected.
 """
 
 from __future__ import annotations
@@ -278,13 +278,17 @@ def _probe_json(probe: ProbeRun | None) -> dict | None:
     }
 
 
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def run_json(run: HealthRun) -> dict:
     return {
         "generated_at": run.started_at.isoformat(),
         "exit_code": run.exit_code,
         "status": STATUS_NAMES[run.exit_code],
         "duration_ms": run.duration_ms,
-        "timeout_seconds_per_check": 10,
+        "timeout_seconds_per_check": _seconds(settings.CHATWOOT_HEALTH_TIMEOUT_SECONDS),
         "errors": run.errors,
         "connections": [
             {
