@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,7 +150,9 @@ def connections_for_check(*, connection_id: int | None = None) -> list[ChatwootC
 def health_check_run(
     connections: list[ChatwootConnection], *, errors: list[str] | None = None
 ) -> HealthRun:
-    """Check every connection concurrently, then record, write the artifact and alert."""
+    """Check the connections concurrently; record and alert each as its probes end (a
+    hanging Chatwoot holds up no other's row or page, and a run cut short keeps what it
+    recorded), then write the run's artifact and evidence line."""
     errors = list(errors or [])
     started_at = timezone.now()
     started = time.perf_counter()
@@ -162,28 +164,36 @@ def health_check_run(
     maintenance = {
         c.pk: any(w.covers(started_at) for w in c.maintenance_windows.all()) for c in connections
     }
-    results: list[ConnectionHealth] = []
+    # the rows name the artifact before it is written; if writing fails they are cleared
+    artifact = _artifact_path(started_at)
+    done: dict[int, ConnectionHealth] = {}
     if connections:
         workers = max(1, min(MAX_PARALLEL_CONNECTIONS, len(connections)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatwoot-check") as pool:
-            futures = [
-                pool.submit(health_check_connection, c, in_maintenance=maintenance[c.pk])
-                for c in connections
-            ]
-            results = [f.result() for f in futures]
+            futures = {
+                pool.submit(health_check_connection, c, in_maintenance=maintenance[c.pk]): index
+                for index, c in enumerate(connections)
+            }
+            for future in as_completed(futures):
+                result = future.result()
+                result.check = _record(result, artifact=artifact)
+                _alert(result)
+                done[futures[future]] = result
+    results = [done[index] for index in sorted(done)]
     codes = [r.exit_code for r in results] + ([EXIT_CONFIG] if errors else [])
-    exit_code = max(codes, default=EXIT_CONFIG)
     run = HealthRun(
-        exit_code=exit_code,
+        exit_code=max(codes, default=EXIT_CONFIG),
         started_at=started_at,
         duration_ms=int((time.perf_counter() - started) * 1000),
         results=results,
         errors=errors,
     )
     run.artifact = _artifact_write(run)
-    for result in results:
-        result.check = _record(result, artifact=run.artifact)
-        _alert(result)
+    if run.artifact is None and results:  # the rows must not name a file that is not there
+        checks = [r.check for r in results if r.check is not None]
+        HealthCheck.objects.filter(pk__in=[c.pk for c in checks]).update(artifact="")
+        for check in checks:
+            check.artifact = ""
     _evidence_append(run)
     return run
 
@@ -315,12 +325,15 @@ def run_json(run: HealthRun) -> dict:
     }
 
 
+def _artifact_path(started_at: datetime) -> Path:
+    stamp = started_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
+    return Path(settings.CHATWOOT_HEALTH_ARTIFACT_DIR) / f"health-check-{stamp}.json"
+
+
 def _artifact_write(run: HealthRun) -> Path | None:
-    directory = Path(settings.CHATWOOT_HEALTH_ARTIFACT_DIR)
-    stamp = run.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
-    path = directory / f"health-check-{stamp}.json"
+    path = _artifact_path(run.started_at)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run_json(run), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         log.warning("support.health_artifact_failed", path=str(path), error=str(exc))
