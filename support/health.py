@@ -38,6 +38,10 @@ STATUS_NAMES = {
     EXIT_ALL: "all_failed",
 }
 MAX_PARALLEL_CONNECTIONS = 8
+# The beat task queues the active connections in chunks of this many, one task each. A chunk
+# is no bigger than the thread pool, so its probes take one timeout however many of its
+# Chatwoots hang (10 s of the chunk task's 60 s soft limit).
+CHUNK_SIZE = MAX_PARALLEL_CONNECTIONS
 RESPONSE_TARGET_MS = 500
 
 
@@ -140,11 +144,35 @@ def health_check_connection(
     return result
 
 
-def connections_for_check(*, connection_id: int | None = None) -> list[ChatwootConnection]:
+def connections_for_check(
+    *, connection_id: int | None = None, connection_ids: list[int] | None = None
+) -> list[ChatwootConnection]:
+    """One connection (active or not), the active ones among `connection_ids`, or every
+    active connection; by id."""
     qs = ChatwootConnection.objects.select_related("tenant").prefetch_related("maintenance_windows")
     if connection_id is not None:
         return list(qs.filter(pk=connection_id))
+    if connection_ids is not None:
+        qs = qs.filter(pk__in=connection_ids)
     return list(qs.filter(active=True).order_by("id"))
+
+
+def connection_id_chunks_for_check(*, size: int = CHUNK_SIZE) -> list[list[int]]:
+    """The active connections' ids, by id, in chunks of `size` (the beat task's fan-out)."""
+    ids = list(
+        ChatwootConnection.objects.filter(active=True).order_by("id").values_list("id", flat=True)
+    )
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def health_check_chunk_run(*, connection_ids: list[int], errors: list[str]) -> HealthRun | None:
+    """Check one chunk queued by the beat task: its connections still active (one
+    deactivated or deleted since it was queued is skipped). None when none is left and
+    there is no error to report: nothing to record."""
+    connections = connections_for_check(connection_ids=connection_ids)
+    if not connections and not errors:
+        return None
+    return health_check_run(connections, errors=errors)
 
 
 def health_check_run(
