@@ -22,6 +22,7 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from core.http import tls_context
 from support import metrics
 from support.alerts import alert_send
 from support.chatwoot.client import ChatwootClient, ProbeResult
@@ -196,6 +197,7 @@ def health_check_run(
     artifact = _artifact_path(started_at)
     done: dict[int, ConnectionHealth] = {}
     if connections:
+        tls_context()  # built here, once: the first probe threads would each build it at once
         workers = max(1, min(MAX_PARALLEL_CONNECTIONS, len(connections)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatwoot-check") as pool:
             futures = {
