@@ -4,9 +4,14 @@ Both probes of a connection run concurrently, each with a 10 s timeout
 (`CHATWOOT_HEALTH_TIMEOUT_SECONDS`), and connections run 8 at a time. Exit codes: 0 all
 passed, 1 configuration missing, 2 platform health failed, 3 authenticated API failed,
 4 both failed; a run over several connections exits with the highest code. Each run
-writes a HealthCheck row per connection, a JSON artifact and a line in the daily evidence
-log, and alerts (level 1 for exit 2/3, level 2 page for exit 4) unless a maintenance
-window is on, in which case the failure is recorded as expected.
+writes a HealthCheck row per connection and alerts (level 1 for exit 2/3, level 2 page for
+exit 4) as soon as that connection's probes end, unless a maintenance window is on, in
+which case the failure is recorded as expected; at its end it writes a JSON artifact and
+a line in the daily evidence log.
+
+`manage.py check_chatwoot_health` is one run over the connections it names. The beat task
+queues the active connections in chunks of `CHUNK_SIZE`, one task and one run each, so no
+number of connections, hanging or not, outgrows a task's time limits.
 """
 
 from __future__ import annotations
