@@ -1,19 +1,24 @@
 """Chatwoot health checks: platform health (no auth) and the authenticated profile API.
 
-Both probes of a connection (and all connections) run concurrently with a 10 s timeout
-each, so a run takes about as long as its slowest probe. Exit codes: 0 all passed,
-1 configuration missing, 2 platform health failed, 3 authenticated API failed, 4 both
-failed; a run over several connections exits with the highest code. Each run writes a
-HealthCheck row per connection, a JSON artifact and a line in the daily evidence log,
-and alerts (level 1 for exit 2/3, level 2 page for exit 4) unless a maintenance window
-is on, in which case the failure is recorded as expected.
+Both probes of a connection run concurrently, each with a 10 s timeout
+(`CHATWOOT_HEALTH_TIMEOUT_SECONDS`), and connections run 8 at a time. Exit codes: 0 all
+passed, 1 configuration missing, 2 platform health failed, 3 authenticated API failed,
+4 both failed; a run over several connections exits with the highest code. Each run
+writes a HealthCheck row per connection and alerts (level 1 for exit 2/3, level 2 page for
+exit 4) as soon as that connection's probes end, unless a maintenance window is on, in
+which case the failure is recorded as expected; at its end it writes a JSON artifact and
+a line in the daily evidence log.
+
+`manage.py check_chatwoot_health` is one run over the connections it names. The beat task
+queues the active connections in chunks of `CHUNK_SIZE`, one task and one run each, so no
+number of connections, hanging or not, outgrows a task's time limits.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +27,7 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from core.http import tls_context
 from support import metrics
 from support.alerts import alert_send
 from support.chatwoot.client import ChatwootClient, ProbeResult
@@ -38,6 +44,10 @@ STATUS_NAMES = {
     EXIT_ALL: "all_failed",
 }
 MAX_PARALLEL_CONNECTIONS = 8
+# The beat task queues the active connections in chunks of this many, one task each. A chunk
+# is no bigger than the thread pool, so its probes take one timeout however many of its
+# Chatwoots hang (10 s of the chunk task's 60 s soft limit).
+CHUNK_SIZE = MAX_PARALLEL_CONNECTIONS
 RESPONSE_TARGET_MS = 500
 
 
@@ -140,17 +150,43 @@ def health_check_connection(
     return result
 
 
-def connections_for_check(*, connection_id: int | None = None) -> list[ChatwootConnection]:
+def connections_for_check(
+    *, connection_id: int | None = None, connection_ids: list[int] | None = None
+) -> list[ChatwootConnection]:
+    """One connection (active or not), the active ones among `connection_ids`, or every
+    active connection; by id."""
     qs = ChatwootConnection.objects.select_related("tenant").prefetch_related("maintenance_windows")
     if connection_id is not None:
         return list(qs.filter(pk=connection_id))
+    if connection_ids is not None:
+        qs = qs.filter(pk__in=connection_ids)
     return list(qs.filter(active=True).order_by("id"))
+
+
+def connection_id_chunks_for_check(*, size: int = CHUNK_SIZE) -> list[list[int]]:
+    """The active connections' ids, by id, in chunks of `size` (the beat task's fan-out)."""
+    ids = list(
+        ChatwootConnection.objects.filter(active=True).order_by("id").values_list("id", flat=True)
+    )
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def health_check_chunk_run(*, connection_ids: list[int], errors: list[str]) -> HealthRun | None:
+    """Check one chunk queued by the beat task: its connections still active (one
+    deactivated or deleted since it was queued is skipped). None when none is left and
+    there is no error to report: nothing to record."""
+    connections = connections_for_check(connection_ids=connection_ids)
+    if not connections and not errors:
+        return None
+    return health_check_run(connections, errors=errors)
 
 
 def health_check_run(
     connections: list[ChatwootConnection], *, errors: list[str] | None = None
 ) -> HealthRun:
-    """Check every connection concurrently, then record, write the artifact and alert."""
+    """Check the connections concurrently; record and alert each as its probes end (a
+    hanging Chatwoot holds up no other's row or page, and a run cut short keeps what it
+    recorded), then write the run's artifact and evidence line."""
     errors = list(errors or [])
     started_at = timezone.now()
     started = time.perf_counter()
@@ -162,28 +198,37 @@ def health_check_run(
     maintenance = {
         c.pk: any(w.covers(started_at) for w in c.maintenance_windows.all()) for c in connections
     }
-    results: list[ConnectionHealth] = []
+    # the rows name the artifact before it is written; if writing fails they are cleared
+    artifact = _artifact_path(started_at)
+    done: dict[int, ConnectionHealth] = {}
     if connections:
+        tls_context()  # built here, once: the first probe threads would each build it at once
         workers = max(1, min(MAX_PARALLEL_CONNECTIONS, len(connections)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatwoot-check") as pool:
-            futures = [
-                pool.submit(health_check_connection, c, in_maintenance=maintenance[c.pk])
-                for c in connections
-            ]
-            results = [f.result() for f in futures]
+            futures = {
+                pool.submit(health_check_connection, c, in_maintenance=maintenance[c.pk]): index
+                for index, c in enumerate(connections)
+            }
+            for future in as_completed(futures):
+                result = future.result()
+                result.check = _record(result, artifact=artifact)
+                _alert(result)
+                done[futures[future]] = result
+    results = [done[index] for index in sorted(done)]
     codes = [r.exit_code for r in results] + ([EXIT_CONFIG] if errors else [])
-    exit_code = max(codes, default=EXIT_CONFIG)
     run = HealthRun(
-        exit_code=exit_code,
+        exit_code=max(codes, default=EXIT_CONFIG),
         started_at=started_at,
         duration_ms=int((time.perf_counter() - started) * 1000),
         results=results,
         errors=errors,
     )
     run.artifact = _artifact_write(run)
-    for result in results:
-        result.check = _record(result, artifact=run.artifact)
-        _alert(result)
+    if run.artifact is None and results:  # the rows must not name a file that is not there
+        checks = [r.check for r in results if r.check is not None]
+        HealthCheck.objects.filter(pk__in=[c.pk for c in checks]).update(artifact="")
+        for check in checks:
+            check.artifact = ""
     _evidence_append(run)
     return run
 
@@ -278,13 +323,17 @@ def _probe_json(probe: ProbeRun | None) -> dict | None:
     }
 
 
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def run_json(run: HealthRun) -> dict:
     return {
         "generated_at": run.started_at.isoformat(),
         "exit_code": run.exit_code,
         "status": STATUS_NAMES[run.exit_code],
         "duration_ms": run.duration_ms,
-        "timeout_seconds_per_check": 10,
+        "timeout_seconds_per_check": _seconds(settings.CHATWOOT_HEALTH_TIMEOUT_SECONDS),
         "errors": run.errors,
         "connections": [
             {
@@ -311,12 +360,15 @@ def run_json(run: HealthRun) -> dict:
     }
 
 
+def _artifact_path(started_at: datetime) -> Path:
+    stamp = started_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
+    return Path(settings.CHATWOOT_HEALTH_ARTIFACT_DIR) / f"health-check-{stamp}.json"
+
+
 def _artifact_write(run: HealthRun) -> Path | None:
-    directory = Path(settings.CHATWOOT_HEALTH_ARTIFACT_DIR)
-    stamp = run.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%S-%fZ")
-    path = directory / f"health-check-{stamp}.json"
+    path = _artifact_path(run.started_at)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run_json(run), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         log.warning("support.health_artifact_failed", path=str(path), error=str(exc))

@@ -125,11 +125,26 @@ def retry_due() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def check_health_all() -> int:
-    """Beat (every 15 minutes): health-check every active connection."""
+    """Beat (every 15 minutes): queue the health check of every active connection, one
+    task per `health.CHUNK_SIZE` of them, each its own run under its own time limits (a run
+    over thousands of connections would not end in one task's); how many tasks."""
     services.connection_sync_from_env()
     problem = services.env_connection_problem()
     errors = [problem] if problem else []
-    return health.health_check_run(health.connections_for_check(), errors=errors).exit_code
+    chunks = health.connection_id_chunks_for_check()
+    if not chunks:  # nothing to probe: the missing configuration is recorded here
+        health.health_check_run([], errors=errors)
+    for index, connection_ids in enumerate(chunks):
+        # an env configuration problem is reported once, by the first chunk
+        check_health_chunk.delay(connection_ids=connection_ids, errors=[] if index else errors)
+    return len(chunks)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def check_health_chunk(connection_ids: list[int], errors: list[str] | None = None) -> int:
+    """One chunk of the beat's health checks; its exit code (0: none of them is left)."""
+    run = health.health_check_chunk_run(connection_ids=connection_ids, errors=errors or [])
+    return run.exit_code if run else health.EXIT_OK
 
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)

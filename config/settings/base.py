@@ -467,6 +467,8 @@ CHATWOOT_TENANT = env("CHATWOOT_TENANT", default="")
 # Outbound calls: per-request timeout, and backoff base (retries after 1, 2, 4, 8 × base s).
 CHATWOOT_HTTP_TIMEOUT = env.float("CHATWOOT_HTTP_TIMEOUT", default=10.0)
 CHATWOOT_RETRY_BASE_SECONDS = env.float("CHATWOOT_RETRY_BASE_SECONDS", default=1.0)
+# Health probes (never retried): the timeout of each of a connection's two probes.
+CHATWOOT_HEALTH_TIMEOUT_SECONDS = env.float("CHATWOOT_HEALTH_TIMEOUT_SECONDS", default=10.0)
 CHATWOOT_WEBHOOK_MAX_AGE_SECONDS = 300
 CHATWOOT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 CHATWOOT_HEALTH_ARTIFACT_DIR = env(

@@ -57,7 +57,6 @@ BACKOFF_STEPS = (1, 2, 4, 8)
 IDENTIFIER_ATTRIBUTE = "replybase_id"
 MESSAGES_PAGE = 20  # MessageFinder: the latest 20, or the 20 before `before=<id>`
 MESSAGES_AFTER_PAGE = 100  # MessageFinder: the 100 after `after=<id>`
-HEALTH_TIMEOUT_SECONDS = 10.0
 MESSAGE_TYPE_NAMES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 USER_AGENT = "ReplyBase-Support/1.0"
 
@@ -324,18 +323,19 @@ class ChatwootClient:
     # --- health probes (no retries) ----------------------------------------------------
 
     def _probe(self, path: str, *, auth: bool) -> tuple[ProbeResult, httpx.Response | None]:
+        timeout = settings.CHATWOOT_HEALTH_TIMEOUT_SECONDS
         started = time.perf_counter()
         try:
             response = httpx.get(
                 self.base_url + path,
                 headers=self._headers(auth=auth),
-                timeout=HEALTH_TIMEOUT_SECONDS,
+                timeout=timeout,
                 follow_redirects=False,
                 verify=tls_context(),
             )
         except httpx.HTTPError as exc:
             ms = int((time.perf_counter() - started) * 1000)
-            return ProbeResult(False, None, ms, _transport_error(exc, HEALTH_TIMEOUT_SECONDS)), None
+            return ProbeResult(False, None, ms, _transport_error(exc, timeout)), None
         except UNSENDABLE_ERRORS as exc:  # a probe never raises: other connections go on
             ms = int((time.perf_counter() - started) * 1000)
             return ProbeResult(False, None, ms, _unsendable_error(exc)), None

@@ -85,6 +85,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5 (a real server's is hundreds): a client that
+    # connects many times at once, as a health run does (two probes each for 8 connections),
+    # would see SYNs dropped and retried a second later
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], standin: StandinServer) -> None:
         self.standin = standin

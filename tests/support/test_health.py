@@ -200,6 +200,20 @@ def test_a_hanging_chatwoot_times_out_after_10_seconds(connection, chatwoot_stan
         assert probe["response_time_ms"] >= 9500
 
 
+def test_the_probe_timeout_is_a_setting(connection, chatwoot_standin, settings):
+    settings.CHATWOOT_HEALTH_TIMEOUT_SECONDS = 0.3
+    chatwoot_standin.set_fault("hang", seconds=3)
+    started = time.monotonic()
+    code, _ = run()
+    elapsed = time.monotonic() - started
+    assert code == 4
+    assert elapsed < 1.5  # 0.3 s timeouts, not the 3 s hang
+    data = artifact(settings)
+    assert data["timeout_seconds_per_check"] == 0.3
+    for probe in data["connections"][0]["checks"].values():
+        assert probe["error"] == "Connection timeout after 300ms"
+
+
 def test_maintenance_window_records_failures_as_expected_and_suppresses_alerts(
     connection, chatwoot_standin, alert_sink, settings
 ):
@@ -265,5 +279,6 @@ def test_env_connection_needs_a_tenant_when_there_are_several(tenant, other_tena
 
 def test_beat_task_checks_every_active_connection(connection, tenant, chatwoot_standin):
     ChatwootConnectionFactory(tenant=tenant, base_url=chatwoot_standin.url, active=False)
-    assert check_health_all() == 0
+    assert check_health_all() == 1  # one chunk task queued (run at once: eager)
     assert HealthCheck.objects.count() == 1
+    assert HealthCheck.objects.get().exit_code == 0
