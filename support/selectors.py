@@ -65,6 +65,84 @@ def approval_item_list(*, tenant: Tenant, status: str | None = None) -> QuerySet
     return qs.order_by("-received_at", "-id")
 
 
+APPROVAL_PAGE_SIZE = 100
+
+
+@dataclass
+class ApprovalPage:
+    items: list[ApprovalItem]
+    previous_before: int | None  # `before` for the page before this one (None: none)
+    next_after: int | None  # `after` for the page after this one (None: none)
+    first: bool  # nothing comes before this page
+
+
+def _sort_field(status: str | None) -> str:
+    """The time `approval_item_list` orders by (then by id): ascending for open items."""
+    return "due_at" if status == "open" else "received_at"
+
+
+def _beyond(status: str | None, key: tuple[datetime, int], *, later: bool) -> Q:
+    """The items after (`later`) or before `key` (sort time, id) in `approval_item_list`
+    order."""
+    field, (at, pk) = _sort_field(status), key
+    way = "gt" if later == (status == "open") else "lt"
+    return Q(**{f"{field}__{way}": at}) | Q(**{field: at, f"pk__{way}": pk})
+
+
+def approval_item_page(
+    *,
+    tenant: Tenant,
+    status: str | None = None,
+    after: int | None = None,
+    before: int | None = None,
+    size: int = APPROVAL_PAGE_SIZE,
+) -> ApprovalPage:
+    """A page of `approval_item_list`, by keyset: the `size` items right after the item
+    `after` (or right before the item `before`) in the list's order.
+
+    A cursor is an item id, of any status: the last row a page showed may have been
+    decided since, and the next page still starts right after where it stood, so deciding
+    items never moves an unseen one onto a page already passed (as an offset would). An
+    id that is not the tenant's (missing, another tenant's) gives the first page. A page
+    before that would reach the start is the first page (full again when rows on it were
+    decided).
+    """
+    qs = approval_item_list(tenant=tenant, status=status)
+    cursor = after if after is not None else before
+    key = None
+    if cursor is not None:
+        key = (
+            ApprovalItem.objects.filter(tenant=tenant, pk=cursor)
+            .values_list(_sort_field(status), "pk")
+            .first()
+        )
+    if key is not None and after is None:
+        rows = list(qs.filter(_beyond(status, key, later=False)).reverse()[: size + 1])
+        if len(rows) > size:
+            items = rows[:size][::-1]
+            later = qs.exclude(_beyond(status, key, later=False)).exists()
+            return ApprovalPage(
+                items=items,
+                previous_before=items[0].pk,
+                next_after=items[-1].pk if later else None,
+                first=False,
+            )
+        key = None  # it reaches the start: the first page
+    if key is None:
+        rows = list(qs[: size + 1])
+        earlier = False
+    else:
+        rows = list(qs.filter(_beyond(status, key, later=True))[: size + 1])
+        earlier = qs.exclude(_beyond(status, key, later=True)).exists()
+    items = rows[:size]
+    return ApprovalPage(
+        items=items,
+        previous_before=items[0].pk if earlier and items else None,
+        next_after=items[-1].pk if len(rows) > size else None,
+        first=not earlier,
+    )
+
+
 def approval_item_get(*, tenant: Tenant, item_id: int) -> ApprovalItem:
     """The tenant's item or 404 (another tenant's looks exactly like a missing one)."""
     return get_object_or_404(

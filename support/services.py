@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from core.exceptions import InvalidRequest
+from core.locks import lock_acquire, lock_release
 from core.text import MAX_TEXT, ascii_digits, clean_text
 from crm.models import Contact, Conversation, ConversationStatus, Message, SenderType
 from support import metrics
@@ -49,7 +50,6 @@ from support.chatwoot.client import (
 )
 from support.chatwoot.events import OUR_SOURCE_PREFIX
 from support.exceptions import ApprovalNotPending
-from support.locks import lock_acquire, lock_release
 from support.models import (
     OPEN_APPROVAL_STATUSES,
     ApprovalItem,

@@ -16,8 +16,8 @@ from support.models import OutboundRetry
 from tenants.tasks import (
     PER_TENANT_SOFT_TIME_LIMIT,
     PER_TENANT_TIME_LIMIT,
+    per_tenant_run,
     queue_per_tenant,
-    tenant_or_none,
 )
 
 # On a worker, Chatwoot calls retry with backoff inside the task (up to ~65 s for one call
@@ -160,10 +160,16 @@ def purge_support_data() -> int:
 
 
 @shared_task(
-    acks_late=True, soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT, time_limit=PER_TENANT_TIME_LIMIT
+    bind=True,
+    acks_late=True,
+    soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT,
+    time_limit=PER_TENANT_TIME_LIMIT,
 )
-def purge_tenant_support_data(tenant_id: int) -> dict[str, int]:
-    tenant = tenant_or_none(tenant_id)
-    if tenant is None:
-        return {}
-    return retention.support_data_purge(tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES)
+def purge_tenant_support_data(self, tenant_id: int) -> dict[str, int]:
+    return per_tenant_run(
+        self,
+        tenant_id,
+        lambda tenant: retention.support_data_purge(
+            tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES
+        ),
+    )

@@ -2,17 +2,18 @@
 
 Viewers read; agents approve, edit-then-approve and reject. Another tenant's item is a 404.
 The approval actions answer htmx requests with the updated row and plain form posts with
-a redirect.
+a redirect. The queue pages by keyset (`?after=` / `?before=` an item id), so rows decided
+on one page move no unseen row past the next page's start.
 """
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
+from core.text import ascii_digits
 from support import selectors, services
 from support.models import ApprovalStatus
 from support.sla import level_at
@@ -27,7 +28,7 @@ QUEUE_FILTERS = {
     ApprovalStatus.SUPERSEDED: "Superseded",
     "all": "All",
 }
-QUEUE_PAGE_SIZE = 100
+QUEUE_PAGE_SIZE = selectors.APPROVAL_PAGE_SIZE
 
 
 def _row(item, now, retries):
@@ -55,21 +56,26 @@ def support_home(request):
     )
 
 
+def _cursor(value: str) -> int | None:
+    """An item id from the query string; None for anything else (the first page)."""
+    return int(value) if ascii_digits(value) and len(value) <= 18 else None
+
+
 @tenant_view(read=Role.VIEWER, write=Role.AGENT)
 def approval_queue(request):
     status = request.GET.get("status", "open")
     if status not in QUEUE_FILTERS:
         status = "open"
-    page = Paginator(
-        selectors.approval_item_list(
-            tenant=request.tenant, status=None if status == "all" else status
-        ),
-        QUEUE_PAGE_SIZE,
-    ).get_page(request.GET.get("page"))
-    items = list(page)
+    page = selectors.approval_item_page(
+        tenant=request.tenant,
+        status=None if status == "all" else status,
+        after=_cursor(request.GET.get("after", "")),
+        before=_cursor(request.GET.get("before", "")),
+        size=QUEUE_PAGE_SIZE,
+    )
     now = timezone.now()
     retries = selectors.retry_state_for_items(
-        tenant=request.tenant, item_ids=[item.pk for item in items]
+        tenant=request.tenant, item_ids=[item.pk for item in page.items]
     )
     counts = selectors.approval_status_counts(tenant=request.tenant)
     counts["open"] = counts[ApprovalStatus.PENDING] + counts[ApprovalStatus.DRAFTING]
@@ -78,7 +84,7 @@ def approval_queue(request):
         request,
         "support/approvals.html",
         {
-            "rows": [_row(item, now, retries) for item in items],
+            "rows": [_row(item, now, retries) for item in page.items],
             "page": page,
             "status": status,
             "filters": [(value, label, counts[value]) for value, label in QUEUE_FILTERS.items()],

@@ -4,8 +4,8 @@ from django.conf import settings
 from tenants.tasks import (
     PER_TENANT_SOFT_TIME_LIMIT,
     PER_TENANT_TIME_LIMIT,
+    per_tenant_run,
     queue_per_tenant,
-    tenant_or_none,
 )
 from webchat.rollups import rollups_refresh_due, visitor_data_purge
 
@@ -23,10 +23,16 @@ def purge_visitor_data() -> int:
 
 
 @shared_task(
-    acks_late=True, soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT, time_limit=PER_TENANT_TIME_LIMIT
+    bind=True,
+    acks_late=True,
+    soft_time_limit=PER_TENANT_SOFT_TIME_LIMIT,
+    time_limit=PER_TENANT_TIME_LIMIT,
 )
-def purge_tenant_visitor_data(tenant_id: int) -> dict[str, int]:
-    tenant = tenant_or_none(tenant_id)
-    if tenant is None:
-        return {}
-    return visitor_data_purge(tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES)
+def purge_tenant_visitor_data(self, tenant_id: int) -> dict[str, int]:
+    return per_tenant_run(
+        self,
+        tenant_id,
+        lambda tenant: visitor_data_purge(
+            tenant=tenant, max_batches=settings.RETENTION_MAX_BATCHES
+        ),
+    )

@@ -29,12 +29,14 @@ from pathlib import Path
 from string import Template
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Request
+from django.urls import reverse
+from playwright.sync_api import BrowserContext, Page, Request, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from bots.models import FlowAction, FlowTrigger
 from crm.models import Conversation
 from tests.factories import BotFactory, FlowRuleFactory, KnowledgeArticleFactory, TenantFactory
+from tests.factories.core import PASSWORD
 from tests.factories.webchat import WebChatSiteFactory
 from webchat.models import WebChatSite
 
@@ -67,6 +69,7 @@ ARTICLES = {
 }
 RETURNS_ANSWER = ARTICLES["Returns and refunds"]
 SHIPPING_ANSWER = ARTICLES["Shipping times"]
+UI_TIMEOUT = 10_000  # ms: a dashboard page or an htmx swap
 
 
 @pytest.fixture(scope="session")
@@ -281,6 +284,15 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or check}")
         page.wait_for_timeout(100)
+
+
+def log_in(page: Page, base_url: str, email: str) -> None:
+    """Sign a staff member in through the login form (every factory user has PASSWORD)."""
+    page.goto(base_url + reverse("login"))
+    page.fill("input[name=username]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit], main input[type=submit]")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible(timeout=UI_TIMEOUT)
 
 
 def stored_session(page: Page, shop: Shop) -> dict | None:

@@ -10,21 +10,17 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from tenants.models import Role
-from tests.e2e.conftest import SHIPPING_ANSWER, SITE_TITLE, HostPages, Shop
+from tests.e2e.conftest import (
+    SHIPPING_ANSWER,
+    SITE_TITLE,
+    UI_TIMEOUT,
+    HostPages,
+    Shop,
+    log_in,
+)
 from tests.factories import MembershipFactory
-from tests.factories.core import PASSWORD
 
 pytestmark = pytest.mark.e2e
-
-UI_TIMEOUT = 10_000
-
-
-def _log_in(page: Page, base_url: str, email: str) -> None:
-    page.goto(base_url + reverse("login"))
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit], main input[type=submit]")
-    expect(page.get_by_role("navigation", name="Main")).to_be_visible(timeout=UI_TIMEOUT)
 
 
 @pytest.fixture
@@ -45,7 +41,7 @@ def test_copied_snippet_boots_the_widget_on_another_origin(
     shop: Shop = make_shop(allowed_domains=["shop.example.com"])
     owner = MembershipFactory(tenant=shop.site.tenant, role=Role.OWNER).user
     page = staff_page
-    _log_in(page, live_server.url, owner.email)
+    log_in(page, live_server.url, owner.email)
 
     # 1. Allow the host page's origin through the settings form.
     page.goto(live_server.url + reverse("webchat_dashboard:settings", args=[shop.site.pk]))
@@ -94,7 +90,7 @@ def test_live_preview_shows_unsaved_values_without_calling_the_api(
     page = staff_page
     api_calls: list[str] = []
     page.on("request", lambda r: "/api/webchat/" in r.url and api_calls.append(r.url))
-    _log_in(page, live_server.url, owner.email)
+    log_in(page, live_server.url, owner.email)
     page.goto(live_server.url + reverse("webchat_dashboard:settings", args=[shop.site.pk]))
 
     preview = page.frame_locator("#preview-frame")

@@ -163,6 +163,10 @@ def test_a_first_send_posts_without_looking_first(item, agent, chatwoot_standin,
 # --- the dashboard page ------------------------------------------------------------------------------
 
 
+def _shown(response) -> list[int]:
+    return [row["item"].pk for row in response.context["rows"]]
+
+
 def test_the_queue_pages_and_shows_the_latest_decided_first(client, agent, connection, monkeypatch):
     from support import views
 
@@ -177,11 +181,159 @@ def test_the_queue_pages_and_shows_the_latest_decided_first(client, agent, conne
     client.force_login(agent)
     monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 2)
     first = client.get("/support/approvals/", {"status": "sent"})
-    last = client.get("/support/approvals/", {"status": "sent", "page": 3})
-    assert [r["item"].pk for r in first.context["rows"]] == [sent[0].pk, sent[1].pk]
-    assert [r["item"].pk for r in last.context["rows"]] == [sent[4].pk]
-    assert "Page 1 of 3" in first.content.decode()
-    assert '?status=sent&amp;page=2">Next</a>' in first.content.decode()
+    second = client.get("/support/approvals/", {"status": "sent", "after": sent[1].pk})
+    last = client.get("/support/approvals/", {"status": "sent", "after": sent[3].pk})
+    assert _shown(first) == [sent[0].pk, sent[1].pk]
+    assert _shown(second) == [sent[2].pk, sent[3].pk]
+    assert _shown(last) == [sent[4].pk]
+    assert f'?status=sent&amp;after={sent[1].pk}">Next</a>' in first.content.decode()
+    assert "Previous" not in first.content.decode()
+    assert f'?status=sent&amp;before={sent[2].pk}">Previous</a>' in second.content.decode()
+    assert f'?status=sent&amp;after={sent[3].pk}">Next</a>' in second.content.decode()
+    assert "Next</a>" not in last.content.decode()
+    back = client.get("/support/approvals/", {"status": "sent", "before": sent[4].pk})
+    assert _shown(back) == [sent[2].pk, sent[3].pk]
+    assert "Next</a>" in back.content.decode() and "Previous</a>" in back.content.decode()
+
+
+def _open_items(connection, n: int) -> list[ApprovalItem]:
+    """`n` waiting items, most urgent first; the first two share a deadline (id breaks it)."""
+    link = ChatwootConversationLinkFactory(connection=connection)
+    now = timezone.now()
+    due = [now + timedelta(minutes=max(i, 1)) for i in range(n)]
+    return [ApprovalItemFactory(link=link, due_at=at) for at in due]
+
+
+@pytest.mark.parametrize("decide", ["approve", "reject"])
+def test_deciding_items_on_one_page_skips_none_on_the_next(
+    client, agent, connection, monkeypatch, decide
+):
+    """The operator works page 1 (htmx: the rows change in place), then follows Next: the
+    next page starts right after page 1's last row, as it was shown, not at an offset that
+    the decided rows have moved."""
+    from support import views
+
+    items = _open_items(connection, 5)
+    client.force_login(agent)
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 2)
+    first = client.get("/support/approvals/")
+    assert _shown(first) == [items[0].pk, items[1].pk]
+    for item in items[:2]:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            response = client.post(
+                f"/support/approvals/{item.pk}/{decide}/",
+                {"reason": "Off topic"},
+                HTTP_HX_REQUEST="true",
+            )
+        assert response.status_code == 200
+        item.refresh_from_db()
+        assert item.status != ApprovalStatus.PENDING
+    next_link = f'?status=open&amp;after={items[1].pk}">Next</a>'
+    assert next_link in first.content.decode()
+    second = client.get("/support/approvals/", {"status": "open", "after": items[1].pk})
+    assert _shown(second) == [items[2].pk, items[3].pk]
+    third = client.get("/support/approvals/", {"status": "open", "after": items[3].pk})
+    assert _shown(third) == [items[4].pk]
+    # Back from page 2: page 1 lost its decided rows, so the first page fills up again.
+    back = client.get("/support/approvals/", {"status": "open", "before": items[2].pk})
+    assert _shown(back) == [items[2].pk, items[3].pk]
+    assert "Previous" not in back.content.decode()
+
+
+def test_keyset_pages_follow_the_queue_order_through_equal_deadlines(tenant, connection):
+    from support.selectors import approval_item_page
+
+    link = ChatwootConversationLinkFactory(connection=connection)
+    due = timezone.now() + timedelta(minutes=10)
+    same = [ApprovalItemFactory(link=link, due_at=due) for _ in range(5)]
+    seen, after = [], None
+    while True:
+        page = approval_item_page(tenant=tenant, status="open", after=after, size=2)
+        seen += [item.pk for item in page.items]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [item.pk for item in same]
+
+
+def test_a_page_after_a_decided_last_row_still_starts_after_it(tenant, connection, agent):
+    """The cursor is the last row shown; approving it takes it out of the open list, and
+    the next page still starts right after where it stood."""
+    from support.selectors import approval_item_page
+
+    items = _open_items(connection, 4)
+    services.approval_item_reject(item=items[1], actor=agent, reason="Wrong article")
+    page = approval_item_page(tenant=tenant, status="open", after=items[1].pk, size=2)
+    assert [item.pk for item in page.items] == [items[2].pk, items[3].pk]
+    assert page.previous_before == items[2].pk and page.next_after is None
+
+
+def test_an_empty_page_after_the_end_links_back_to_the_first(client, agent, connection):
+    items = _open_items(connection, 2)
+    client.force_login(agent)
+    response = client.get("/support/approvals/", {"after": items[1].pk})
+    assert response.status_code == 200 and _shown(response) == []
+    assert '?status=open">First page</a>' in response.content.decode()
+
+
+BAD_CURSORS = [
+    "abc",
+    "-1",
+    "0",
+    "1.5",
+    "1e3",
+    " 1",
+    "9" * 19,
+    "9" * 400,
+    "99999999999999999",  # a number, but no item
+    "\x00",
+    "1\x00",
+    "\u0661\u0662",  # Arabic-Indic digits: int() reads 12
+    "\u00b2",  # superscript two: isdigit() but not int()
+    "",
+]
+
+
+@pytest.mark.parametrize("param", ["after", "before"])
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
+def test_a_bad_cursor_gives_the_first_page(client, agent, connection, monkeypatch, param, cursor):
+    from support import views
+
+    items = _open_items(connection, 3)
+    client.force_login(agent)
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 2)
+    response = client.get("/support/approvals/", {param: cursor, "status": "open"})
+    assert response.status_code == 200
+    assert _shown(response) == [items[0].pk, items[1].pk]
+
+
+def test_another_tenants_item_as_a_cursor_gives_the_first_page(
+    client, agent, connection, other_tenant, monkeypatch
+):
+    """Its position would tell its deadline: it is treated as an unknown id."""
+    from support import views
+
+    mine = _open_items(connection, 3)
+    theirs = ApprovalItemFactory(
+        link__connection__tenant=other_tenant, due_at=mine[1].due_at + timedelta(seconds=1)
+    )
+    client.force_login(agent)
+    monkeypatch.setattr(views, "QUEUE_PAGE_SIZE", 2)
+    for param in ("after", "before"):
+        response = client.get("/support/approvals/", {param: theirs.pk})
+        assert _shown(response) == [mine[0].pk, mine[1].pk]
+
+
+def test_a_queue_page_costs_a_fixed_number_of_queries(
+    client, agent, connection, django_assert_max_num_queries
+):
+    items = _open_items(connection, 30)
+    client.force_login(agent)
+    client.get("/support/approvals/")  # session and membership warmed
+    with django_assert_max_num_queries(7) as first:
+        client.get("/support/approvals/")
+    with django_assert_max_num_queries(len(first) + 2):
+        client.get("/support/approvals/", {"after": items[9].pk})
 
 
 def test_agents_see_the_queue_with_levels(client, agent, item):

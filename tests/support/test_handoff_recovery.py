@@ -11,10 +11,10 @@ import pytest
 from django.core.cache import cache, caches
 
 from core.cache import RedisCache
+from core.locks import lock_acquire, lock_release
 from crm.models import Conversation, ConversationStatus, Message, SenderType
 from support import services
 from support.chatwoot.client import ChatwootClient
-from support.locks import lock_acquire, lock_release
 from support.models import ChatwootConversationLink, OutboundRetry, RetryStatus
 from support.tasks import OUTBOUND_TIME_LIMIT, retry_due, sync_handoff
 from tests.support.conftest import HUMAN, incoming_texts, start_and_hand_off
