@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from core.batches import batches, delete_in_batches, update_in_batches
+from core.batches import Batches, delete_in_batches, update_in_batches
 from support.models import (
     ApprovalItem,
     ApprovalStatus,
@@ -102,7 +102,7 @@ def _approval_items_redact(
         anonymized_at__isnull=True,
     ).only("id", *_APPROVAL_TEXTS)
     redacted = 0
-    for batch in batches(pending, size=size, max_batches=max_batches):
+    for batch in Batches(pending, size=size, max_batches=max_batches):
         for item in batch:
             for name in _APPROVAL_TEXTS:
                 setattr(item, name, redact(getattr(item, name)))

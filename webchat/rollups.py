@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from core.batches import batches, delete_in_batches, update_in_batches
+from core.batches import Batches, delete_in_batches, update_in_batches
 from crm.models import Contact, Direction, Message
 from tenants.models import Tenant
 from webchat.models import EventType, WebChatEvent, WebChatHourlyRollup, WebChatSession
@@ -246,7 +246,7 @@ def _messages_redact(
         .only("id", "text", "metadata")
     )
     redacted = 0
-    for batch in batches(pending, size=batch_size, max_batches=max_batches):
+    for batch in Batches(pending, size=batch_size, max_batches=max_batches):
         _messages_mark_redacted(batch)
         redacted += len(batch)
     return redacted
