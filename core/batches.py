@@ -63,13 +63,3 @@ def delete_in_batches(queryset: QuerySet, *, size: int, max_batches: int | None 
         delete_batch(batch, queryset)
         for batch in Batches(queryset.only("pk"), size=size, max_batches=max_batches)
     )
-
-
-def update_in_batches(
-    queryset: QuerySet, *, size: int, max_batches: int | None = None, **values
-) -> int:
-    """`queryset.update(**values)`, `size` rows at a time; how many rows changed."""
-    return sum(
-        update_batch(batch, queryset, **values)
-        for batch in Batches(queryset.only("pk"), size=size, max_batches=max_batches)
-    )
