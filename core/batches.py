@@ -12,43 +12,54 @@ from collections.abc import Iterator
 from django.db.models import Model, QuerySet
 
 
-def batches(queryset: QuerySet, *, size: int, max_batches: int | None = None) -> Iterator[list]:
+class Batches:
     """The rows of `queryset` by primary key, `size` at a time, at most `max_batches` lists.
     Each list is read once the caller is done with the one before, from past its last key,
-    so whatever the caller wrote (or left alone) never comes round again."""
-    ordered = queryset.order_by("pk")
-    read = 0
-    last: Model | None = None
-    while max_batches is None or read < max_batches:
-        rows = ordered if last is None else ordered.filter(pk__gt=last.pk)
-        batch = list(rows[:size])
-        if not batch:
-            return
-        yield batch
-        read += 1
-        if len(batch) < size:
-            return
-        last = batch[-1]
+    so whatever the caller wrote (or left alone) never comes round again.
+
+    After the loop, `exhausted` tells whether the rows ran out (every row was seen) rather
+    than the budget: a last list that is full leaves it False, as more rows may follow."""
+
+    def __init__(self, queryset: QuerySet, *, size: int, max_batches: int | None = None):
+        self.queryset = queryset.order_by("pk")
+        self.size = size
+        self.max_batches = max_batches
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[list]:
+        read = 0
+        last: Model | None = None
+        while self.max_batches is None or read < self.max_batches:
+            rows = self.queryset if last is None else self.queryset.filter(pk__gt=last.pk)
+            batch = list(rows[: self.size])
+            if not batch:
+                self.exhausted = True
+                return
+            yield batch
+            read += 1
+            if len(batch) < self.size:
+                self.exhausted = True
+                return
+            last = batch[-1]
 
 
 def _by_pk(batch: list[Model], queryset: QuerySet) -> QuerySet:
     return queryset.model._base_manager.filter(pk__in=[row.pk for row in batch])
 
 
+def delete_batch(batch: list[Model], queryset: QuerySet) -> int:
+    """Delete one batch read from `queryset`; how many rows of its model went."""
+    return _by_pk(batch, queryset).delete()[1].get(queryset.model._meta.label, 0)
+
+
+def update_batch(batch: list[Model], queryset: QuerySet, **values) -> int:
+    """`update(**values)` on one batch read from `queryset`; how many rows changed."""
+    return _by_pk(batch, queryset).update(**values)
+
+
 def delete_in_batches(queryset: QuerySet, *, size: int, max_batches: int | None = None) -> int:
     """Delete the rows of `queryset`, `size` at a time; how many rows of its model went."""
-    label = queryset.model._meta.label
     return sum(
-        _by_pk(batch, queryset).delete()[1].get(label, 0)
-        for batch in batches(queryset.only("pk"), size=size, max_batches=max_batches)
-    )
-
-
-def update_in_batches(
-    queryset: QuerySet, *, size: int, max_batches: int | None = None, **values
-) -> int:
-    """`queryset.update(**values)`, `size` rows at a time; how many rows changed."""
-    return sum(
-        _by_pk(batch, queryset).update(**values)
-        for batch in batches(queryset.only("pk"), size=size, max_batches=max_batches)
+        delete_batch(batch, queryset)
+        for batch in Batches(queryset.only("pk"), size=size, max_batches=max_batches)
     )

@@ -366,7 +366,7 @@ class ApprovalItem(TenantOwnedModel):
     )
     chatwoot_message_id = models.PositiveBigIntegerField()
     customer_text = models.TextField()
-    received_at = models.DateTimeField()
+    received_at = models.DateTimeField(db_index=True)  # data retention's clock
     due_at = models.DateTimeField(db_index=True)
     status = models.CharField(
         max_length=12, choices=ApprovalStatus.choices, default=ApprovalStatus.DRAFTING

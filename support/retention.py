@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from core.batches import batches, delete_in_batches, update_in_batches
+from core.batches import delete_batch, delete_in_batches, update_batch
 from support.models import (
     ApprovalItem,
     ApprovalStatus,
@@ -32,6 +32,7 @@ from support.models import (
     WebhookDelivery,
 )
 from tenants.models import Tenant
+from tenants.retention import RetentionMarks
 from webchat.rollups import RETENTION_BATCH_SIZE, redact
 
 # Items still being worked on keep their texts: an agent may yet approve and send one.
@@ -51,22 +52,48 @@ def support_data_purge(
     max_batches: int | None = None,
 ) -> dict[str, int]:
     """Remove or redact a tenant's support data past its retention periods; what it did,
-    by kind. Batched like `visitor_data_purge`; a second run changes and counts nothing."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=tenant.pii_retention_days)
-    records_cutoff = now - timedelta(days=settings.SUPPORT_RECORDS_RETENTION_DAYS)
+    by kind. Batched like `visitor_data_purge`; a second run changes and counts nothing.
+    The kinds past the tenant's period start where the last run that finished them got
+    to (tenants.retention); the operational records, bounded by their fixed window, are
+    looked at whole."""
     in_batches = {"size": batch_size, "max_batches": max_batches}
-    deliveries = delete_in_batches(
-        WebhookDelivery.objects.filter(tenant=tenant, created_at__lt=cutoff), **in_batches
-    )
-    links = update_in_batches(
-        ChatwootConversationLink.objects.filter(tenant=tenant, updated_at__lt=cutoff).exclude(
+    with RetentionMarks(tenant=tenant, now=now) as marks:
+        deliveries = WebhookDelivery.objects.filter(tenant=tenant)
+        deleted_deliveries = marks.purge(
+            "webhook_deliveries",
+            deliveries.only("pk"),
+            clock="created_at",
+            each=lambda batch: delete_batch(batch, deliveries),
+            **in_batches,
+        )
+        named_links = ChatwootConversationLink.objects.filter(tenant=tenant).exclude(
             contact_name=""
-        ),
-        contact_name="",
-        **in_batches,
+        )
+        # Every write of a name also writes updated_at (the clock): a link named again
+        # after it was blanked comes due again a period later.
+        links = marks.purge(
+            "conversation_links",
+            named_links.only("pk"),
+            clock="updated_at",
+            each=lambda batch: update_batch(batch, named_links, contact_name=""),
+            **in_batches,
+        )
+        closed_items = ApprovalItem.objects.filter(
+            tenant=tenant, status__in=_CLOSED_APPROVAL_STATUSES, anonymized_at__isnull=True
+        )
+        approvals = marks.purge(
+            "approval_items",
+            closed_items.only("id", *_APPROVAL_TEXTS),
+            clock="received_at",
+            each=lambda batch: _approval_items_redact(batch, now=now or marks.stamp),
+            # An item comes due when it is decided, which may be long after it arrived,
+            # and received_at is Chatwoot's time (a late delivery lands behind the mark).
+            resweep=True,
+            **in_batches,
+        )
+    records_cutoff = (now or timezone.now()) - timedelta(
+        days=settings.SUPPORT_RECORDS_RETENTION_DAYS
     )
-    approvals = _approval_items_redact(tenant=tenant, cutoff=cutoff, now=now, **in_batches)
     health_checks = delete_in_batches(
         HealthCheck.objects.filter(tenant=tenant, created_at__lt=records_cutoff).exclude(
             pk__in=_health_checks_shown(tenant)
@@ -83,7 +110,7 @@ def support_data_purge(
         **in_batches,
     )
     return {
-        "webhook_deliveries": deliveries,
+        "webhook_deliveries": deleted_deliveries,
         "conversation_links": links,
         "approval_items": approvals,
         "health_checks": health_checks,
@@ -92,24 +119,13 @@ def support_data_purge(
     }
 
 
-def _approval_items_redact(
-    *, tenant: Tenant, cutoff: datetime, now: datetime, size: int, max_batches: int | None
-) -> int:
-    pending = ApprovalItem.objects.filter(
-        tenant=tenant,
-        status__in=_CLOSED_APPROVAL_STATUSES,
-        received_at__lt=cutoff,
-        anonymized_at__isnull=True,
-    ).only("id", *_APPROVAL_TEXTS)
-    redacted = 0
-    for batch in batches(pending, size=size, max_batches=max_batches):
-        for item in batch:
-            for name in _APPROVAL_TEXTS:
-                setattr(item, name, redact(getattr(item, name)))
-            item.anonymized_at = now
-        ApprovalItem.objects.bulk_update(batch, [*_APPROVAL_TEXTS, "anonymized_at"])
-        redacted += len(batch)
-    return redacted
+def _approval_items_redact(batch: list[ApprovalItem], *, now: datetime) -> int:
+    for item in batch:
+        for name in _APPROVAL_TEXTS:
+            setattr(item, name, redact(getattr(item, name)))
+        item.anonymized_at = now
+    ApprovalItem.objects.bulk_update(batch, [*_APPROVAL_TEXTS, "anonymized_at"])
+    return len(batch)
 
 
 def _health_checks_shown(tenant: Tenant) -> list[int]:

@@ -21,6 +21,9 @@ class Tenant(BaseModel):
         validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="Visitor data older than this is anonymized.",
     )
+    # Where data retention got to, by kind of data: written only by its hourly runs
+    # (tenants.retention), which start from here instead of from the first row.
+    retention_marks = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

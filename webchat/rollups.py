@@ -9,9 +9,10 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from core.batches import batches, delete_in_batches, update_in_batches
-from crm.models import Contact, Direction, Message
+from core.batches import delete_batch, update_batch
+from crm.models import Contact, Conversation, Direction, Message
 from tenants.models import Tenant
+from tenants.retention import RetentionMarks, Window
 from webchat.models import EventType, WebChatEvent, WebChatHourlyRollup, WebChatSession
 
 _ERROR_EVENTS = Q(type=EventType.ERROR)
@@ -201,59 +202,90 @@ def visitor_data_purge(
     Sessions, contacts, events and messages go in batches of `batch_size` rows, at most
     `max_batches` of each per run (None: all). Each batch commits on its own, so a run cut
     short keeps its work and the next one carries on; a second run over the same data
-    changes and counts nothing.
+    changes and counts nothing. Each kind starts where the last run that finished it got
+    to (tenants.retention), so a run with nothing new past the cutoff ends at once.
     """
-    cutoff = (now or timezone.now()) - timedelta(days=tenant.pii_retention_days)
-    stamp = timezone.now()
     in_batches = {"size": batch_size, "max_batches": max_batches}
-    sessions = update_in_batches(
-        WebChatSession.objects.filter(
-            tenant=tenant, last_seen_at__lt=cutoff, anonymized_at__isnull=True
-        ),
-        page_url="",
-        referrer="",
-        utm={},
-        user_agent="",
-        ip_hash="",
-        visitor_id="",
-        anonymized_at=stamp,
-        **in_batches,
-    )
-    stale_contacts = Contact.objects.filter(
-        tenant=tenant, anonymized_at__isnull=True, updated_at__lt=cutoff
-    ).exclude(conversations__last_message_at__gte=cutoff)
-    contacts = update_in_batches(
-        stale_contacts, name="", email="", external_id="", anonymized_at=stamp, **in_batches
-    )
-    events = delete_in_batches(
-        WebChatEvent.objects.filter(tenant=tenant, created_at__lt=cutoff), **in_batches
-    )
-    messages = _messages_redact(
-        tenant=tenant, cutoff=cutoff, batch_size=batch_size, max_batches=max_batches
-    )
-    return {"sessions": sessions, "contacts": contacts, "messages": messages, "events": events}
+    with RetentionMarks(tenant=tenant, now=now) as marks:
+        cutoff, stamp = marks.cutoff, marks.stamp
+        sessions = WebChatSession.objects.filter(tenant=tenant, anonymized_at__isnull=True)
+        anonymized_sessions = marks.purge(
+            "sessions",
+            sessions.only("pk"),
+            clock="last_seen_at",
+            each=lambda batch: update_batch(
+                batch,
+                sessions,
+                page_url="",
+                referrer="",
+                utm={},
+                user_agent="",
+                ip_hash="",
+                visitor_id="",
+                anonymized_at=stamp,
+            ),
+            **in_batches,
+        )
+        stale_contacts = Contact.objects.filter(
+            tenant=tenant, anonymized_at__isnull=True, updated_at__lt=cutoff
+        ).exclude(conversations__last_message_at__gte=cutoff)
+        contacts = marks.purge(
+            "contacts",
+            stale_contacts.only("pk"),
+            clock=lambda window: _contacts_come_due(tenant, window),
+            each=lambda batch: update_batch(
+                batch, stale_contacts, name="", email="", external_id="", anonymized_at=stamp
+            ),
+            resweep=True,  # a conversation can move to another contact: see tenants.retention
+            **in_batches,
+        )
+        events = WebChatEvent.objects.filter(tenant=tenant)
+        deleted_events = marks.purge(
+            "events",
+            events.only("pk"),
+            clock="created_at",
+            each=lambda batch: delete_batch(batch, events),
+            **in_batches,
+        )
+        messages = marks.purge(
+            "messages",
+            Message.objects.filter(tenant=tenant)
+            .exclude(metadata__has_key="redacted")
+            .only("id", "text", "metadata"),
+            clock="created_at",
+            each=_messages_mark_redacted,
+            **in_batches,
+        )
+    return {
+        "sessions": anonymized_sessions,
+        "contacts": contacts,
+        "messages": messages,
+        "events": deleted_events,
+    }
 
 
-def _messages_redact(
-    *, tenant: Tenant, cutoff: datetime, batch_size: int, max_batches: int | None
-) -> int:
-    """Redact the tenant's messages older than `cutoff`, in both directions, a batch at a
-    time by id: one read and one UPDATE per batch. `metadata.redacted` marks a message
-    done (whether or not its text held anything), so no message is read twice."""
-    pending = (
-        Message.objects.filter(tenant=tenant, created_at__lt=cutoff)
-        .exclude(metadata__has_key="redacted")
-        .only("id", "text", "metadata")
+def _contacts_come_due(tenant: Tenant, window: Window) -> Q:
+    """The contacts that may have come due in `window`: a contact is due once its own row
+    and all its conversations are past the cutoff, so it is one updated in the window or
+    one with a conversation whose last message fell in it (two index ranges)."""
+    if window.start is None:
+        return Q()
+    crossed = (
+        Contact.objects.filter(window.of("updated_at"), tenant=tenant)
+        .values("pk")
+        .union(
+            Conversation.objects.filter(window.of("last_message_at"), tenant=tenant).values(
+                "contact_id"
+            )
+        )
     )
-    redacted = 0
-    for batch in batches(pending, size=batch_size, max_batches=max_batches):
-        _messages_mark_redacted(batch)
-        redacted += len(batch)
-    return redacted
+    return Q(pk__in=crossed)
 
 
-def _messages_mark_redacted(batch: list[Message]) -> None:
-    """Write one batch in one statement: the redacted text where it changed, the mark on all.
+def _messages_mark_redacted(batch: list[Message]) -> int:
+    """Write one batch in one statement: the redacted text where it changed, and
+    `metadata.redacted` on all (it marks a message done, whether or not its text held
+    anything, so no message is read twice); how many messages.
 
     On PostgreSQL, an UPDATE joined to the batch's (id, new text or NULL) pairs; elsewhere
     (the embedded SQLite mode) `bulk_update`, whose CASE WHEN per row costs about half a
@@ -265,7 +297,7 @@ def _messages_mark_redacted(batch: list[Message]) -> None:
             message.text = texts[message.id]
             message.metadata = {**message.metadata, "redacted": True}
         Message.objects.bulk_update(batch, ["text", "metadata"])
-        return
+        return len(batch)
     table = connection.ops.quote_name(Message._meta.db_table)
     rows = ", ".join(["(%s::bigint, %s::text)"] * len(batch))
     params = []
@@ -279,3 +311,4 @@ def _messages_mark_redacted(batch: list[Message]) -> None:
             f"FROM (VALUES {rows}) AS v(id, text) WHERE m.id = v.id",
             params,
         )
+    return len(batch)

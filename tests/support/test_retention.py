@@ -1,7 +1,7 @@
 """Support-side data retention: Chatwoot payloads, approval texts and contact names past the
 tenant's retention period; health checks, alerts and done retries past a fixed window."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -195,3 +195,139 @@ def test_the_beat_task_queues_one_purge_per_tenant(main, tenant, other_tenant, s
     assert settings.CELERY_BEAT_SCHEDULE["support-retention"]["task"] == (
         "support.tasks.purge_support_data"
     )
+
+
+# --- where the last run got to (Tenant.retention_marks) -------------------------------------
+
+
+def _marks(tenant) -> dict:
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(pk=tenant.pk).retention_marks
+
+
+def _old_support_data(main, n: int) -> None:
+    old_days = main.tenant.pii_retention_days + 1
+    for _ in range(n):
+        link = ChatwootConversationLinkFactory(connection=main, contact_name="Jane Customer")
+        WebhookDeliveryFactory(connection=main)
+        ApprovalItemFactory(link=link, status=ApprovalStatus.SENT, customer_text="jane@example.com")
+    _age(WebhookDelivery.objects.filter(connection=main), old_days)
+    _age(ChatwootConversationLink.objects.filter(connection=main), old_days)
+    _age(ApprovalItem.objects.filter(connection=main), old_days, "received_at")
+
+
+def test_a_run_with_nothing_new_past_the_cutoff_starts_at_the_mark(
+    main, tenant, django_assert_max_num_queries
+):
+    _old_support_data(main, 3)
+    assert support_data_purge(tenant=tenant) == {
+        **NOTHING,
+        "webhook_deliveries": 3,
+        "conversation_links": 3,
+        "approval_items": 3,
+    }
+    assert set(_marks(tenant)) == {"webhook_deliveries", "conversation_links", "approval_items"}
+    # a link behind the mark that (unlike any real one) still has a name: not read again
+    link = ChatwootConversationLink.objects.filter(connection=main).first()
+    ChatwootConversationLink.objects.filter(pk=link.pk).update(contact_name="Jane")
+
+    with django_assert_max_num_queries(9):
+        assert support_data_purge(tenant=tenant) == NOTHING
+    link.refresh_from_db()
+    assert link.contact_name == "Jane"
+
+
+def test_a_second_run_costs_the_same_few_queries_however_many_rows_are_old(
+    main, tenant, other_tenant, django_assert_max_num_queries
+):
+    theirs = ChatwootConnectionFactory(tenant=other_tenant, name="Theirs")
+    _old_support_data(main, 2)
+    _old_support_data(theirs, 30)
+    costs = []
+    for owner in (tenant, other_tenant):
+        support_data_purge(tenant=owner)
+        with django_assert_max_num_queries(9) as second:
+            assert support_data_purge(tenant=owner) == NOTHING
+        costs.append(len(second.captured_queries))
+    assert costs[0] == costs[1]
+
+
+def test_a_shorter_retention_period_purges_from_the_mark_on(main, tenant):
+    tenant.pii_retention_days = 90
+    tenant.save(update_fields=["pii_retention_days"])
+    delivery = WebhookDeliveryFactory(connection=main)
+    link = ChatwootConversationLinkFactory(connection=main, contact_name="Jane Customer")
+    item = ApprovalItemFactory(link=link, status=ApprovalStatus.SENT, customer_text="j@example.com")
+    _age(WebhookDelivery.objects.all(), 60)
+    _age(ChatwootConversationLink.objects.all(), 60)
+    _age(ApprovalItem.objects.all(), 60, "received_at")
+    assert support_data_purge(tenant=tenant) == NOTHING
+    assert "approval_items" in _marks(tenant)
+
+    tenant.pii_retention_days = 30
+    tenant.save(update_fields=["pii_retention_days"])
+    assert support_data_purge(tenant=tenant) == {
+        **NOTHING,
+        "webhook_deliveries": 1,
+        "conversation_links": 1,
+        "approval_items": 1,
+    }
+    assert not WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+    item.refresh_from_db()
+    assert item.customer_text == "[email]"
+
+
+def test_a_run_cut_short_moves_no_mark(main, tenant):
+    for n in range(3):
+        WebhookDeliveryFactory(connection=main, delivery_key=f"cut-{n}")
+    _age(WebhookDelivery.objects.all(), tenant.pii_retention_days + 1)
+    assert support_data_purge(tenant=tenant, batch_size=2, max_batches=1)["webhook_deliveries"] == 2
+    assert "webhook_deliveries" not in _marks(tenant)
+    assert support_data_purge(tenant=tenant, batch_size=2, max_batches=1)["webhook_deliveries"] == 1
+    assert "webhook_deliveries" in _marks(tenant)
+
+
+def _sweep_due(tenant, kind: str) -> None:
+    """Make `kind`'s daily sweep due, as a day after the last one."""
+    from tenants.models import Tenant
+    from tenants.retention import RESWEEP
+
+    marks = _marks(tenant)
+    swept_at = datetime.fromisoformat(marks[kind]["swept_at"])
+    marks[kind]["swept_at"] = (swept_at - RESWEEP).isoformat()
+    Tenant.objects.filter(pk=tenant.pk).update(retention_marks=marks)
+    tenant.refresh_from_db()
+
+
+def test_an_item_decided_after_the_retention_period_is_redacted_by_the_daily_sweep(main, tenant):
+    """An item waiting for an agent keeps its texts past the retention period and comes
+    due when it is decided, behind the mark: the approval items' run goes over every row
+    again once a day."""
+    link = ChatwootConversationLinkFactory(connection=main)
+    waiting = ApprovalItemFactory(link=link, customer_text="jane@example.com")
+    _age(ApprovalItem.objects.all(), tenant.pii_retention_days + 1, "received_at")
+    assert support_data_purge(tenant=tenant)["approval_items"] == 0
+    ApprovalItem.objects.filter(pk=waiting.pk).update(status=ApprovalStatus.REJECTED)
+    _sweep_due(tenant, "approval_items")
+    assert support_data_purge(tenant=tenant)["approval_items"] == 1
+    waiting.refresh_from_db()
+    assert waiting.customer_text == "[email]"
+
+
+def test_an_item_chatwoot_delivers_late_with_an_old_time_is_redacted_by_the_daily_sweep(
+    main, tenant
+):
+    """An item's received_at is the time Chatwoot gives the message: a delivery that comes
+    late (Chatwoot retrying after an outage) can put a new item behind the mark."""
+    assert support_data_purge(tenant=tenant) == NOTHING
+    late = ApprovalItemFactory(
+        link=ChatwootConversationLinkFactory(connection=main),
+        status=ApprovalStatus.SENT,
+        customer_text="jane@example.com",
+        received_at=timezone.now() - timedelta(days=tenant.pii_retention_days + 1),
+    )
+    _sweep_due(tenant, "approval_items")
+    assert support_data_purge(tenant=tenant)["approval_items"] == 1
+    late.refresh_from_db()
+    assert late.customer_text == "[email]"

@@ -1,5 +1,5 @@
 import io
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
@@ -388,3 +388,238 @@ def test_refresh_writes_every_site_hour_in_a_fixed_number_of_queries(
     assert WebChatHourlyRollup.objects.count() == 90
     assert set(WebChatHourlyRollup.objects.values_list("messages_in", flat=True)) == {1}
     assert set(WebChatHourlyRollup.objects.values_list("widget_events", flat=True)) == {1}
+
+
+# --- where the last run got to (Tenant.retention_marks) -------------------------------------
+
+NOTHING_PURGED = {"sessions": 0, "contacts": 0, "messages": 0, "events": 0}
+
+
+def _old_visitor_data(tenant, n: int, *, days: int | None = None) -> None:
+    """`n` sessions, contacts, events and messages of `tenant`, `days` old (just past its
+    retention period unless given)."""
+    from tests.factories.webchat import WebChatEventFactory, WebChatSessionFactory
+
+    then = timezone.now() - timedelta(days=days or tenant.pii_retention_days + 1)
+    for i in range(n):
+        session = WebChatSessionFactory(site__tenant=tenant, last_seen_at=then)
+        contact = Contact.objects.create(tenant=tenant, email=f"v{i}@example.com")
+        session.conversation.contact = contact
+        session.conversation.last_message_at = then
+        session.conversation.save(update_fields=["contact", "last_message_at"])
+        MessageFactory(conversation=session.conversation, text=f"v{i}@example.com")
+        WebChatEventFactory(session=session)
+    for model in (Contact, Message, WebChatEvent):
+        model.objects.filter(tenant=tenant).update(created_at=then, updated_at=then)
+
+
+def _marks(tenant) -> dict:
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(pk=tenant.pk).retention_marks
+
+
+def test_a_run_with_nothing_new_past_the_cutoff_starts_at_the_mark(
+    tenant, django_assert_max_num_queries
+):
+    """The next run looks only at rows between where the last one finished and its own
+    cutoff (an index range), not at every row it did before: a row behind the mark is not
+    read again, which is what ends a run with nothing to do at once."""
+    _old_visitor_data(tenant, 3)
+    assert visitor_data_purge(tenant=tenant) == {
+        "sessions": 3,
+        "contacts": 3,
+        "messages": 3,
+        "events": 3,
+    }
+    cutoff = timezone.now() - timedelta(days=tenant.pii_retention_days)
+    marks = _marks(tenant)
+    assert set(marks) == {"sessions", "contacts", "messages", "events"}
+    for mark in marks.values():
+        assert cutoff - timedelta(minutes=1) < datetime.fromisoformat(mark["done_before"]) <= cutoff
+    # rows behind the marks that (unlike any real row) look undone: nobody reads them again
+    message = Message.objects.filter(tenant=tenant).first()
+    Message.objects.filter(pk=message.pk).update(text="back@example.com", metadata={})
+    session = WebChatSession.objects.filter(tenant=tenant).first()
+    WebChatSession.objects.filter(pk=session.pk).update(anonymized_at=None, user_agent="Firefox")
+
+    with django_assert_max_num_queries(6):
+        assert visitor_data_purge(tenant=tenant) == NOTHING_PURGED
+    message.refresh_from_db()
+    session.refresh_from_db()
+    assert (message.text, session.user_agent) == ("back@example.com", "Firefox")
+
+
+def test_a_second_run_costs_the_same_few_queries_however_many_rows_are_old(
+    tenant, other_tenant, django_assert_max_num_queries
+):
+    _old_visitor_data(tenant, 2)
+    _old_visitor_data(other_tenant, 40)
+    costs = []
+    for owner in (tenant, other_tenant):
+        visitor_data_purge(tenant=owner)
+        with django_assert_max_num_queries(6) as second:
+            assert visitor_data_purge(tenant=owner) == NOTHING_PURGED
+        costs.append(len(second.captured_queries))
+    assert costs[0] == costs[1]
+
+
+def test_a_shorter_retention_period_purges_from_the_mark_on(tenant):
+    """The marks are points in time, not periods: a shorter period moves the cutoff
+    forward and the next run covers what lies between the mark and the new cutoff."""
+    tenant.pii_retention_days = 90
+    tenant.save(update_fields=["pii_retention_days"])
+    _old_visitor_data(tenant, 2, days=60)  # kept under 90 days, due under 30
+    assert visitor_data_purge(tenant=tenant) == NOTHING_PURGED
+    assert set(_marks(tenant)) == {"sessions", "contacts", "messages", "events"}
+
+    tenant.pii_retention_days = 30
+    tenant.save(update_fields=["pii_retention_days"])
+    assert visitor_data_purge(tenant=tenant) == {
+        "sessions": 2,
+        "contacts": 2,
+        "messages": 2,
+        "events": 2,
+    }
+    assert not Message.objects.filter(text__contains="@example.com").exists()
+    assert not WebChatSession.objects.filter(anonymized_at__isnull=True).exists()
+    assert not Contact.objects.exclude(email="").exists()
+
+
+def test_a_longer_retention_period_has_nothing_to_do_and_keeps_the_mark(
+    tenant, django_assert_max_num_queries
+):
+    tenant.pii_retention_days = 30
+    tenant.save(update_fields=["pii_retention_days"])
+    _old_visitor_data(tenant, 2, days=60)
+    assert visitor_data_purge(tenant=tenant)["messages"] == 2
+    marks = _marks(tenant)
+
+    tenant.pii_retention_days = 90
+    tenant.save(update_fields=["pii_retention_days"])
+    # every cutoff is behind its mark: nothing to look at (the daily contacts sweep aside)
+    with django_assert_max_num_queries(2):
+        assert visitor_data_purge(tenant=tenant) == NOTHING_PURGED
+    assert _marks(tenant) == marks
+
+    tenant.pii_retention_days = 30
+    tenant.save(update_fields=["pii_retention_days"])
+    MessageFactory(conversation__tenant=tenant, text="new@example.com")
+    assert visitor_data_purge(tenant=tenant) == NOTHING_PURGED
+    assert visitor_data_purge(tenant=tenant, now=timezone.now() + timedelta(days=31)) == {
+        **NOTHING_PURGED,
+        "messages": 1,
+    }
+
+
+def test_a_run_cut_short_moves_no_mark_and_the_next_one_misses_nothing(tenant):
+    """Batches go by id, and ids are not in created_at order: a run stopped by its batch
+    budget has not seen every row before any point in time, so its kind keeps its mark
+    (the next run carries on past what is done); only a pass that ran out of rows moves
+    it."""
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    messages = [
+        MessageFactory(conversation=conversation, text=f"m{n}@example.com") for n in range(5)
+    ]
+    now = timezone.now()
+    days = tenant.pii_retention_days
+    # the newest ids are the oldest messages
+    for age, message in enumerate(messages):
+        Message.objects.filter(pk=message.pk).update(
+            created_at=now - timedelta(days=days + 5 - age)
+        )
+
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=1)["messages"] == 2
+    assert "messages" not in _marks(tenant)
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=1)["messages"] == 2
+    assert "messages" not in _marks(tenant)
+    # the last batch is short: this pass saw every row, and moves the mark
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=1)["messages"] == 1
+    assert "messages" in _marks(tenant)
+    assert not Message.objects.filter(text__contains="@example.com").exists()
+    assert visitor_data_purge(tenant=tenant, batch_size=2)["messages"] == 0
+
+
+def test_a_run_whose_budget_ends_with_the_rows_moves_the_mark_next_time(tenant):
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory(tenant=tenant)
+    for n in range(4):
+        MessageFactory(conversation=conversation, text=f"m{n}@example.com")
+    _age(tenant.pii_retention_days + 1)
+    # four rows, two full batches: the pass cannot know it saw them all
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=2)["messages"] == 4
+    assert "messages" not in _marks(tenant)
+    assert visitor_data_purge(tenant=tenant, batch_size=2, max_batches=2)["messages"] == 0
+    assert "messages" in _marks(tenant)
+
+
+def test_a_mark_never_passes_the_real_cutoff(tenant):
+    """A run told a later `now` covers more, but its marks stop at today's cutoff: rows
+    written from now on must not land behind them."""
+    later = timezone.now() + timedelta(days=tenant.pii_retention_days + 1)
+    assert visitor_data_purge(tenant=tenant, now=later) == NOTHING_PURGED
+    message = MessageFactory(conversation__tenant=tenant, text="new@example.com")
+    assert visitor_data_purge(tenant=tenant, now=later)["messages"] == 1
+    message.refresh_from_db()
+    assert message.text == "[email]"
+
+
+def test_a_contact_whose_conversation_goes_quiet_is_anonymized_by_the_run_past_it(tenant):
+    """A contact comes due when its own row and all its conversations are past the
+    cutoff: the run finds it through a conversation whose last message crossed the
+    cutoff since the mark, however long ago the contact itself changed."""
+    from tests.factories import ConversationFactory
+
+    days = tenant.pii_retention_days
+    contact = Contact.objects.create(tenant=tenant, name="Jo", email="jo@example.com")
+    Contact.objects.filter(pk=contact.pk).update(updated_at=timezone.now() - timedelta(days=400))
+    ConversationFactory(
+        tenant=tenant, contact=contact, last_message_at=timezone.now() - timedelta(days=days - 2)
+    )
+    assert visitor_data_purge(tenant=tenant)["contacts"] == 0
+    assert "contacts" in _marks(tenant)
+    tomorrow, in_three_days = (timezone.now() + timedelta(days=n) for n in (1, 3))
+    assert visitor_data_purge(tenant=tenant, now=tomorrow)["contacts"] == 0
+    assert visitor_data_purge(tenant=tenant, now=in_three_days)["contacts"] == 1
+    contact.refresh_from_db()
+    assert (contact.name, contact.email) == ("", "")
+
+
+def test_a_contact_that_loses_its_conversation_is_anonymized_by_the_daily_sweep(tenant):
+    """A conversation can move to another contact (a lead signs in, a visitor gives
+    another email): the contact it left may be due at once, with nothing of it in the
+    next run's range. The contacts' run goes over every row again once a day."""
+    from tests.factories import ConversationFactory
+
+    lead = Contact.objects.create(tenant=tenant, name="Jo", email="jo@example.com")
+    Contact.objects.filter(pk=lead.pk).update(updated_at=timezone.now() - timedelta(days=400))
+    conversation = ConversationFactory(
+        tenant=tenant, contact=lead, last_message_at=timezone.now() - timedelta(days=1)
+    )
+    assert visitor_data_purge(tenant=tenant)["contacts"] == 0
+    user = Contact.objects.create(tenant=tenant, external_id="u-1")
+    conversation.contact = user
+    conversation.save(update_fields=["contact"])
+    visitor_data_purge(tenant=tenant)
+
+    swept_at = _sweep_due(tenant, "contacts")
+    assert visitor_data_purge(tenant=tenant)["contacts"] == 1
+    lead.refresh_from_db()
+    assert (lead.name, lead.email) == ("", "")
+    assert datetime.fromisoformat(_marks(tenant)["contacts"]["swept_at"]) > swept_at
+
+
+def _sweep_due(tenant, kind: str) -> datetime:
+    """Make `kind`'s daily sweep due, as a day after the last one; when that was."""
+    from tenants.models import Tenant
+    from tenants.retention import RESWEEP
+
+    marks = _marks(tenant)
+    swept_at = datetime.fromisoformat(marks[kind]["swept_at"])
+    marks[kind]["swept_at"] = (swept_at - RESWEEP).isoformat()
+    Tenant.objects.filter(pk=tenant.pk).update(retention_marks=marks)
+    tenant.refresh_from_db()
+    return swept_at
