@@ -15,7 +15,9 @@ from typing import Protocol
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
 
 from rollout.models import (
     MODE_ORDER,
@@ -137,6 +139,34 @@ def decide(policy: PolicySnapshot, state: TenantState | None, site_is_canary: bo
             return _pilot_rule(state, site_is_canary, "pilot")
         return Decision(False, "tier_not_enabled")
     return Decision(True, "ga")
+
+
+def site_allowed_filter(policy: PolicySnapshot) -> Q:
+    """`decide(policy, state, site.is_canary).allowed` as a filter on `WebChatSite`, for a
+    screen that counts or orders sites by it in the database. The same ladder as `decide`
+    (a test holds the two to each other for every state). A tenant without a rollout row
+    has the default state: each term is NULL-free, so the filter negates as it should."""
+    if not policy.webchat_enabled:
+        return Q(pk__in=[])
+
+    def rollout(field: str, default) -> Coalesce:
+        return Coalesce(F(f"tenant__rollout__{field}"), Value(default))
+
+    override = rollout("override", Override.NONE)
+    forced_on = Q(Exact(override, Override.FORCE_ON))
+    if policy.mode == Mode.OFF:
+        return forced_on
+    forced_off = Q(Exact(override, Override.FORCE_OFF))
+    held = Q(Exact(override, Override.HOLD_PILOT))
+    pilot_rule = Q(Exact(rollout("canary_only", False), False)) | Q(is_canary=True)
+    pilot = Q(Exact(rollout("in_pilot", False), True)) & pilot_rule
+    if policy.mode == Mode.PILOT:
+        follows = pilot
+    elif policy.mode == Mode.TIERED:
+        follows = Q(tenant__plan_tier__in=list(policy.allowed_tiers)) | pilot
+    else:
+        follows = Q(pk__isnull=False)
+    return forced_on | (held & pilot_rule) | (~forced_off & ~forced_on & ~held & follows)
 
 
 def tenant_stage(policy: PolicySnapshot, state: TenantState) -> Stage:
