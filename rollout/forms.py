@@ -10,6 +10,15 @@ from rollout.models import Mode, Override, ScheduledChange, ScheduleStatus, Stag
 from tenants.models import PlanTier, Tenant
 from webchat.models import WebChatSite
 
+# No tenant name is longer (NULs, which PostgreSQL text cannot hold, the middleware drops).
+TENANT_QUERY_MAX = 200
+
+
+class TenantSearchForm(forms.Form):
+    """A search of the tenants by name or slug (part of either, any case)."""
+
+    q = forms.CharField(required=False, max_length=TENANT_QUERY_MAX, label="Find tenant")
+
 
 class ReasonField(forms.CharField):
     def __init__(self, **kwargs):

@@ -273,6 +273,14 @@ def webchat_allowed(site: SiteLike, *, cached: dict | None = None) -> Decision:
 # --- reads for services and screens ---------------------------------------------------------
 
 
+def tenant_list(*, query: str = "") -> QuerySet[Tenant]:
+    """Every tenant, or those whose name or slug contains `query` (any case), by name."""
+    tenants = Tenant.objects.order_by("name", "pk")
+    if query:
+        tenants = tenants.filter(Q(name__icontains=query) | Q(slug__icontains=query))
+    return tenants
+
+
 def tenant_state_get(*, tenant: Tenant) -> TenantState:
     rollout = TenantRollout.objects.filter(tenant=tenant).first()
     return TenantState.of(tenant, rollout)

@@ -23,6 +23,7 @@ from core.text import ascii_digits
 from rollout import charts, services
 from rollout.exceptions import ChangedSinceLoaded, NoChange
 from rollout.forms import (
+    TENANT_QUERY_MAX,
     CancelScheduleForm,
     DemoteForm,
     KillSwitchForm,
@@ -31,6 +32,7 @@ from rollout.forms import (
     SiteCanaryForm,
     TenantActionForm,
     TenantRolloutForm,
+    TenantSearchForm,
 )
 from rollout.gates import GATE_SPECS
 from rollout.models import AuditAction, Override, ScheduleTarget, TenantRollout
@@ -42,6 +44,7 @@ from rollout.selectors import (
     policy_read,
     scheduled_change_list_pending,
     scheduled_change_list_recent,
+    tenant_list,
     tenant_rows,
     tenant_stage,
     tenant_state_get,
@@ -51,7 +54,6 @@ from webchat.models import WebChatSite
 
 CHANGE_PERMISSION = "rollout.change_rolloutpolicy"
 TENANTS_PER_PAGE = 50
-TENANT_QUERY_MAX = 200
 # The monitoring screen's per-tenant table: a page of tenants (totals stay over all of them).
 MONITORING_TENANTS_PER_PAGE = 50
 
@@ -397,8 +399,16 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
     wanted = request.GET.get("tenant", "")
     if ascii_digits(wanted) and len(wanted) <= 18:
         tenant = get_object_or_404(Tenant, pk=int(wanted))
-    report = monitoring_report(policy=policy_read(), window=window, tenant=tenant)
-    tenant_page = _monitoring_tenant_page(request, report)
+    search = TenantSearchForm(request.GET)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
+    report = monitoring_report(
+        policy=policy_read(),
+        window=window,
+        tenant=tenant,
+        tenants=tenant_list(query=query) if search.is_valid() else Tenant.objects.none(),
+        page=request.GET.get("page"),
+        per_page=MONITORING_TENANTS_PER_PAGE,
+    )
     series, hours = report.series, report.hours
     chart_list = [
         charts.line_chart(
@@ -435,6 +445,8 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
             chart_id="chart-incidents",
         ),
     ]
+    searched = {"q": query} if query else {}
+    chosen = {"tenant": tenant.pk} if tenant else {}
     return render(
         request,
         "rollout/monitoring.html",
@@ -442,25 +454,15 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
             request,
             "Webchat monitoring",
             report=report,
-            tenant_page=tenant_page,
-            page_query=urlencode(
-                {"window": report.window, **({"tenant": tenant.pk} if tenant else {})}
-            ),
+            tenant_page=report.tenant_page,
+            search=search,
+            query=query,
+            # links to another page of the table, to a tenant of it, and to all tenants
+            page_query=urlencode({"window": report.window, **chosen, **searched}),
+            row_query=urlencode({"window": report.window, **searched}),
             charts=chart_list,
             windows=list(WINDOWS),
-            all_tenants=Tenant.objects.order_by("name").only("id", "name"),
             live_minutes=settings.ROLLOUT_LIVE_TRAFFIC_MINUTES,
         ),
+        status=200 if search.is_valid() else 400,
     )
-
-
-def _monitoring_tenant_page(request: HttpRequest, report):
-    """The page of the per-tenant table asked for; with a tenant chosen and no page asked
-    for, the page that tenant is on."""
-    number = request.GET.get("page")
-    if number is None and report.selected is not None:
-        index = next(
-            (i for i, m in enumerate(report.tenants) if m.tenant.pk == report.selected.pk), 0
-        )
-        number = index // MONITORING_TENANTS_PER_PAGE + 1
-    return Paginator(report.tenants, MONITORING_TENANTS_PER_PAGE).get_page(number)

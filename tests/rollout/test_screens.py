@@ -508,7 +508,7 @@ class TestMonitoringScreen:
         assert (
             html.count('<div class="rb-small"><a href="/admin/webchat-rollout/tenants/') == per_page
         )
-        assert len(response.context["report"].tenants) == per_page + 5
+        assert response.context["tenant_page"].paginator.count == per_page + 5
         assert "page 1 of 2" in html
         assert 'href="?page=2&amp;window=24h"' in html
         rest = operator_client.get(MONITORING, {"page": 2, "window": "24h"})
@@ -517,6 +517,73 @@ class TestMonitoringScreen:
         chosen = operator_client.get(MONITORING, {"tenant": last.pk})
         assert chosen.context["tenant_page"].number == 2
         assert f'href="?page=1&amp;window=24h&amp;tenant={last.pk}"' in chosen.content.decode()
+
+    def test_the_tenant_picker_is_a_search_not_every_tenant(self, operator_client):
+        """Thousands of tenants: no list of them all; a search (name or slug) narrows the
+        table, whose names choose the tenant the screen shows."""
+        from rollout.views import MONITORING_TENANTS_PER_PAGE as per_page
+
+        tenants = [TenantFactory(name=f"Tenant {n:03d}") for n in range(per_page + 5)]
+        html = operator_client.get(MONITORING).content.decode()
+        assert '<select id="tenant"' not in html
+        assert 'name="q"' in html
+        assert not any(t.name in html for t in tenants[per_page:])  # not on page 1
+        found = operator_client.get(MONITORING, {"q": "tenant 05", "window": "7d"})
+        assert [m.tenant for m in found.context["tenant_page"]] == tenants[50:55]
+        html = found.content.decode()
+        assert 'value="tenant 05"' in html and "5 tenants match" in html
+        assert f'href="?tenant={tenants[52].pk}&amp;window=7d&amp;q=tenant+05"' in html
+        by_slug = operator_client.get(MONITORING, {"q": tenants[7].slug.upper()})
+        assert tenants[7] in [m.tenant for m in by_slug.context["tenant_page"]]
+        chosen = operator_client.get(MONITORING, {"tenant": tenants[52].pk, "q": "tenant 05"})
+        assert chosen.context["report"].selected == tenants[52]
+        html = chosen.content.decode()
+        # the scope stays when the window or the search changes, and can be left
+        assert f'<input type="hidden" name="tenant" value="{tenants[52].pk}">' in html
+        assert 'href="?window=24h&amp;q=tenant+05">all tenants</a>' in html
+
+    def test_pages_of_a_search_keep_it(self, operator_client):
+        from rollout.views import MONITORING_TENANTS_PER_PAGE as per_page
+
+        [TenantFactory(name=f"Acme {n:03d}") for n in range(per_page + 1)]
+        TenantFactory(name="Other")
+        response = operator_client.get(MONITORING, {"q": "acme"})
+        html = response.content.decode()
+        assert "page 1 of 2" in html and f"{per_page + 1} tenants match" in html
+        assert 'href="?page=2&amp;window=24h&amp;q=acme"' in html
+        rest = operator_client.get(MONITORING, {"q": "acme", "page": "2"})
+        assert [m.tenant.name for m in rest.context["tenant_page"]] == [f"Acme {per_page:03d}"]
+
+    @pytest.mark.parametrize(
+        ("query", "found"),
+        [
+            ("North\x00wind", ["Northwind"]),  # NUL dropped by the middleware
+            ("\x00", ["Northwind", "Other Co"]),
+            ("   ", ["Northwind", "Other Co"]),
+            ("%_", []),
+            ("nORTH", ["Northwind"]),
+            ("\u202enorth", []),
+            ("' OR 1=1 --", []),
+        ],
+    )
+    def test_odd_searches_are_no_500(self, operator_client, tenant, other_tenant, query, found):
+        for page in ["", "abc", "-1", "99999999999999999999", "\u0661"]:
+            response = operator_client.get(MONITORING, {"q": query, "page": page})
+            assert response.status_code == 200, (query, page)
+            assert [m.tenant.name for m in response.context["tenant_page"]] == found
+        if not found:
+            assert "No tenant matches" in response.content.decode()
+
+    def test_a_search_too_long_is_a_form_error(self, operator_client, tenant, site):
+        response = operator_client.get(MONITORING, {"q": "N" * 201})
+        assert response.status_code == 400
+        html = response.content.decode()
+        assert "Ensure this value has at most 200 characters (it has 201)." in html
+        assert list(response.context["tenant_page"]) == []
+        assert response.context["report"].active_sites == 1  # the rest of the screen stays
+        assert operator_client.get(MONITORING, {"q": "N" * 200}).status_code == 200
+        response = operator_client.get(MONITORING, {"q": "N" * 20000})
+        assert response.status_code == 400
 
     def test_one_tenant(self, operator_client, client, site, flow_bot, other_tenant):
         chat(client, site, messages=2)
