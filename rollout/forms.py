@@ -106,7 +106,9 @@ class TenantRolloutForm(LoadedStateMixin, ScheduleMixin):
 
 
 class PilotAddForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none())
+    """Posted from a row of the tenant table (never rendered with a list of every tenant)."""
+
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), widget=forms.HiddenInput)
     canary_only = forms.BooleanField(required=False, label="Canary sites only")
     reason = ReasonField()
 

@@ -373,9 +373,36 @@ def tenant_rows(
     return rows
 
 
-def scheduled_change_list_pending() -> QuerySet[ScheduledChange]:
-    return ScheduledChange.objects.filter(status=ScheduleStatus.PENDING).select_related(
-        "tenant", "created_by"
+def scheduled_change_list_pending(*, tenant: Tenant | None = None) -> QuerySet[ScheduledChange]:
+    """Pending changes (of `tenant` only, if given)."""
+    changes = ScheduledChange.objects.filter(status=ScheduleStatus.PENDING)
+    if tenant is not None:
+        changes = changes.filter(tenant=tenant)
+    return changes.select_related("tenant", "created_by")
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    """How many tenants are in the pilot and have an override, with the first few of each
+    (by name)."""
+
+    pilot_count: int
+    pilot: list[TenantRollout]
+    override_count: int
+    overrides: list[TenantRollout]
+
+
+def tenant_rollout_summary(*, shown: int = 4) -> RolloutSummary:
+    counts = TenantRollout.objects.aggregate(
+        pilot=Count("pk", filter=Q(in_pilot=True)),
+        overrides=Count("pk", filter=~Q(override=Override.NONE)),
+    )
+    rows = TenantRollout.objects.select_related("tenant").order_by("tenant__name", "pk")
+    return RolloutSummary(
+        pilot_count=counts["pilot"],
+        pilot=list(rows.filter(in_pilot=True)[:shown]),
+        override_count=counts["overrides"],
+        overrides=list(rows.exclude(override=Override.NONE)[:shown]),
     )
 
 

@@ -1,11 +1,9 @@
 """The monitoring report at scale: its figures come from aggregate queries, and what the
 screen reads grows with the page it shows, not with the number of tenants and sites."""
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from crm.models import Direction, Message
@@ -19,6 +17,7 @@ from tests.factories.webchat import (
     WebChatSessionFactory,
     WebChatSiteFactory,
 )
+from tests.rollout.conftest import reads
 from webchat.models import EventType, WebChatEvent, WebChatHourlyRollup, WebChatSession
 
 pytestmark = pytest.mark.django_db
@@ -35,23 +34,6 @@ ROLLUP = {
     "token_failures": 1,
     "rate_limited": 2,
 }
-
-
-@contextmanager
-def reads():
-    """Counts the queries run and the rows they return (psycopg sets `rowcount` to the
-    rows of a SELECT once it has run)."""
-    seen = {"queries": 0, "rows": 0}
-
-    def count(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        seen["queries"] += 1
-        if sql.lstrip().upper().startswith("SELECT"):
-            seen["rows"] += max(context["cursor"].rowcount, 0)
-        return result
-
-    with connection.execute_wrapper(count):
-        yield seen
 
 
 def activity(tenant, *, now, seen_minutes_ago: int = 2, rollup_hours_ago: int = 5):

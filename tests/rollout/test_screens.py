@@ -21,7 +21,7 @@ from rollout.selectors import policy_read, tenant_state_get
 from tests.factories import TenantFactory
 from tests.factories.rollout import RolloutPolicyFactory, TenantRolloutFactory
 from tests.factories.webchat import WebChatSiteFactory
-from tests.rollout.conftest import chat
+from tests.rollout.conftest import chat, reads
 from webchat.models import WebChatEvent, WebChatHourlyRollup
 from webchat.rollups import rollups_refresh
 
@@ -337,6 +337,88 @@ class TestRolloutScreen:
         with django_assert_max_num_queries(len(few.captured_queries)):
             operator_client.get(ROLLOUT)
 
+    def test_the_pilot_is_joined_from_the_tenant_table_not_a_list_of_every_tenant(
+        self, operator_client
+    ):
+        """Thousands of tenants: no picker of them all; find the tenant, add it on its row."""
+        from rollout.views import TENANTS_PER_PAGE as per_page
+
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        tenants = [TenantFactory(name=f"Tenant {n:03d}") for n in range(per_page + 5)]
+        html = operator_client.get(ROLLOUT).content.decode()
+        assert 'name="tenant" required id="id_tenant"' not in html
+        assert not any(t.name in html for t in tenants[per_page:])  # not on page 1
+        last = tenants[-1]
+        url = f"{ROLLOUT}?q={last.slug}"
+
+        def row_of(html: str) -> str:
+            row = html[html.index(f'<tr id="tenant-{last.pk}">') :]
+            return row[: row.index("</tr>")]
+
+        row = row_of(operator_client.get(url).content.decode())
+        assert 'value="pilot_add"' in row and f'name="tenant" value="{last.pk}"' in row
+        response = operator_client.post(url, {"action": "pilot_add", "tenant": last.pk})
+        assert response.status_code == 400
+        assert "Reason: This field is required." in row_of(response.content.decode())
+        assert not tenant_state_get(tenant=last).in_pilot
+        response = operator_client.post(
+            url, {"action": "pilot_add", "tenant": last.pk, "reason": "first pilot"}
+        )
+        assert response.status_code == 302
+        assert response["Location"] == url  # back to the search
+        assert tenant_state_get(tenant=last).in_pilot
+        assert 'value="pilot_add"' not in row_of(operator_client.get(url).content.decode())
+        # from a page loaded before: already in the pilot
+        response = operator_client.post(
+            url, {"action": "pilot_add", "tenant": last.pk, "reason": "again"}
+        )
+        assert response.status_code == 400
+        assert "Could not add to the pilot" in response.content.decode()
+
+    def test_pilot_and_override_cards_count_in_the_database(self, operator_client):
+        tenants = [TenantFactory(name=f"Pilot {n}") for n in range(6)]
+        for tenant in tenants:
+            TenantRolloutFactory(tenant=tenant, in_pilot=True, canary_only=tenant == tenants[0])
+        TenantRolloutFactory(tenant=TenantFactory(name="Held"), override=Override.HOLD_PILOT)
+        response = operator_client.get(ROLLOUT)
+        html = response.content.decode()
+        card = html[html.index("Pilot tenants") :]
+        card = card[: card.index('<div class="rb-card">')]
+        assert '<div class="rb-value">6</div>' in card
+        assert "Pilot 0 (canary), Pilot 1, Pilot 2, Pilot 3, …" in card
+        card = html[html.index(">Overrides<") :]
+        assert '<div class="rb-value">1</div>' in card and "Held: held at pilot" in card
+
+    def test_what_the_screen_reads_does_not_grow_with_tenants(self, operator_client, monkeypatch):
+        """8 tenants or 30 (in the pilot, half with overrides, with sites): the same queries
+        and rows read, with a page of 2 tenants (and 4 names on each summary card)."""
+        monkeypatch.setattr("rollout.views.TENANTS_PER_PAGE", 2)
+
+        def add(n: int) -> None:
+            rollout = TenantRolloutFactory(
+                tenant=TenantFactory(name=f"Tenant {n:02d}"),
+                in_pilot=True,
+                override=Override.HOLD_PILOT if n % 2 else Override.NONE,
+            )
+            WebChatSiteFactory(tenant=rollout.tenant)
+
+        for n in range(8):
+            add(n)
+
+        def measure():
+            figures = []
+            for params in [{}, {"q": "tenant", "page": "2"}]:
+                with reads() as seen:
+                    assert operator_client.get(ROLLOUT, params).status_code == 200
+                figures.append((seen["queries"], seen["rows"]))
+            return figures
+
+        operator_client.get(ROLLOUT)
+        few = measure()
+        for n in range(8, 30):
+            add(n)
+        assert measure() == few
+
 
 class TestTenantPage:
     def test_settings_form_and_site_canary(self, operator_client, tenant, site):
@@ -429,6 +511,29 @@ class TestTenantPage:
         change = ScheduledChange.objects.get()
         assert (change.tenant, change.changes) == (tenant, {"override": "off"})
         assert not TenantRollout.objects.filter(tenant=tenant, override="off").exists()
+
+    def test_its_scheduled_changes_only_are_read(self, operator_client, operator, tenant):
+        def schedule(for_tenant, reason: str) -> None:
+            services.scheduled_change_create(
+                actor=operator,
+                reason=reason,
+                run_at=timezone.now() + timedelta(days=1),
+                target="tenant",
+                tenant=for_tenant,
+                changes={"override": "off"},
+            )
+
+        schedule(tenant, "contract ends")
+        schedule(TenantFactory(), "someone else's")
+        operator_client.get(tenant_page(tenant))
+        with reads() as few:
+            html = operator_client.get(tenant_page(tenant)).content.decode()
+        assert "contract ends" in html and "someone else" not in html
+        for n in range(10):
+            schedule(TenantFactory(), f"other {n}")
+        with reads() as more:
+            operator_client.get(tenant_page(tenant))
+        assert (more["queries"], more["rows"]) == (few["queries"], few["rows"])
 
     def test_demote_from_the_tenant_page(self, operator_client, tenant, alert_sink):
         from django.test import TestCase
