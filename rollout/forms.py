@@ -10,6 +10,15 @@ from rollout.models import Mode, Override, ScheduledChange, ScheduleStatus, Stag
 from tenants.models import PlanTier, Tenant
 from webchat.models import WebChatSite
 
+# No tenant name is longer (NULs, which PostgreSQL text cannot hold, the middleware drops).
+TENANT_QUERY_MAX = 200
+
+
+class TenantSearchForm(forms.Form):
+    """A search of the tenants by name or slug (part of either, any case)."""
+
+    q = forms.CharField(required=False, max_length=TENANT_QUERY_MAX, label="Find tenant")
+
 
 class ReasonField(forms.CharField):
     def __init__(self, **kwargs):
@@ -97,7 +106,9 @@ class TenantRolloutForm(LoadedStateMixin, ScheduleMixin):
 
 
 class PilotAddForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none())
+    """Posted from a row of the tenant table (never rendered with a list of every tenant)."""
+
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), widget=forms.HiddenInput)
     canary_only = forms.BooleanField(required=False, label="Canary sites only")
     reason = ReasonField()
 

@@ -1,9 +1,12 @@
-"""Reads for `/admin/webchat-monitoring`: the QA guide's monitoring set, per tenant and overall.
+"""Reads for `/admin/webchat-monitoring`: the QA guide's monitoring set, overall (or for
+one tenant), for a page of tenants, and for the sites most in need of attention.
 
 Hourly counts come from `WebChatHourlyRollup` for hours the rollup task has finished
 (older than FRESH_HOURS) and from the raw rows for the latest hours, so the screen is
-current without scanning a week of raw rows. Everything is aggregated for all tenants at
-once: the query count does not grow with the number of tenants or sites.
+current without scanning a week of raw rows. The totals, the charts, the site counts and
+the order of the site readiness list are aggregated in the database; rows are read only
+for the page of tenants and the sites shown. Neither the query count nor the rows read
+grow with the number of tenants or sites.
 """
 
 from __future__ import annotations
@@ -12,8 +15,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import TruncHour
+from django.core.paginator import Page, Paginator
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    FloatField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, NullIf, TruncHour
 from django.utils import timezone
 
 from crm.models import Direction, Message
@@ -23,7 +41,8 @@ from rollout.selectors import (
     PolicySnapshot,
     TenantState,
     decide,
-    gate_latest_by_tenant,
+    site_allowed_filter,
+    tenant_list,
     tenant_stage,
 )
 from tenants.models import Tenant
@@ -52,6 +71,7 @@ COUNTERS = (
     "rate_limited",
 )
 SITES_SHOWN = 100
+TENANTS_PER_PAGE = 50
 
 
 def _hour(value: datetime) -> datetime:
@@ -121,10 +141,14 @@ class MonitoringReport:
     active_sites: int
     live_sites: int
     last_activity: datetime | None
-    tenants: list[TenantMonitor]
-    sites: list[SiteReadiness]
+    tenant_page: Page  # of TenantMonitor: the page of the per-tenant table asked for
+    sites: list[SiteReadiness]  # the most urgent first, at most SITES_SHOWN
     sites_total: int
     selected: Tenant | None = None
+
+    @property
+    def tenants(self) -> list[TenantMonitor]:
+        return list(self.tenant_page)
 
     @property
     def error_rate(self) -> float | None:
@@ -137,39 +161,58 @@ class MonitoringReport:
         return (self.end - self.last_activity).total_seconds()
 
 
-def _rollup_counts(since: datetime, until: datetime) -> dict[tuple[int, datetime], dict]:
+@dataclass(frozen=True)
+class _Bounds:
+    start: datetime
+    fresh_from: datetime  # hours from here on are read from the raw rows
+    end_hour: datetime
+    live_since: datetime
+
+
+def _add(counts: dict, key, values: dict) -> None:
+    """Add the counters among `values` to `counts[key]`."""
+    bucket = counts.setdefault(key, _zero())
+    for name in COUNTERS:
+        bucket[name] += values.get(name) or 0
+
+
+def _rollup_counts(since: datetime, until: datetime, *, where: Q, by: str) -> dict:
+    """Counter sums of the finished hours, by `by` ("hour" or "tenant_id")."""
     rows = (
-        WebChatHourlyRollup.objects.filter(hour__gte=since, hour__lt=until)
-        .values("tenant_id", "hour")
+        WebChatHourlyRollup.objects.filter(where, hour__gte=since, hour__lt=until)
+        .values(by)
         .annotate(**{name: Sum(name) for name in COUNTERS})
         .order_by()
     )
-    return {(row["tenant_id"], row["hour"]): {c: row[c] or 0 for c in COUNTERS} for row in rows}
+    counts: dict = {}
+    for row in rows:
+        _add(counts, row[by], row)
+    return counts
 
 
-def _raw_counts(since: datetime, until: datetime) -> dict[tuple[int, datetime], dict]:
-    counts: dict[tuple[int, datetime], dict] = {}
+def _raw_counts(since: datetime, until: datetime, *, where: Q, by: tuple[str, ...]) -> dict:
+    """Counters of the latest hours from the raw rows, by the `by` values (which include
+    "hour": conversations are counted distinct per hour, as the rollups count them)."""
+    counts: dict = {}
 
     def add(rows, mapping: dict[str, str]) -> None:
         for row in rows:
-            bucket = counts.setdefault((row["tenant_id"], row["hour"]), _zero())
-            for counter, source in mapping.items():
-                bucket[counter] += row[source] or 0
+            _add(counts, tuple(row[k] for k in by), {c: row[s] for c, s in mapping.items()})
 
-    sessions = WebChatSession.objects.filter(created_at__gte=since, created_at__lt=until)
+    sessions = WebChatSession.objects.filter(where, created_at__gte=since, created_at__lt=until)
     add(
         sessions.annotate(hour=TruncHour("created_at"))
-        .values("tenant_id", "hour")
+        .values(*by)
         .annotate(n=Count("id"), c=Count("conversation_id", distinct=True))
         .order_by(),
         {"sessions": "n", "conversations": "c"},
     )
     messages = Message.objects.filter(
-        created_at__gte=since, created_at__lt=until, conversation__channel="web"
+        where, created_at__gte=since, created_at__lt=until, conversation__channel="web"
     )
     add(
         messages.annotate(hour=TruncHour("created_at"))
-        .values("tenant_id", "hour")
+        .values(*by)
         .annotate(
             i=Count("id", filter=Q(direction=Direction.INBOUND)),
             o=Count("id", filter=Q(direction=Direction.OUTBOUND)),
@@ -177,10 +220,10 @@ def _raw_counts(since: datetime, until: datetime) -> dict[tuple[int, datetime], 
         .order_by(),
         {"messages_in": "i", "messages_out": "o"},
     )
-    events = WebChatEvent.objects.filter(created_at__gte=since, created_at__lt=until)
+    events = WebChatEvent.objects.filter(where, created_at__gte=since, created_at__lt=until)
     add(
         events.annotate(hour=TruncHour("created_at"))
-        .values("tenant_id", "hour")
+        .values(*by)
         .annotate(
             w=Count("id", filter=Q(type__in=WIDGET_EVENT_TYPES)),
             e=Count("id", filter=Q(type=EventType.ERROR)),
@@ -202,29 +245,63 @@ def _raw_counts(since: datetime, until: datetime) -> dict[tuple[int, datetime], 
     return counts
 
 
-def _site_activity(since: datetime) -> tuple[dict[int, datetime], dict[int, dict]]:
-    """Per site: last session activity, and event counts/last event in the window."""
-    last_seen = dict(
-        WebChatSession.objects.filter(last_seen_at__gte=since)
-        .values("site_id")
-        .annotate(last=Max("last_seen_at"))
-        .order_by()
-        .values_list("site_id", "last")
-    )
-    events = {
-        row["site_id"]: row
-        for row in WebChatEvent.objects.filter(created_at__gte=since)
-        .values("site_id")
-        .annotate(
-            last=Max("created_at"),
-            loads=Count("id", filter=Q(type=EventType.WIDGET_LOADED)),
-            widget=Count("id", filter=Q(type__in=WIDGET_EVENT_TYPES)),
-            errors=Count("id", filter=Q(type=EventType.ERROR)),
-            incidents=Count("id", filter=Q(type__in=INCIDENT_EVENT_TYPES)),
-        )
-        .order_by()
+def _series(bounds: _Bounds, hours: list[datetime], where: Q) -> tuple[dict, dict]:
+    """Counters per hour of the window and their totals (an hour's row per query)."""
+    counts = _rollup_counts(bounds.start, bounds.fresh_from, where=where, by="hour")
+    for (hour,), values in _raw_counts(
+        bounds.fresh_from, bounds.end_hour, where=where, by=("hour",)
+    ).items():
+        _add(counts, hour, values)
+    index = {hour: i for i, hour in enumerate(hours)}
+    series = {name: [0] * len(hours) for name in COUNTERS}
+    totals = _zero()
+    for hour, values in counts.items():
+        for name in COUNTERS:
+            totals[name] += values[name]
+            if hour in index:
+                series[name][index[hour]] += values[name]
+    return series, totals
+
+
+def _tenant_totals(bounds: _Bounds, tenant_ids: list[int]) -> dict[int, dict]:
+    where = Q(tenant_id__in=tenant_ids)
+    totals = _rollup_counts(bounds.start, bounds.fresh_from, where=where, by="tenant_id")
+    for (tenant_id, _), values in _raw_counts(
+        bounds.fresh_from, bounds.end_hour, where=where, by=("tenant_id", "hour")
+    ).items():
+        _add(totals, tenant_id, values)
+    return totals
+
+
+def _site_counts(live_since: datetime) -> dict:
+    """Aggregates for `WebChatSite`: all, active, and active with a visitor seen or an
+    event since `live_since`."""
+    live = Q(pk__in=WebChatSession.objects.filter(last_seen_at__gte=live_since).values("site_id"))
+    live |= Q(pk__in=WebChatEvent.objects.filter(created_at__gte=live_since).values("site_id"))
+    return {
+        "n_sites": Count("id"),
+        "n_active": Count("id", filter=Q(active=True)),
+        "n_live": Count("id", filter=Q(active=True) & live),
     }
-    return last_seen, events
+
+
+def _last_activity(since: datetime, where: Q, *, by_tenant: bool = False):
+    """The last visitor seen or event since `since`: overall, or by tenant id."""
+    sessions = WebChatSession.objects.filter(where, last_seen_at__gte=since)
+    events = WebChatEvent.objects.filter(where, created_at__gte=since)
+    if not by_tenant:
+        return _latest(
+            sessions.aggregate(last=Max("last_seen_at"))["last"],
+            events.aggregate(last=Max("created_at"))["last"],
+        )
+    last: dict[int, datetime | None] = {}
+    for rows in (
+        sessions.values("tenant_id").annotate(last=Max("last_seen_at")).order_by(),
+        events.values("tenant_id").annotate(last=Max("created_at")).order_by(),
+    ):
+        for row in rows:
+            last[row["tenant_id"]] = _latest(last.get(row["tenant_id"]), row["last"])
+    return last
 
 
 def _latest(*values: datetime | None) -> datetime | None:
@@ -236,7 +313,7 @@ def _readiness(site, decision, last, live, activity) -> SiteReadiness:
     domains = list(site.allowed_domains or [])
     loads, widget = activity.get("loads", 0), activity.get("widget", 0)
     errors, incidents = activity.get("errors", 0), activity.get("incidents", 0)
-    target = (settings.ROLLOUT_GATE_THRESHOLDS.get("error_event_rate") or {}).get("target")
+    target = _error_target()
     checks = [
         ("Site active", site.active, True),
         ("Allowed domains set", bool(domains) and "*" not in domains, True),
@@ -253,13 +330,160 @@ def _readiness(site, decision, last, live, activity) -> SiteReadiness:
     return SiteReadiness(site, decision, last, live, loads, errors, incidents, checks)
 
 
+def _error_target() -> float | None:
+    return (settings.ROLLOUT_GATE_THRESHOLDS.get("error_event_rate") or {}).get("target")
+
+
+def _urgency(policy: PolicySnapshot) -> Case:
+    """`SiteReadiness.status` in SQL, as a rank: 0 blocked, 1 attention, 2 ready. Over the
+    window's event counts annotated as loads, widget, errors and incidents."""
+    blocked = (
+        Q(active=False)
+        | Q(allowed_domains=[])
+        | Q(allowed_domains__contains=["*"])
+        | Q(bot__isnull=True)
+        | ~site_allowed_filter(policy)
+    )
+    attention = Q(loads=0) | Q(incidents__gt=F("loads"))
+    target = _error_target()
+    if target is not None:
+        attention |= Q(error_rate__gt=target)
+    return Case(When(blocked, then=Value(0)), When(attention, then=Value(1)), default=Value(2))
+
+
+def _site_readiness(
+    *, policy: PolicySnapshot, bounds: _Bounds, where: Q, limit: int
+) -> list[SiteReadiness]:
+    """The `limit` sites most in need of attention (blocked, attention, ready; then by
+    tenant and name), ranked in the database over every site in scope."""
+
+    def recent(types) -> Count:
+        return Count("recent__id", filter=Q(recent__type__in=list(types)))
+
+    sites = list(
+        WebChatSite.objects.filter(where)
+        .annotate(
+            recent=FilteredRelation("events", condition=Q(events__created_at__gte=bounds.start))
+        )
+        .annotate(
+            loads=recent([EventType.WIDGET_LOADED]),
+            widget=recent(WIDGET_EVENT_TYPES),
+            errors=recent([EventType.ERROR]),
+            incidents=recent(INCIDENT_EVENT_TYPES),
+            last_event=Max("recent__created_at"),
+        )
+        .annotate(
+            error_rate=Cast("errors", FloatField()) / NullIf(Cast("widget", FloatField()), 0.0)
+        )
+        .annotate(urgency=_urgency(policy))
+        .select_related("tenant__rollout", "bot")
+        .order_by("urgency", "tenant__name", "name", "pk")[:limit]
+    )
+    if not sites:
+        return []
+    last_seen = dict(
+        WebChatSession.objects.filter(
+            site_id__in=[s.pk for s in sites], last_seen_at__gte=bounds.start
+        )
+        .values("site_id")
+        .annotate(last=Max("last_seen_at"))
+        .order_by()
+        .values_list("site_id", "last")
+    )
+    rows = []
+    for site in sites:
+        last = _latest(last_seen.get(site.pk), site.last_event)
+        live = last is not None and last >= bounds.live_since
+        state = TenantState.of(site.tenant, getattr(site.tenant, "rollout", None))
+        activity = {
+            "loads": site.loads,
+            "widget": site.widget,
+            "errors": site.errors,
+            "incidents": site.incidents,
+        }
+        rows.append(_readiness(site, decide(policy, state, site.is_canary), last, live, activity))
+    return rows
+
+
+def _place(tenants: QuerySet[Tenant], tenant: Tenant) -> dict:
+    """How many `tenants` there are, whether `tenant` is one, and how many come before it
+    by name (one query)."""
+    return tenants.aggregate(
+        total=Count("pk"),
+        found=Count("pk", filter=Q(pk=tenant.pk)),
+        before=Count("pk", filter=Q(name__lt=tenant.name) | Q(name=tenant.name, pk__lt=tenant.pk)),
+    )
+
+
+def _tenant_page(
+    *,
+    policy: PolicySnapshot,
+    bounds: _Bounds,
+    tenants: QuerySet[Tenant],
+    number,
+    per_page: int,
+    selected: Tenant | None,
+) -> Page:
+    tenants = tenants.order_by("name", "pk")
+    # the newest gate evaluation of each: an index probe on (tenant, -id) per row fetched
+    newest = GateEvaluation.objects.filter(tenant_id=OuterRef("pk")).order_by("-id")
+    paginator = Paginator(
+        tenants.select_related("rollout").annotate(gate_id=Subquery(newest.values("id")[:1])),
+        per_page,
+    )
+    if number is None and selected is not None:
+        place = _place(tenants, selected)
+        paginator.count = place["total"]  # known now: the paginator need not count again
+        if place["found"]:
+            number = place["before"] // per_page + 1
+    page = paginator.get_page(number)
+    shown = list(page)
+    ids = [t.pk for t in shown]
+    if not ids:
+        return page
+    totals = _tenant_totals(bounds, ids)
+    sites = {
+        row["tenant_id"]: row
+        for row in WebChatSite.objects.filter(tenant_id__in=ids)
+        .values("tenant_id")
+        .annotate(**_site_counts(bounds.live_since))
+        .order_by()
+    }
+    last = _last_activity(bounds.start, Q(tenant_id__in=ids), by_tenant=True)
+    gates = GateEvaluation.objects.in_bulk([t.gate_id for t in shown if t.gate_id is not None])
+    monitors = []
+    for t in shown:
+        state = TenantState.of(t, getattr(t, "rollout", None))
+        counts = sites.get(t.pk, {"n_active": 0, "n_live": 0})
+        monitors.append(
+            TenantMonitor(
+                tenant=t,
+                stage=tenant_stage(policy, state),
+                decision=decide(policy, state, False),
+                totals=totals.get(t.pk, _zero()),
+                active_sites=counts["n_active"],
+                live_sites=counts["n_live"],
+                last_activity=last.get(t.pk),
+                gate=gates.get(t.gate_id),
+            )
+        )
+    return Page(monitors, page.number, paginator)
+
+
 def monitoring_report(
     *,
     policy: PolicySnapshot,
     window: str = "24h",
     tenant: Tenant | None = None,
+    tenants: QuerySet[Tenant] | None = None,
+    page: int | str | None = None,
+    per_page: int = TENANTS_PER_PAGE,
     now: datetime | None = None,
 ) -> MonitoringReport:
+    """The monitoring set over `window`, for every tenant or the `tenant` chosen, with the
+    `page` of the per-tenant table (`tenants`, every tenant by default; by name) and the
+    sites most in need of attention. With a tenant chosen and no page asked for, the
+    table opens on the page that tenant is on."""
     now = now or timezone.now()
     window = window if window in WINDOWS else "24h"
     end_hour = _hour(now) + timedelta(hours=1)
@@ -267,80 +491,36 @@ def monitoring_report(
     hours = [
         start + timedelta(hours=i) for i in range(int(WINDOWS[window].total_seconds()) // 3600)
     ]
-    fresh_from = max(start, end_hour - timedelta(hours=FRESH_HOURS))
-
-    counts = _rollup_counts(start, fresh_from)
-    counts.update(_raw_counts(fresh_from, end_hour))
-
-    tenants = list(Tenant.objects.select_related("rollout").order_by("name"))
-    sites = list(
-        WebChatSite.objects.select_related("tenant", "bot").order_by("tenant__name", "name")
-    )
+    # live: last activity in the window recent enough
     live_since = now - timedelta(minutes=settings.ROLLOUT_LIVE_TRAFFIC_MINUTES)
-    last_seen, site_events = _site_activity(start)
-    gates = gate_latest_by_tenant()
-    states = {t.pk: TenantState.of(t, getattr(t, "rollout", None)) for t in tenants}
-
-    per_tenant_totals: dict[int, dict] = {}
-    series = {name: [0] * len(hours) for name in COUNTERS}
-    index = {hour: i for i, hour in enumerate(hours)}
-    for (tenant_id, hour), values in counts.items():
-        totals = per_tenant_totals.setdefault(tenant_id, _zero())
-        for name in COUNTERS:
-            totals[name] += values[name]
-        if (tenant is None or tenant_id == tenant.pk) and hour in index:
-            for name in COUNTERS:
-                series[name][index[hour]] += values[name]
-
-    site_rows: list[SiteReadiness] = []
-    per_tenant_sites: dict[int, dict] = {}
-    for site in sites:
-        activity = site_events.get(site.pk, {})
-        last = _latest(last_seen.get(site.pk), activity.get("last"))
-        live = last is not None and last >= live_since
-        info = per_tenant_sites.setdefault(site.tenant_id, {"active": 0, "live": 0, "last": None})
-        info["active"] += int(site.active)
-        info["live"] += int(site.active and live)
-        info["last"] = _latest(info["last"], last)
-        if tenant is None or site.tenant_id == tenant.pk:
-            decision = decide(policy, states.get(site.tenant_id), site.is_canary)
-            site_rows.append(_readiness(site, decision, last, live, activity))
-
-    monitors = []
-    for t in tenants:
-        info = per_tenant_sites.get(t.pk, {"active": 0, "live": 0, "last": None})
-        state = states[t.pk]
-        monitors.append(
-            TenantMonitor(
-                tenant=t,
-                stage=tenant_stage(policy, state),
-                decision=decide(policy, state, False),
-                totals=per_tenant_totals.get(t.pk, _zero()),
-                active_sites=info["active"],
-                live_sites=info["live"],
-                last_activity=info["last"],
-                gate=gates.get(t.pk),
-            )
-        )
-    scope = [m for m in monitors if tenant is None or m.tenant.pk == tenant.pk]
-    overall = _zero()
-    for monitor in scope:
-        for name in COUNTERS:
-            overall[name] += monitor.totals[name]
-    order = {"blocked": 0, "attention": 1, "ready": 2}
-    site_rows.sort(key=lambda r: (order[r.status], r.site.tenant.name, r.site.name))
+    bounds = _Bounds(
+        start=start,
+        fresh_from=max(start, end_hour - timedelta(hours=FRESH_HOURS)),
+        end_hour=end_hour,
+        live_since=max(start, live_since),
+    )
+    where = Q() if tenant is None else Q(tenant_id=tenant.pk)
+    series, totals = _series(bounds, hours, where)
+    sites = WebChatSite.objects.filter(where).aggregate(**_site_counts(bounds.live_since))
     return MonitoringReport(
         window=window,
         start=start,
         end=now,
         hours=hours,
         series=series,
-        totals=overall,
-        active_sites=sum(m.active_sites for m in scope),
-        live_sites=sum(m.live_sites for m in scope),
-        last_activity=_latest(*(m.last_activity for m in scope)),
-        tenants=monitors,
-        sites=site_rows[:SITES_SHOWN],
-        sites_total=len(site_rows),
+        totals=totals,
+        active_sites=sites["n_active"],
+        live_sites=sites["n_live"],
+        last_activity=_last_activity(start, where),
+        tenant_page=_tenant_page(
+            policy=policy,
+            bounds=bounds,
+            tenants=tenant_list() if tenants is None else tenants,
+            number=page,
+            per_page=per_page,
+            selected=tenant,
+        ),
+        sites=_site_readiness(policy=policy, bounds=bounds, where=where, limit=SITES_SHOWN),
+        sites_total=sites["n_sites"],
         selected=tenant,
     )

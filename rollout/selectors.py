@@ -15,7 +15,9 @@ from typing import Protocol
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
 
 from rollout.models import (
     MODE_ORDER,
@@ -139,6 +141,34 @@ def decide(policy: PolicySnapshot, state: TenantState | None, site_is_canary: bo
     return Decision(True, "ga")
 
 
+def site_allowed_filter(policy: PolicySnapshot) -> Q:
+    """`decide(policy, state, site.is_canary).allowed` as a filter on `WebChatSite`, for a
+    screen that counts or orders sites by it in the database. The same ladder as `decide`
+    (a test holds the two to each other for every state). A tenant without a rollout row
+    has the default state: each term is NULL-free, so the filter negates as it should."""
+    if not policy.webchat_enabled:
+        return Q(pk__in=[])
+
+    def rollout(field: str, default) -> Coalesce:
+        return Coalesce(F(f"tenant__rollout__{field}"), Value(default))
+
+    override = rollout("override", Override.NONE)
+    forced_on = Q(Exact(override, Override.FORCE_ON))
+    if policy.mode == Mode.OFF:
+        return forced_on
+    forced_off = Q(Exact(override, Override.FORCE_OFF))
+    held = Q(Exact(override, Override.HOLD_PILOT))
+    pilot_rule = Q(Exact(rollout("canary_only", False), False)) | Q(is_canary=True)
+    pilot = Q(Exact(rollout("in_pilot", False), True)) & pilot_rule
+    if policy.mode == Mode.PILOT:
+        follows = pilot
+    elif policy.mode == Mode.TIERED:
+        follows = Q(tenant__plan_tier__in=list(policy.allowed_tiers)) | pilot
+    else:
+        follows = Q(pk__isnull=False)
+    return forced_on | (held & pilot_rule) | (~forced_off & ~forced_on & ~held & follows)
+
+
 def tenant_stage(policy: PolicySnapshot, state: TenantState) -> Stage:
     """The tenant's exposure under the policy, ignoring the global kill switch."""
     live = PolicySnapshot(policy.mode, True, policy.allowed_tiers, policy.saved)
@@ -243,6 +273,14 @@ def webchat_allowed(site: SiteLike, *, cached: dict | None = None) -> Decision:
 # --- reads for services and screens ---------------------------------------------------------
 
 
+def tenant_list(*, query: str = "") -> QuerySet[Tenant]:
+    """Every tenant, or those whose name or slug contains `query` (any case), by name."""
+    tenants = Tenant.objects.order_by("name", "pk")
+    if query:
+        tenants = tenants.filter(Q(name__icontains=query) | Q(slug__icontains=query))
+    return tenants
+
+
 def tenant_state_get(*, tenant: Tenant) -> TenantState:
     rollout = TenantRollout.objects.filter(tenant=tenant).first()
     return TenantState.of(tenant, rollout)
@@ -335,9 +373,36 @@ def tenant_rows(
     return rows
 
 
-def scheduled_change_list_pending() -> QuerySet[ScheduledChange]:
-    return ScheduledChange.objects.filter(status=ScheduleStatus.PENDING).select_related(
-        "tenant", "created_by"
+def scheduled_change_list_pending(*, tenant: Tenant | None = None) -> QuerySet[ScheduledChange]:
+    """Pending changes (of `tenant` only, if given)."""
+    changes = ScheduledChange.objects.filter(status=ScheduleStatus.PENDING)
+    if tenant is not None:
+        changes = changes.filter(tenant=tenant)
+    return changes.select_related("tenant", "created_by")
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    """How many tenants are in the pilot and have an override, with the first few of each
+    (by name)."""
+
+    pilot_count: int
+    pilot: list[TenantRollout]
+    override_count: int
+    overrides: list[TenantRollout]
+
+
+def tenant_rollout_summary(*, shown: int = 4) -> RolloutSummary:
+    counts = TenantRollout.objects.aggregate(
+        pilot=Count("pk", filter=Q(in_pilot=True)),
+        overrides=Count("pk", filter=~Q(override=Override.NONE)),
+    )
+    rows = TenantRollout.objects.select_related("tenant").order_by("tenant__name", "pk")
+    return RolloutSummary(
+        pilot_count=counts["pilot"],
+        pilot=list(rows.filter(in_pilot=True)[:shown]),
+        override_count=counts["overrides"],
+        overrides=list(rows.exclude(override=Override.NONE)[:shown]),
     )
 
 

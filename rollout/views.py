@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import urlencode
@@ -23,6 +22,7 @@ from core.text import ascii_digits
 from rollout import charts, services
 from rollout.exceptions import ChangedSinceLoaded, NoChange
 from rollout.forms import (
+    TENANT_QUERY_MAX,
     CancelScheduleForm,
     DemoteForm,
     KillSwitchForm,
@@ -31,9 +31,10 @@ from rollout.forms import (
     SiteCanaryForm,
     TenantActionForm,
     TenantRolloutForm,
+    TenantSearchForm,
 )
 from rollout.gates import GATE_SPECS
-from rollout.models import AuditAction, Override, ScheduleTarget, TenantRollout
+from rollout.models import AuditAction, ScheduleTarget
 from rollout.monitoring import WINDOWS, monitoring_report
 from rollout.selectors import (
     audit_list,
@@ -42,6 +43,8 @@ from rollout.selectors import (
     policy_read,
     scheduled_change_list_pending,
     scheduled_change_list_recent,
+    tenant_list,
+    tenant_rollout_summary,
     tenant_rows,
     tenant_stage,
     tenant_state_get,
@@ -51,7 +54,8 @@ from webchat.models import WebChatSite
 
 CHANGE_PERMISSION = "rollout.change_rolloutpolicy"
 TENANTS_PER_PAGE = 50
-TENANT_QUERY_MAX = 200
+# Actions posted from a row of the rollout screen's tenant table (their errors show there).
+ROW_ACTIONS = {"promote": "promote", "demote": "demote", "pilot_add": "add to the pilot"}
 # The monitoring screen's per-tenant table: a page of tenants (totals stay over all of them).
 MONITORING_TENANTS_PER_PAGE = 50
 
@@ -155,7 +159,21 @@ def _tenant_actions(request: HttpRequest) -> dict[str, tuple[type, Callable]]:
         )
         return f"{data['tenant'].name} demoted."
 
-    return {"promote": (TenantActionForm, promote), "demote": (DemoteForm, demote)}
+    def pilot_add(data: dict) -> str:
+        services.tenant_rollout_update(
+            tenant=data["tenant"],
+            actor=user,
+            reason=data["reason"],
+            in_pilot=True,
+            canary_only=data["canary_only"],
+        )
+        return f"{data['tenant'].name} added to the pilot."
+
+    return {
+        "promote": (TenantActionForm, promote),
+        "demote": (DemoteForm, demote),
+        "pilot_add": (PilotAddForm, pilot_add),
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -179,28 +197,16 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
                 return "Webchat re-enabled." if enabled else "Kill switch on: webchat is off."
 
             ok = _apply(form, toggle, request)
-        elif action == "pilot_add":
-            form = PilotAddForm(request.POST)
-
-            def add(data: dict) -> str:
-                services.tenant_rollout_update(
-                    tenant=data["tenant"],
-                    actor=user,
-                    reason=data["reason"],
-                    in_pilot=True,
-                    canary_only=data["canary_only"],
-                )
-                return f"{data['tenant'].name} added to the pilot."
-
-            ok = _apply(form, add, request)
-        elif action in ("promote", "demote"):
+        elif action in ROW_ACTIONS:
             form_class, run = _tenant_actions(request)[action]
             form = form_class(request.POST)
             ok = _apply(form, run, request)
             if not ok and "tenant" in form.cleaned_data:
                 row_errors[form.cleaned_data["tenant"].pk] = form
             elif not ok:
-                messages.error(request, f"Could not {action}: pick a tenant from the table.")
+                messages.error(
+                    request, f"Could not {ROW_ACTIONS[action]}: pick a tenant from the table."
+                )
         elif action == "cancel_schedule":
             form = CancelScheduleForm(request.POST)
 
@@ -217,8 +223,8 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
             ok, form = True, None
         else:
             return HttpResponse("Unknown action.", status=400)
-        if ok:
-            return redirect("rollout:screen")
+        if ok:  # back to the same page of the table (and search)
+            return redirect(request.get_full_path())
         bound[action] = form
         policy = policy_read()
     return render(
@@ -230,20 +236,11 @@ def rollout_screen(request: HttpRequest) -> HttpResponse:
 
 
 def _rollout_context(request, policy, bound: dict, row_errors: dict) -> dict:
-    # No name is longer (NULs, which PostgreSQL text cannot hold, the middleware drops).
     query = request.GET.get("q", "").strip()[:TENANT_QUERY_MAX]
-    tenants = Tenant.objects.order_by("name")
-    if query:
-        tenants = tenants.filter(Q(name__icontains=query) | Q(slug__icontains=query))
-    page = Paginator(tenants.values_list("pk", flat=True), TENANTS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    page = Paginator(
+        tenant_list(query=query).values_list("pk", flat=True), TENANTS_PER_PAGE
+    ).get_page(request.GET.get("page"))
     rows = tenant_rows(policy=policy, tenants=Tenant.objects.filter(pk__in=list(page)))
-    special = list(
-        TenantRollout.objects.filter(Q(in_pilot=True) | ~Q(override=Override.NONE))
-        .select_related("tenant")
-        .order_by("tenant__name")
-    )
     shown = {
         "mode": policy.mode,
         "allowed_tiers": list(policy.allowed_tiers),
@@ -258,14 +255,12 @@ def _rollout_context(request, policy, bound: dict, row_errors: dict) -> dict:
         policy=policy,
         policy_form=policy_form,
         kill_form=bound.get("kill") or bound.get("restore") or KillSwitchForm(),
-        pilot_form=bound.get("pilot_add") or PilotAddForm(),
         cancel_form=bound.get("cancel_schedule"),
         rows=rows,
         row_errors=row_errors,
         page=page,
         query=query,
-        pilot=[r for r in special if r.in_pilot],
-        overrides=[r for r in special if r.override],
+        summary=tenant_rollout_summary(),
         pending=list(scheduled_change_list_pending()),
         recent=scheduled_change_list_recent(),
         audit=audit_list(limit=30),
@@ -379,7 +374,7 @@ def _tenant_context(request, tenant: Tenant, bound: dict) -> dict:
         demote_form=bound.get("demote")
         or DemoteForm(initial={"tenant": tenant.pk, "target": settings.ROLLOUT_DEMOTION_TARGET}),
         canary_form=bound.get("site_canary"),
-        pending=[c for c in scheduled_change_list_pending() if c.tenant_id == tenant.pk],
+        pending=list(scheduled_change_list_pending(tenant=tenant)),
         audit=audit_list(tenant=tenant, limit=50),
         min_samples=settings.ROLLOUT_GATE_MIN_MESSAGES,
         window_hours=settings.ROLLOUT_GATE_WINDOW_HOURS,
@@ -397,8 +392,16 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
     wanted = request.GET.get("tenant", "")
     if ascii_digits(wanted) and len(wanted) <= 18:
         tenant = get_object_or_404(Tenant, pk=int(wanted))
-    report = monitoring_report(policy=policy_read(), window=window, tenant=tenant)
-    tenant_page = _monitoring_tenant_page(request, report)
+    search = TenantSearchForm(request.GET)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
+    report = monitoring_report(
+        policy=policy_read(),
+        window=window,
+        tenant=tenant,
+        tenants=tenant_list(query=query) if search.is_valid() else Tenant.objects.none(),
+        page=request.GET.get("page"),
+        per_page=MONITORING_TENANTS_PER_PAGE,
+    )
     series, hours = report.series, report.hours
     chart_list = [
         charts.line_chart(
@@ -435,6 +438,8 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
             chart_id="chart-incidents",
         ),
     ]
+    searched = {"q": query} if query else {}
+    chosen = {"tenant": tenant.pk} if tenant else {}
     return render(
         request,
         "rollout/monitoring.html",
@@ -442,25 +447,15 @@ def monitoring_screen(request: HttpRequest) -> HttpResponse:
             request,
             "Webchat monitoring",
             report=report,
-            tenant_page=tenant_page,
-            page_query=urlencode(
-                {"window": report.window, **({"tenant": tenant.pk} if tenant else {})}
-            ),
+            tenant_page=report.tenant_page,
+            search=search,
+            query=query,
+            # links to another page of the table, to a tenant of it, and to all tenants
+            page_query=urlencode({"window": report.window, **chosen, **searched}),
+            row_query=urlencode({"window": report.window, **searched}),
             charts=chart_list,
             windows=list(WINDOWS),
-            all_tenants=Tenant.objects.order_by("name").only("id", "name"),
             live_minutes=settings.ROLLOUT_LIVE_TRAFFIC_MINUTES,
         ),
+        status=200 if search.is_valid() else 400,
     )
-
-
-def _monitoring_tenant_page(request: HttpRequest, report):
-    """The page of the per-tenant table asked for; with a tenant chosen and no page asked
-    for, the page that tenant is on."""
-    number = request.GET.get("page")
-    if number is None and report.selected is not None:
-        index = next(
-            (i for i, m in enumerate(report.tenants) if m.tenant.pk == report.selected.pk), 0
-        )
-        number = index // MONITORING_TENANTS_PER_PAGE + 1
-    return Paginator(report.tenants, MONITORING_TENANTS_PER_PAGE).get_page(number)

@@ -8,14 +8,18 @@ from datetime import datetime, timedelta
 from django.db.models import (
     Avg,
     Count,
+    DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
+    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
+from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -32,10 +36,9 @@ from support.models import (
     SupportAlert,
     WebhookDelivery,
 )
-from support.sla import LEVEL_ORDER, Level, deadline, level_at
+from support.sla import URGENT_AT, WARNING_AT, Level, deadline, level_at
 from tenants.models import Tenant
 
-SLA_SCAN_LIMIT = 5000
 BREACH_RATE_DAYS = 7
 
 
@@ -318,54 +321,73 @@ class SlaOverview:
 
 
 def _waiting_links(tenant: Tenant | None) -> QuerySet[ChatwootConversationLink]:
+    """Open conversations whose customer wrote and no one has answered yet, each with its
+    first-response deadline (`due`: the first customer message plus its connection's SLA
+    minutes), computed in the database."""
     qs = ChatwootConversationLink.objects.filter(
         status=ChatwootStatus.OPEN,
         first_response_at__isnull=True,
         first_customer_message_at__isnull=False,
-    ).select_related("connection")
+    )
     if tenant is not None:
         qs = qs.filter(tenant=tenant)
-    return qs.order_by("first_customer_message_at")[:SLA_SCAN_LIMIT]
+    # (a plain integer: SQLite multiplies a duration by an IntegerField, not a positive one)
+    minutes = Cast("connection__sla_minutes", IntegerField())
+    sla = ExpressionWrapper(minutes * Value(timedelta(minutes=1)), output_field=DurationField())
+    return qs.annotate(
+        due=ExpressionWrapper(F("first_customer_message_at") + sla, output_field=DateTimeField())
+    )
 
 
 def sla_overview(
     *, tenant: Tenant | None, now: datetime | None = None, escalations: int = 10
 ) -> SlaOverview:
     """Open conversations waiting for a first response by level, the most urgent ones,
-    and the breach rate over the last 7 days (all tenants when `tenant` is None)."""
+    and the breach rate over the last 7 days (all tenants when `tenant` is None). Counted
+    in the database (the levels of `support.sla.level_at`, by deadline): what it reads does
+    not grow with the conversations waiting."""
     now = now or timezone.now()
-    counts = {level.value: 0 for level in Level}
-    waiting = []
-    for link in _waiting_links(tenant):
-        due = deadline(link, link.connection.sla_minutes)
-        level = level_at(due, now)
-        counts[level.value] += 1
-        waiting.append(Escalation(link=link, level=level, due_at=due))
-    waiting.sort(key=lambda e: (LEVEL_ORDER[e.level], e.due_at))
-    recent = ChatwootConversationLink.objects.filter(
-        first_customer_message_at__gte=now - timedelta(days=BREACH_RATE_DAYS)
+    week = now - timedelta(days=BREACH_RATE_DAYS)
+    waiting = _waiting_links(tenant)
+    counts = waiting.aggregate(
+        breach=Count("pk", filter=Q(due__lt=now)),
+        urgent=Count("pk", filter=Q(due__gte=now, due__lt=now + URGENT_AT)),
+        warning=Count("pk", filter=Q(due__gte=now + URGENT_AT, due__lte=now + WARNING_AT)),
+        normal=Count("pk", filter=Q(due__gt=now + WARNING_AT)),
+        # overdue but not flagged by the monitor yet: counted in the breach rate too
+        unflagged=Count(
+            "pk",
+            filter=Q(due__lt=now, breached_at__isnull=True, first_customer_message_at__gte=week),
+        ),
     )
+    unflagged = counts.pop("unflagged")
+    # levels follow the deadline: soonest first is the most urgent first
+    urgent = (
+        waiting.filter(due__lte=now + WARNING_AT)
+        .select_related("connection")
+        .order_by("due", "first_customer_message_at", "pk")[:escalations]
+        if escalations
+        else []
+    )
+    recent = ChatwootConversationLink.objects.filter(first_customer_message_at__gte=week)
     if tenant is not None:
         recent = recent.filter(tenant=tenant)
     totals = recent.aggregate(
         total=Count("id"), breached=Count("id", filter=Q(breached_at__isnull=False))
     )
-    # Overdue but not flagged by the monitor yet: count them too.
-    unflagged = sum(
-        1
-        for e in waiting
-        if e.level == Level.BREACH
-        and e.link.breached_at is None
-        and e.link.first_customer_message_at >= now - timedelta(days=BREACH_RATE_DAYS)
-    )
     breached = totals["breached"] + unflagged
     return SlaOverview(
-        counts=counts,
-        escalations=[e for e in waiting if e.level != Level.NORMAL][:escalations],
+        counts={level.value: counts[level.value] for level in Level},
+        escalations=[_escalation(link, now) for link in urgent],
         breach_rate=breached / totals["total"] if totals["total"] else None,
         conversations_7d=totals["total"],
         breached_7d=breached,
     )
+
+
+def _escalation(link: ChatwootConversationLink, now: datetime) -> Escalation:
+    due = deadline(link, link.connection.sla_minutes)
+    return Escalation(link=link, level=level_at(due, now), due_at=due)
 
 
 def alert_list(*, tenant: Tenant, limit: int = 5) -> list[SupportAlert]:

@@ -1,7 +1,9 @@
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 
 from tests.factories import UserFactory
 from tests.factories.rollout import RolloutPolicyFactory
@@ -87,3 +89,21 @@ def chat(client, site, *, messages: int, text: str = "pricing please", per_visit
             assert response.status_code == 201, response.content
             sent += 1
     return sent
+
+
+@contextmanager
+def reads():
+    """Counts the queries run and the rows they return (psycopg sets `rowcount` to the
+    rows of a SELECT once it has run; not for `.iterator()`, whose server-side cursor
+    streams its rows later: this counts those as none)."""
+    seen = {"queries": 0, "rows": 0}
+
+    def count(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        seen["queries"] += 1
+        if sql.lstrip().upper().startswith("SELECT"):
+            seen["rows"] += max(context["cursor"].rowcount, 0)
+        return result
+
+    with connection.execute_wrapper(count):
+        yield seen

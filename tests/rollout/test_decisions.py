@@ -4,19 +4,22 @@ import itertools
 
 import pytest
 
-from rollout.models import Mode, Override, Stage
+from rollout.models import Mode, Override, Stage, TenantRollout
 from rollout.selectors import (
     Decision,
     PolicySnapshot,
     TenantState,
     decide,
     generation_bump,
+    site_allowed_filter,
     tenant_stage,
     webchat_allowed,
 )
+from tenants.models import PlanTier
 from tests.factories import TenantFactory
 from tests.factories.rollout import RolloutPolicyFactory, TenantRolloutFactory
 from tests.factories.webchat import WebChatSiteFactory
+from webchat.models import WebChatSite
 
 MODES = [Mode.OFF, Mode.PILOT, Mode.TIERED, Mode.GA]
 OVERRIDES = [Override.NONE, Override.FORCE_ON, Override.FORCE_OFF, Override.HOLD_PILOT]
@@ -192,3 +195,43 @@ class TestWebchatAllowed:
         assert webchat_allowed(site).allowed  # still cached
         generation_bump()
         assert webchat_allowed(site) == Decision(False, "kill_switch")
+
+
+@pytest.mark.django_db
+def test_the_ladder_as_a_site_filter_agrees_with_decide():
+    """The monitoring screen ranks sites by readiness in the database, with the ladder as a
+    filter: for every policy, tenant state (with and without a rollout row) and canary flag
+    it allows exactly the sites `decide` allows, and its negation the others."""
+    states = [None, *itertools.product(OVERRIDES, [False, True], [False, True])]
+    expected_for = []
+    for number, (tier, rollout) in enumerate(
+        itertools.product([PlanTier.FREE, PlanTier.PRO], states)
+    ):
+        tenant = TenantFactory(plan_tier=tier, name=f"Ladder {number:02d}")
+        row = None
+        if rollout is not None:
+            override, in_pilot, canary_only = rollout
+            row = TenantRollout.objects.create(
+                tenant=tenant, override=override, in_pilot=in_pilot, canary_only=canary_only
+            )
+        for canary in (False, True):
+            site = WebChatSiteFactory(tenant=tenant, is_canary=canary)
+            expected_for.append((site.pk, TenantState.of(tenant, row), canary))
+    every = {pk for pk, _, _ in expected_for}
+    policies = [
+        PolicySnapshot(mode=mode, webchat_enabled=enabled, allowed_tiers=tiers)
+        for mode, enabled, tiers in itertools.product(
+            MODES, [True, False], [(), ("pro",), ("free", "pro")]
+        )
+    ]
+    for policy in policies:
+        allowed = {
+            pk for pk, state, canary in expected_for if decide(policy, state, canary).allowed
+        }
+        sites = WebChatSite.objects.filter(pk__in=every)
+        assert set(sites.filter(site_allowed_filter(policy)).values_list("pk", flat=True)) == (
+            allowed
+        ), policy
+        assert set(sites.exclude(site_allowed_filter(policy)).values_list("pk", flat=True)) == (
+            every - allowed
+        ), policy

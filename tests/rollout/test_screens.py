@@ -21,7 +21,7 @@ from rollout.selectors import policy_read, tenant_state_get
 from tests.factories import TenantFactory
 from tests.factories.rollout import RolloutPolicyFactory, TenantRolloutFactory
 from tests.factories.webchat import WebChatSiteFactory
-from tests.rollout.conftest import chat
+from tests.rollout.conftest import chat, reads
 from webchat.models import WebChatEvent, WebChatHourlyRollup
 from webchat.rollups import rollups_refresh
 
@@ -337,6 +337,88 @@ class TestRolloutScreen:
         with django_assert_max_num_queries(len(few.captured_queries)):
             operator_client.get(ROLLOUT)
 
+    def test_the_pilot_is_joined_from_the_tenant_table_not_a_list_of_every_tenant(
+        self, operator_client
+    ):
+        """Thousands of tenants: no picker of them all; find the tenant, add it on its row."""
+        from rollout.views import TENANTS_PER_PAGE as per_page
+
+        RolloutPolicyFactory(mode=Mode.PILOT)
+        tenants = [TenantFactory(name=f"Tenant {n:03d}") for n in range(per_page + 5)]
+        html = operator_client.get(ROLLOUT).content.decode()
+        assert 'name="tenant" required id="id_tenant"' not in html
+        assert not any(t.name in html for t in tenants[per_page:])  # not on page 1
+        last = tenants[-1]
+        url = f"{ROLLOUT}?q={last.slug}"
+
+        def row_of(html: str) -> str:
+            row = html[html.index(f'<tr id="tenant-{last.pk}">') :]
+            return row[: row.index("</tr>")]
+
+        row = row_of(operator_client.get(url).content.decode())
+        assert 'value="pilot_add"' in row and f'name="tenant" value="{last.pk}"' in row
+        response = operator_client.post(url, {"action": "pilot_add", "tenant": last.pk})
+        assert response.status_code == 400
+        assert "Reason: This field is required." in row_of(response.content.decode())
+        assert not tenant_state_get(tenant=last).in_pilot
+        response = operator_client.post(
+            url, {"action": "pilot_add", "tenant": last.pk, "reason": "first pilot"}
+        )
+        assert response.status_code == 302
+        assert response["Location"] == url  # back to the search
+        assert tenant_state_get(tenant=last).in_pilot
+        assert 'value="pilot_add"' not in row_of(operator_client.get(url).content.decode())
+        # from a page loaded before: already in the pilot
+        response = operator_client.post(
+            url, {"action": "pilot_add", "tenant": last.pk, "reason": "again"}
+        )
+        assert response.status_code == 400
+        assert "Could not add to the pilot" in response.content.decode()
+
+    def test_pilot_and_override_cards_count_in_the_database(self, operator_client):
+        tenants = [TenantFactory(name=f"Pilot {n}") for n in range(6)]
+        for tenant in tenants:
+            TenantRolloutFactory(tenant=tenant, in_pilot=True, canary_only=tenant == tenants[0])
+        TenantRolloutFactory(tenant=TenantFactory(name="Held"), override=Override.HOLD_PILOT)
+        response = operator_client.get(ROLLOUT)
+        html = response.content.decode()
+        card = html[html.index("Pilot tenants") :]
+        card = card[: card.index('<div class="rb-card">')]
+        assert '<div class="rb-value">6</div>' in card
+        assert "Pilot 0 (canary), Pilot 1, Pilot 2, Pilot 3, …" in card
+        card = html[html.index(">Overrides<") :]
+        assert '<div class="rb-value">1</div>' in card and "Held: held at pilot" in card
+
+    def test_what_the_screen_reads_does_not_grow_with_tenants(self, operator_client, monkeypatch):
+        """8 tenants or 30 (in the pilot, half with overrides, with sites): the same queries
+        and rows read, with a page of 2 tenants (and 4 names on each summary card)."""
+        monkeypatch.setattr("rollout.views.TENANTS_PER_PAGE", 2)
+
+        def add(n: int) -> None:
+            rollout = TenantRolloutFactory(
+                tenant=TenantFactory(name=f"Tenant {n:02d}"),
+                in_pilot=True,
+                override=Override.HOLD_PILOT if n % 2 else Override.NONE,
+            )
+            WebChatSiteFactory(tenant=rollout.tenant)
+
+        for n in range(8):
+            add(n)
+
+        def measure():
+            figures = []
+            for params in [{}, {"q": "tenant", "page": "2"}]:
+                with reads() as seen:
+                    assert operator_client.get(ROLLOUT, params).status_code == 200
+                figures.append((seen["queries"], seen["rows"]))
+            return figures
+
+        operator_client.get(ROLLOUT)
+        few = measure()
+        for n in range(8, 30):
+            add(n)
+        assert measure() == few
+
 
 class TestTenantPage:
     def test_settings_form_and_site_canary(self, operator_client, tenant, site):
@@ -430,6 +512,29 @@ class TestTenantPage:
         assert (change.tenant, change.changes) == (tenant, {"override": "off"})
         assert not TenantRollout.objects.filter(tenant=tenant, override="off").exists()
 
+    def test_its_scheduled_changes_only_are_read(self, operator_client, operator, tenant):
+        def schedule(for_tenant, reason: str) -> None:
+            services.scheduled_change_create(
+                actor=operator,
+                reason=reason,
+                run_at=timezone.now() + timedelta(days=1),
+                target="tenant",
+                tenant=for_tenant,
+                changes={"override": "off"},
+            )
+
+        schedule(tenant, "contract ends")
+        schedule(TenantFactory(), "someone else's")
+        operator_client.get(tenant_page(tenant))
+        with reads() as few:
+            html = operator_client.get(tenant_page(tenant)).content.decode()
+        assert "contract ends" in html and "someone else" not in html
+        for n in range(10):
+            schedule(TenantFactory(), f"other {n}")
+        with reads() as more:
+            operator_client.get(tenant_page(tenant))
+        assert (more["queries"], more["rows"]) == (few["queries"], few["rows"])
+
     def test_demote_from_the_tenant_page(self, operator_client, tenant, alert_sink):
         from django.test import TestCase
 
@@ -508,7 +613,7 @@ class TestMonitoringScreen:
         assert (
             html.count('<div class="rb-small"><a href="/admin/webchat-rollout/tenants/') == per_page
         )
-        assert len(response.context["report"].tenants) == per_page + 5
+        assert response.context["tenant_page"].paginator.count == per_page + 5
         assert "page 1 of 2" in html
         assert 'href="?page=2&amp;window=24h"' in html
         rest = operator_client.get(MONITORING, {"page": 2, "window": "24h"})
@@ -517,6 +622,73 @@ class TestMonitoringScreen:
         chosen = operator_client.get(MONITORING, {"tenant": last.pk})
         assert chosen.context["tenant_page"].number == 2
         assert f'href="?page=1&amp;window=24h&amp;tenant={last.pk}"' in chosen.content.decode()
+
+    def test_the_tenant_picker_is_a_search_not_every_tenant(self, operator_client):
+        """Thousands of tenants: no list of them all; a search (name or slug) narrows the
+        table, whose names choose the tenant the screen shows."""
+        from rollout.views import MONITORING_TENANTS_PER_PAGE as per_page
+
+        tenants = [TenantFactory(name=f"Tenant {n:03d}") for n in range(per_page + 5)]
+        html = operator_client.get(MONITORING).content.decode()
+        assert '<select id="tenant"' not in html
+        assert 'name="q"' in html
+        assert not any(t.name in html for t in tenants[per_page:])  # not on page 1
+        found = operator_client.get(MONITORING, {"q": "tenant 05", "window": "7d"})
+        assert [m.tenant for m in found.context["tenant_page"]] == tenants[50:55]
+        html = found.content.decode()
+        assert 'value="tenant 05"' in html and "5 tenants match" in html
+        assert f'href="?tenant={tenants[52].pk}&amp;window=7d&amp;q=tenant+05"' in html
+        by_slug = operator_client.get(MONITORING, {"q": tenants[7].slug.upper()})
+        assert tenants[7] in [m.tenant for m in by_slug.context["tenant_page"]]
+        chosen = operator_client.get(MONITORING, {"tenant": tenants[52].pk, "q": "tenant 05"})
+        assert chosen.context["report"].selected == tenants[52]
+        html = chosen.content.decode()
+        # the scope stays when the window or the search changes, and can be left
+        assert f'<input type="hidden" name="tenant" value="{tenants[52].pk}">' in html
+        assert 'href="?window=24h&amp;q=tenant+05">all tenants</a>' in html
+
+    def test_pages_of_a_search_keep_it(self, operator_client):
+        from rollout.views import MONITORING_TENANTS_PER_PAGE as per_page
+
+        [TenantFactory(name=f"Acme {n:03d}") for n in range(per_page + 1)]
+        TenantFactory(name="Other")
+        response = operator_client.get(MONITORING, {"q": "acme"})
+        html = response.content.decode()
+        assert "page 1 of 2" in html and f"{per_page + 1} tenants match" in html
+        assert 'href="?page=2&amp;window=24h&amp;q=acme"' in html
+        rest = operator_client.get(MONITORING, {"q": "acme", "page": "2"})
+        assert [m.tenant.name for m in rest.context["tenant_page"]] == [f"Acme {per_page:03d}"]
+
+    @pytest.mark.parametrize(
+        ("query", "found"),
+        [
+            ("North\x00wind", ["Northwind"]),  # NUL dropped by the middleware
+            ("\x00", ["Northwind", "Other Co"]),
+            ("   ", ["Northwind", "Other Co"]),
+            ("%_", []),
+            ("nORTH", ["Northwind"]),
+            ("\u202enorth", []),
+            ("' OR 1=1 --", []),
+        ],
+    )
+    def test_odd_searches_are_no_500(self, operator_client, tenant, other_tenant, query, found):
+        for page in ["", "abc", "-1", "99999999999999999999", "\u0661"]:
+            response = operator_client.get(MONITORING, {"q": query, "page": page})
+            assert response.status_code == 200, (query, page)
+            assert [m.tenant.name for m in response.context["tenant_page"]] == found
+        if not found:
+            assert "No tenant matches" in response.content.decode()
+
+    def test_a_search_too_long_is_a_form_error(self, operator_client, tenant, site):
+        response = operator_client.get(MONITORING, {"q": "N" * 201})
+        assert response.status_code == 400
+        html = response.content.decode()
+        assert "Ensure this value has at most 200 characters (it has 201)." in html
+        assert list(response.context["tenant_page"]) == []
+        assert response.context["report"].active_sites == 1  # the rest of the screen stays
+        assert operator_client.get(MONITORING, {"q": "N" * 200}).status_code == 200
+        response = operator_client.get(MONITORING, {"q": "N" * 20000})
+        assert response.status_code == 400
 
     def test_one_tenant(self, operator_client, client, site, flow_bot, other_tenant):
         chat(client, site, messages=2)

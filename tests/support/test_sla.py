@@ -214,3 +214,87 @@ def test_a_pending_alert_another_run_is_posting_is_left_to_it(tenant, alert_sink
     assert alerts.alerts_pending_deliver() == 1  # the other run let go without posting it
     assert alert_sink.texts == ["[Level 1] SLA breach: #1"]
     assert alerts.alerts_pending_deliver() == 0
+
+
+def test_tiles_at_the_level_boundaries_with_each_connections_sla(tenant, connection):
+    """Levels are counted in the database: the same as `level_at`, at its boundaries, with
+    each connection's own SLA; the escalations are the most urgent, by deadline."""
+    from tests.factories.support import ChatwootConnectionFactory
+
+    slow = ChatwootConnectionFactory(tenant=tenant, sla_minutes=120)
+    now = timezone.now()
+    remaining = [30 * M, 15 * M + S, 15 * M, 5 * M, 5 * M - S, timedelta(0), -S, -60 * M]
+    expected = dict.fromkeys(["normal", "warning", "urgent", "breach"], 0)
+    due = []
+    for conn in (connection, slow):
+        for left in remaining:
+            first = now - conn.sla_minutes * M + left
+            ChatwootConversationLinkFactory(
+                connection=conn, first_customer_message_at=first, waiting_since=first
+            )
+            expected[sla.level_for_remaining(left)] += 1
+            due.append(now + left)
+    _link(connection, waited=90 * M, responded_after=M)  # answered: not waiting
+    _link(connection, waited=90 * M, status=ChatwootStatus.RESOLVED)
+    overview = selectors.sla_overview(tenant=tenant, now=now, escalations=7)
+    assert overview.counts == expected
+    soonest = sorted(d for d in due if d - now <= 15 * M)[:7]
+    assert [e.due_at for e in overview.escalations] == soonest
+    assert [e.level for e in overview.escalations] == [sla.level_at(d, now) for d in soonest]
+
+
+def test_the_overview_reads_no_more_rows_for_more_waiting_conversations(tenant, connection):
+    """Counts come from one aggregate and the escalations are a LIMIT: what the support
+    home reads does not grow with the conversations waiting (nor the all-tenant gauges)."""
+    from django.db import connection as db
+
+    def measure(**kwargs) -> tuple[int, int]:
+        seen = {"queries": 0, "rows": 0}
+
+        def count(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            seen["queries"] += 1
+            seen["rows"] += max(context["cursor"].rowcount, 0)
+            return result
+
+        with db.execute_wrapper(count):
+            selectors.sla_overview(**kwargs)
+        return seen["queries"], seen["rows"]
+
+    def wait(n: int) -> None:
+        for k in range(n):
+            _link(connection, waited=(20 + k % 30) * M)  # warning, urgent or breach
+
+    wait(12)
+    few = measure(tenant=tenant), measure(tenant=None, escalations=0)
+    wait(40)
+    assert (measure(tenant=tenant), measure(tenant=None, escalations=0)) == few
+    overview = selectors.sla_overview(tenant=tenant)
+    assert sum(overview.counts.values()) == 52 and len(overview.escalations) == 10
+
+
+def test_the_tiles_count_every_waiting_conversation(tenant, connection):
+    """They counted the 5,000 oldest only: with more waiting, the newest (the normal ones)
+    went missing from the tiles and the gauges."""
+    from support.models import ChatwootConversationLink
+
+    now = timezone.now()
+    ChatwootConversationLink.objects.bulk_create(
+        [
+            ChatwootConversationLink(
+                tenant=tenant,
+                connection=connection,
+                chatwoot_conversation_id=n + 1,
+                first_customer_message_at=now - (40 * M if n < 5000 else M),
+                waiting_since=now,
+            )
+            for n in range(6000)
+        ]
+    )
+    assert selectors.sla_overview(tenant=tenant, now=now).counts == {
+        "normal": 1000,
+        "warning": 0,
+        "urgent": 0,
+        "breach": 5000,
+    }
+    assert selectors.sla_overview(tenant=None, now=now, escalations=0).counts["normal"] == 1000
