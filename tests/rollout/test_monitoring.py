@@ -226,3 +226,43 @@ def test_what_the_screen_reads_does_not_grow_with_tenants(operator_client, monke
         TenantRolloutFactory(tenant=tenant, in_pilot=True)
     assert measure() == few
     assert max(queries for queries, _ in few) <= 25
+
+
+def test_the_databases_site_ranking_agrees_with_each_sites_checks(monkeypatch):
+    """The readiness list is ordered in SQL (`_urgency`) and each row's status comes from
+    its checks in Python (`_readiness`): one site failing each check in turn lands under
+    the status its checks give, and the list stays blocked, then attention, then ready."""
+    monkeypatch.setattr("rollout.monitoring.SITES_SHOWN", 50)
+    RolloutPolicyFactory(mode=Mode.PILOT)
+    now = timezone.now()
+
+    def site(name, *, pilot=True, bot=True, events=(), **fields):
+        tenant = TenantFactory(name=name)
+        TenantRolloutFactory(tenant=tenant, in_pilot=pilot)
+        made = WebChatSiteFactory(
+            tenant=tenant, name=name, bot=BotFactory(tenant=tenant) if bot else None, **fields
+        )
+        session = WebChatSessionFactory(site=made)
+        for type_, count in events:
+            for _ in range(count):
+                WebChatEventFactory(site=made, session=session, type=type_)
+        return made
+
+    seen = [(EventType.WIDGET_LOADED, 2)]
+    expected = {
+        site("Inactive", active=False, events=seen): "blocked",
+        site("No domains", allowed_domains=[], events=seen): "blocked",
+        site("Any domain", allowed_domains=["*"], events=seen): "blocked",
+        site("No bot", bot=False, events=seen): "blocked",
+        site("Not in the pilot", pilot=False, events=seen): "blocked",
+        site("Never loaded"): "attention",
+        site("Errors", events=[*seen, (EventType.ERROR, 2)]): "attention",
+        site("Incidents", events=[*seen, (EventType.RATE_LIMITED, 3)]): "attention",
+        site("Few errors", events=[(EventType.WIDGET_LOADED, 60), (EventType.ERROR, 1)]): "ready",
+        site("Ready", events=seen): "ready",
+    }
+    report = monitoring_report(policy=policy_read(), now=now)
+    assert {row.site: row.status for row in report.sites} == expected
+    ranks = {"blocked": 0, "attention": 1, "ready": 2}
+    statuses = [ranks[row.status] for row in report.sites]
+    assert statuses == sorted(statuses)
